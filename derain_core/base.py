@@ -1,0 +1,165 @@
+"""Common base of the five networks: padding, cropping and intermediate-map capture.
+
+Every network implements two things:
+
+* ``derain(x, rec)``: the forward pass on an input already padded to the card's
+  ``size_multiple``; it returns the clean image and records maps with ``rec(key, tensor)``;
+* ``map_specs()``: the list of :class:`MapSpec` it promises to record.
+
+The base class gives the uniform public API::
+
+    model(x)                        # clean image, same shape as x
+    model.forward_intermediates(x)  # (clean, {key: tensor}) with maps cropped to x's frame
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MapKind = Literal["image", "attention", "feature", "band", "vector"]
+
+
+@dataclass(frozen=True)
+class MapSpec:
+    """Promise of one intermediate tensor.
+
+    Spatial maps (``scale`` > 0) have shape ``(B, channels, ceil(H/scale), ceil(W/scale))``
+    for an input of size ``H x W``; other maps have the fixed shape ``(B, channels, *size)``.
+    ``group`` is a "/"-separated path the apps use to arrange maps (e.g. ``"stage 3/scale 2"``).
+    """
+
+    key: str
+    kind: MapKind
+    title: str
+    meaning: str
+    channels: int
+    scale: int = 1
+    size: tuple[int, int] | None = None
+    group: str = ""
+
+    def shape(self, batch: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """Expected tensor shape for an input of ``batch x 3 x height x width``."""
+        if self.scale > 0:
+            return (batch, self.channels, math.ceil(height / self.scale), math.ceil(width / self.scale))
+        assert self.size is not None, f"{self.key}: non-spatial map needs a fixed size"
+        return (batch, self.channels, *self.size)
+
+
+class Recorder:
+    """Collects named, detached intermediate tensors during one forward pass.
+
+    A disabled recorder (``Recorder.off()``) is free: ``rec(key, t)`` does nothing and
+    ``rec.enabled`` lets a block skip work that only serves display (summaries).
+    ``full`` asks blocks to also keep huge maps (JDNet's 49-way weights, MFAN's
+    full similarity matrices) instead of only their summaries.
+    """
+
+    def __init__(self, enabled: bool = True, full: bool = False, prefix: str = "",
+                 store: dict[str, torch.Tensor] | None = None, spatial: set[str] | None = None):
+        self.enabled = enabled
+        self.full = full
+        self.prefix = prefix
+        self.maps: dict[str, torch.Tensor] = {} if store is None else store
+        self.spatial: set[str] = set() if spatial is None else spatial
+
+    @classmethod
+    def off(cls) -> "Recorder":
+        return cls(enabled=False)
+
+    def __call__(self, key: str, tensor: torch.Tensor, spatial: bool = True) -> None:
+        """Store ``tensor`` under ``prefix + key``; ``spatial`` maps get cropped later."""
+        if not self.enabled:
+            return
+        name = self.prefix + key
+        self.maps[name] = tensor.detach().float()
+        if spatial:
+            self.spatial.add(name)
+
+    def child(self, prefix: str) -> "Recorder":
+        """A recorder writing into the same store with a longer key prefix."""
+        if not self.enabled:
+            return self
+        return Recorder(True, self.full, self.prefix + prefix, self.maps, self.spatial)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflect-pad the bottom and right of ``x`` to a multiple; returns the padding."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect")
+    return x, (ph, pw)
+
+
+def crop_map(t: torch.Tensor, padded_hw: tuple[int, int], hw: tuple[int, int]) -> torch.Tensor:
+    """Crop a map computed on the padded frame back to the input's frame.
+
+    A map at 1/s of the padded size keeps its top-left ``ceil(H/s) x ceil(W/s)`` pixels.
+    """
+    hp, wp = padded_hw
+    h, w = hw
+    mh, mw = t.shape[-2:]
+    th = math.ceil(mh * h / hp)
+    tw = math.ceil(mw * w / wp)
+    return t[..., :th, :tw]
+
+
+class DerainNet(nn.Module):
+    """Base class of the five networks (see module docstring)."""
+
+    card = None  # set by registry.register
+
+    def derain(self, x: torch.Tensor, rec: Recorder) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def map_specs(self) -> list[MapSpec]:  # pragma: no cover
+        raise NotImplementedError
+
+    @property
+    def size_multiple(self) -> int:
+        return self.card.size_multiple if self.card is not None else 1
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected a Bx3xHxW tensor, got shape {tuple(x.shape)}")
+        min_size = self.card.min_size if self.card is not None else 16
+        if min(x.shape[-2:]) < min_size:
+            raise ValueError(f"image too small: {x.shape[-2]}x{x.shape[-1]} "
+                             f"(at least {min_size}x{min_size} pixels)")
+
+    def _run(self, x: torch.Tensor, rec: Recorder) -> torch.Tensor:
+        self._check_input(x)
+        h, w = x.shape[-2:]
+        xp, (ph, pw) = pad_to_multiple(x, self.size_multiple)
+        clean = self.derain(xp, rec)
+        if rec.enabled and (ph or pw):
+            padded = xp.shape[-2:]
+            for key in rec.spatial:
+                rec.maps[key] = crop_map(rec.maps[key], padded, (h, w))
+        return clean[..., :h, :w]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Clean image for ``x`` (Bx3xHxW, RGB in [0, 1]); same shape as ``x``."""
+        return self._run(x, Recorder.off())
+
+    def forward_intermediates(self, x: torch.Tensor, full: bool = False
+                              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Clean image and every map of :meth:`map_specs`, cropped to ``x``'s frame.
+
+        ``full=True`` additionally keeps huge maps that are summarized by default.
+        """
+        rec = Recorder(enabled=True, full=full)
+        clean = self._run(x, rec)
+        return clean, rec.maps
+
+    def training_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Tensors the paper's loss needs, with gradients; at least ``{"output": clean}``.
+
+        Networks with auxiliary supervision (MSAMNet's SAM) override this.
+        """
+        return {"output": self(x)}

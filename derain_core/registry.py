@@ -1,0 +1,108 @@
+"""Model registry: one :class:`ModelCard` per network, timm/spandrel style.
+
+A network module declares its card and registers its class::
+
+    CARD = ModelCard(id="msamnet", ...)
+
+    @register(CARD)
+    class MSAMNet(DerainNet): ...
+
+The engine reads everything it needs (size multiple, half-precision support, tiling,
+weights files) from the card, so it needs no per-model special cases.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+import torch.nn as nn
+
+
+@dataclass(frozen=True)
+class PaperResult:
+    """A number the paper reports (not measured by us)."""
+
+    dataset: str
+    psnr: float
+    ssim: float
+    colour_space: str  # "Y", "RGB" or "not stated"
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything the engine and the apps need to know about one network."""
+
+    id: str
+    name: str
+    paper: str
+    venue: str
+    year: int
+    predicts: str  # "rain layer" (output = input - R) or "clean image"
+    description: str
+    size_multiple: int = 1  # the network pads to this multiple internally
+    min_size: int = 16  # smallest accepted side, in pixels
+    supports_fp16: bool = False  # allowed on CUDA (checked by a test against fp32)
+    supports_bf16: bool = False  # allowed on CUDA and on CPUs with native bf16
+    tiling: str = "supported"  # "supported" | "discouraged"
+    tile_overlap: int = 32  # pixels of overlap the engine uses when tiling
+    default_config: dict[str, Any] = field(default_factory=dict)
+    test_config: dict[str, Any] = field(default_factory=dict)  # tiny config for fast tests
+    paper_results: tuple[PaperResult, ...] = ()
+    provenance: tuple[str, ...] = ()  # "paper: ...", "choice: ...", "official code: ..."
+    license: str = "MIT (this re-implementation)"
+    weights: dict[str, str] = field(default_factory=dict)  # variant -> file in weights/
+    default_variant: str | None = None
+
+    def with_(self, **changes: Any) -> "ModelCard":
+        return replace(self, **changes)
+
+
+_REGISTRY: dict[str, tuple[ModelCard, type[nn.Module]]] = {}
+MODEL_IDS = ("msamnet", "dsmnet", "mfan", "rranet", "jdnet")
+
+
+def register(card: ModelCard) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator that adds a network and its card to the registry."""
+
+    def wrap(cls: type[nn.Module]) -> type[nn.Module]:
+        if card.id in _REGISTRY:
+            raise ValueError(f"model id {card.id!r} registered twice")
+        cls.card = card
+        _REGISTRY[card.id] = (card, cls)
+        return cls
+
+    return wrap
+
+
+def _ensure_loaded() -> None:
+    from . import models  # noqa: F401  (imports every network module, which registers it)
+
+
+def list_models() -> list[ModelCard]:
+    """All model cards, in the product's fixed order."""
+    _ensure_loaded()
+    order = {m: i for i, m in enumerate(MODEL_IDS)}
+    return sorted((c for c, _ in _REGISTRY.values()), key=lambda c: order.get(c.id, 99))
+
+
+def get_card(model_id: str) -> ModelCard:
+    """The card of one model; raises ``KeyError`` with the known ids."""
+    _ensure_loaded()
+    if model_id not in _REGISTRY:
+        raise KeyError(f"unknown model {model_id!r}; known: {', '.join(MODEL_IDS)}")
+    return _REGISTRY[model_id][0]
+
+
+def create_model(model_id: str, **config: Any) -> nn.Module:
+    """Build a network with random initial weights.
+
+    ``config`` overrides entries of the card's ``default_config``.
+    """
+    card = get_card(model_id)
+    cls = _REGISTRY[model_id][1]
+    unknown = set(config) - set(card.default_config)
+    if unknown:
+        raise TypeError(f"{model_id}: unknown config keys {sorted(unknown)}; "
+                        f"known: {sorted(card.default_config)}")
+    return cls(**{**card.default_config, **config})
