@@ -1,0 +1,90 @@
+"""Trained weights: safetensors files plus a JSON card each, in ``weights/``.
+
+File names are ``<model id>_<variant>.safetensors`` and ``<model id>_<variant>.json``.
+The safetensors metadata holds the model config, so a file rebuilds its own network.
+Nothing is ever downloaded; no pickle is ever loaded.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .registry import create_model, get_card
+
+WEIGHTS_DIR = Path(os.environ.get("DERAIN_WEIGHTS_DIR", Path(__file__).resolve().parent.parent / "weights"))
+
+
+def weights_path(model_id: str, variant: str, directory: Path | None = None) -> Path:
+    return Path(directory or WEIGHTS_DIR) / f"{model_id}_{variant}.safetensors"
+
+
+def card_path(model_id: str, variant: str, directory: Path | None = None) -> Path:
+    return Path(directory or WEIGHTS_DIR) / f"{model_id}_{variant}.json"
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def available_variants(model_id: str, directory: Path | None = None) -> list[str]:
+    """Variants that have a weights file for ``model_id`` (sorted)."""
+    d = Path(directory or WEIGHTS_DIR)
+    prefix = f"{model_id}_"
+    return sorted(p.stem[len(prefix):] for p in d.glob(f"{prefix}*.safetensors"))
+
+
+def read_card(model_id: str, variant: str, directory: Path | None = None) -> dict[str, Any] | None:
+    """The JSON card of a weights file, or ``None`` if there is none."""
+    p = card_path(model_id, variant, directory)
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def save_weights(model: torch.nn.Module, model_id: str, variant: str, config: dict[str, Any],
+                 card: dict[str, Any], half: bool = True, directory: Path | None = None) -> Path:
+    """Write ``model``'s state dict (fp16 floats when ``half``) and its JSON card.
+
+    ``card`` holds provenance (training data, steps, device, wall time, metrics); this
+    function adds model id, variant, file name, dtype, config and sha256.
+    """
+    path = weights_path(model_id, variant, directory)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu().contiguous()
+        if half and v.is_floating_point():
+            v = v.half()
+        state[k] = v
+    save_file(state, str(path), metadata={"model_id": model_id, "variant": variant,
+                                          "config": json.dumps(config, sort_keys=True)})
+    full_card = {"model_id": model_id, "variant": variant, "file": path.name,
+                 "dtype": "float16" if half else "float32", "config": config, **card,
+                 "sha256": sha256_of(path)}
+    card_path(model_id, variant, directory).write_text(json.dumps(full_card, indent=2) + "\n")
+    return path
+
+
+def load_weights(model_id: str, variant: str, directory: Path | None = None) -> torch.nn.Module:
+    """Build ``model_id`` with the config stored in the file and load its weights (fp32, CPU)."""
+    from safetensors import safe_open
+
+    path = weights_path(model_id, variant, directory)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights for {model_id} variant {variant!r} ({path})")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    config = json.loads(meta.get("config", "{}"))
+    get_card(model_id)  # validates the id
+    model = create_model(model_id, **config)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+    model.load_state_dict(state, strict=True)
+    return model.eval()
