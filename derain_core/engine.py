@@ -1,0 +1,373 @@
+"""Inference engine: load models once, pick device and precision, pad, tile, time, measure.
+
+Everything the apps and the CLI do with a model goes through here::
+
+    import derain_core as dc
+    model = dc.load_model("dsmnet")                  # trained weights, eval mode, fast path
+    results = dc.derain("rainy.png", gt="clean.png", maps=True)
+    for r in results: print(r.model_id, r.seconds, r.metrics)
+
+The engine reads all model facts from the cards (size multiple, fp16/bf16 support,
+tiling overlap), so it has no per-model special cases.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import weights as wts
+from .base import MapSpec
+from .registry import MODEL_IDS, ModelCard, create_model, get_card
+
+UNTRAINED = "untrained"
+DEFAULT_TILE = 512  # tile side used when an image is above the threshold
+TILE_THRESHOLD = int(os.environ.get("DERAIN_TILE_THRESHOLD", 1024 * 1024))  # pixels
+MAPS_MAX_SIDE = int(os.environ.get("DERAIN_MAPS_MAX_SIDE", 512))  # maps of larger images: preview pass
+
+
+# --------------------------------------------------------------------------------------
+# Device and precision
+# --------------------------------------------------------------------------------------
+def default_device() -> torch.device:
+    """CUDA if present, else Apple MPS, else CPU (``DERAIN_DEVICE`` overrides)."""
+    if os.environ.get("DERAIN_DEVICE"):
+        return torch.device(os.environ["DERAIN_DEVICE"])
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU runs bf16 matrix work natively (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # pragma: no cover - older torch
+        return False
+
+
+def choose_precision(card: ModelCard, device: torch.device) -> str:
+    """``"bf16"``, ``"fp16"`` or ``"fp32"`` for this model on this device.
+
+    Half precision only where the card allows it (the card's flags are backed by a test
+    comparing with fp32 at >= 45 dB PSNR). ``DERAIN_PRECISION=fp32`` forces fp32.
+    """
+    forced = os.environ.get("DERAIN_PRECISION")
+    if forced:
+        return forced
+    if device.type == "cuda":
+        if card.supports_bf16 and torch.cuda.is_bf16_supported():
+            return "bf16"
+        if card.supports_fp16:
+            return "fp16"
+    if device.type == "cpu" and card.supports_bf16 and cpu_has_native_bf16():
+        return "bf16"
+    return "fp32"
+
+
+def autocast_context(device: torch.device, precision: str):
+    """The autocast context for a precision name (``nullcontext`` for fp32)."""
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# --------------------------------------------------------------------------------------
+# Loaded models
+# --------------------------------------------------------------------------------------
+@dataclass
+class LoadedModel:
+    """A network ready for inference plus the facts the UI shows about it."""
+
+    card: ModelCard
+    net: torch.nn.Module
+    variant: str  # weights variant, or "untrained"
+    device: torch.device
+    precision: str
+    weights_card: dict[str, Any] | None = None
+
+    @property
+    def trained(self) -> bool:
+        return self.variant != UNTRAINED
+
+    @property
+    def label(self) -> str:
+        return self.card.name if self.trained else f"{self.card.name} (untrained)"
+
+
+def resolve_variant(model_id: str, variant: str | None) -> str:
+    """The weights variant to use: the asked one, else the card's default, else any shipped one.
+
+    Returns ``"untrained"`` when no weights exist for the model.
+    """
+    available = wts.available_variants(model_id)
+    if variant == UNTRAINED:
+        return UNTRAINED
+    if variant is not None:
+        if variant not in available:
+            raise ValueError(f"{model_id}: no weights variant {variant!r}; "
+                             f"available: {', '.join(available) or 'none (untrained only)'}")
+        return variant
+    card = get_card(model_id)
+    if card.default_variant in available:
+        return card.default_variant
+    return available[0] if available else UNTRAINED
+
+
+def _build(model_id: str, variant: str, device: torch.device, fast: bool) -> LoadedModel:
+    card = get_card(model_id)
+    if variant == UNTRAINED:
+        torch.manual_seed(0)  # reproducible random init
+        net = create_model(model_id)
+        weights_card = None
+    else:
+        net = wts.load_weights(model_id, variant)
+        weights_card = wts.read_card(model_id, variant)
+    net = net.eval().to(device)
+    precision = choose_precision(card, device) if fast else "fp32"
+    if fast and device.type in ("cpu", "cuda"):
+        net = net.to(memory_format=torch.channels_last)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return LoadedModel(card, net, variant, device, precision, weights_card)
+
+
+class ModelCache:
+    """Thread-safe cache: every (model, variant, device, fast) is built once and reused."""
+
+    def __init__(self) -> None:
+        self._models: dict[tuple, LoadedModel] = {}
+        self._lock = threading.Lock()
+        self._key_locks: dict[tuple, threading.Lock] = {}
+
+    def get(self, model_id: str, variant: str | None = None, device: torch.device | str | None = None,
+            fast: bool = True) -> LoadedModel:
+        device = torch.device(device) if device is not None else default_device()
+        variant = resolve_variant(model_id, variant)
+        key = (model_id, variant, str(device), fast)
+        with self._lock:
+            if key in self._models:
+                return self._models[key]
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:  # build outside the global lock so other models can load meanwhile
+            if key not in self._models:
+                loaded = _build(model_id, variant, device, fast)
+                with self._lock:
+                    self._models[key] = loaded
+        return self._models[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+
+MODELS = ModelCache()
+
+
+def load_model(model_id: str, variant: str | None = None, device: torch.device | str | None = None
+               ) -> torch.nn.Module:
+    """The network with its trained weights (the card's default variant), eval mode, fast path.
+
+    Falls back to reproducible random weights, marked untrained, when none are shipped.
+    """
+    loaded = MODELS.get(model_id, variant, device)
+    net = loaded.net
+    net.derain_variant = loaded.variant
+    net.derain_precision = loaded.precision
+    return net
+
+
+# --------------------------------------------------------------------------------------
+# Running a model on an image tensor: whole or tiled
+# --------------------------------------------------------------------------------------
+def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    step = tile - overlap
+    starts = list(range(0, length - tile, step))
+    starts.append(length - tile)
+    return starts
+
+
+def _blend_window(h: int, w: int, overlap: int, device, dtype) -> torch.Tensor:
+    """Weights that ramp linearly from ~0 to 1 over ``overlap`` pixels at each tile edge."""
+    def ramp(n: int) -> torch.Tensor:
+        r = torch.ones(n, device=device, dtype=dtype)
+        k = min(overlap, n // 2)
+        if k > 0:
+            edge = (torch.arange(k, device=device, dtype=dtype) + 1) / (k + 1)
+            r[:k] = edge
+            r[n - k:] = edge.flip(0)
+        return r
+    return ramp(h)[:, None] * ramp(w)[None, :]
+
+
+def run_tiled(net: torch.nn.Module, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
+    """Overlapped tiled inference with linearly blended seams (``x``: 1x3xHxW)."""
+    _, _, h, w = x.shape
+    th, tw = min(tile, h), min(tile, w)
+    out = torch.zeros_like(x, dtype=torch.float32)
+    weight = torch.zeros(1, 1, h, w, device=x.device, dtype=torch.float32)
+    for top in _tile_starts(h, th, overlap):
+        for left in _tile_starts(w, tw, overlap):
+            patch = x[:, :, top:top + th, left:left + tw]
+            y = net(patch).float()
+            win = _blend_window(th, tw, overlap, x.device, torch.float32)
+            out[:, :, top:top + th, left:left + tw] += y * win
+            weight[:, :, top:top + th, left:left + tw] += win
+    return out / weight
+
+
+def run_model(loaded: LoadedModel, x: torch.Tensor, tile: int | None = None
+              ) -> tuple[torch.Tensor, int | None]:
+    """Clean image for ``x`` (1x3xHxW on the model's device) and the tile size used.
+
+    ``tile=None`` tiles only above ``TILE_THRESHOLD`` pixels; ``tile=0`` forces whole-image.
+    On CUDA out-of-memory the tile size is halved until it fits (down to 64 px).
+    """
+    h, w = x.shape[-2:]
+    if tile is None:
+        tile = DEFAULT_TILE if h * w > TILE_THRESHOLD else 0
+    overlap = loaded.card.tile_overlap
+    while True:
+        try:
+            with torch.inference_mode(), autocast_context(loaded.device, loaded.precision):
+                xin = x.contiguous(memory_format=torch.channels_last) if x.device.type != "mps" else x
+                if tile and (h > tile or w > tile):
+                    y = run_tiled(loaded.net, xin, tile, min(overlap, tile // 4))
+                    used = tile
+                else:
+                    y = loaded.net(xin).float()
+                    used = None
+            return y.clamp_(0, 1), used
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            tile = max(64, (tile or max(h, w)) // 2) if (tile or max(h, w)) > 64 else 0
+            if not tile:
+                raise
+
+
+def run_maps(loaded: LoadedModel, x: torch.Tensor, full: bool = False
+             ) -> tuple[dict[str, torch.Tensor], float]:
+    """Intermediate maps; images larger than ``MAPS_MAX_SIDE`` get a downscaled preview pass.
+
+    Returns the maps (on CPU, float32) and the scale of the pass (1.0 = full resolution).
+    """
+    h, w = x.shape[-2:]
+    scale = min(1.0, MAPS_MAX_SIDE / max(h, w))
+    if scale < 1.0:
+        size = (max(16, round(h * scale)), max(16, round(w * scale)))
+        x = F.interpolate(x, size=size, mode="area")
+    with torch.inference_mode(), autocast_context(loaded.device, loaded.precision):
+        _, maps = loaded.net.forward_intermediates(x, full=full)
+    return {k: v.float().cpu() for k, v in maps.items()}, scale
+
+
+# --------------------------------------------------------------------------------------
+# The user-facing call
+# --------------------------------------------------------------------------------------
+@dataclass
+class ModelResult:
+    """One model's answer for one image."""
+
+    model_id: str
+    label: str  # display name, "(untrained)" appended when no weights
+    variant: str
+    trained: bool
+    output: np.ndarray  # HxWx3 float32 in [0, 1]
+    seconds: float  # wall time of the forward pass (padding and tiling included)
+    metrics: dict[str, float]
+    device: str
+    precision: str
+    tile: int | None  # tile side used, None = whole image
+    maps: dict[str, torch.Tensor] | None = None
+    map_specs: list[MapSpec] = field(default_factory=list)
+    maps_scale: float = 1.0  # < 1: maps come from a downscaled preview pass
+    alpha: np.ndarray | None = None  # the input's alpha channel, re-attached on save
+
+    @property
+    def maps_note(self) -> str:
+        if self.maps is None:
+            return ""
+        if self.maps_scale < 1.0:
+            return f"maps from a downscaled preview pass ({self.maps_scale:.0%} of the input size)"
+        return "maps at full resolution"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def derain_one(image: Any, model_id: str, variant: str | None = None, gt: Any = None,
+               maps: bool = False, device: torch.device | str | None = None, tile: int | None = None,
+               fast: bool = True, metrics: bool = True) -> ModelResult:
+    """Run one model on one image (path, bytes, PIL image or HxWx3 array)."""
+    from . import io, metrics as mt
+
+    img = image if isinstance(image, io.LoadedImage) else io.load_image(image)
+    gt_img = None
+    if gt is not None:
+        gt_img = gt if isinstance(gt, io.LoadedImage) else io.load_image(gt)
+        if gt_img.rgb.shape != img.rgb.shape:
+            raise ValueError(f"ground truth is {gt_img.rgb.shape[1]}x{gt_img.rgb.shape[0]} but the "
+                             f"image is {img.rgb.shape[1]}x{img.rgb.shape[0]}; they must match")
+    loaded = MODELS.get(model_id, variant, device, fast)
+    x = io.to_tensor(img.rgb).to(loaded.device)
+    _sync(loaded.device)
+    t0 = time.perf_counter()
+    y, used_tile = run_model(loaded, x, tile)
+    _sync(loaded.device)
+    seconds = time.perf_counter() - t0
+    out = io.to_numpy(y)
+    values = mt.compute_metrics(out, gt_img.rgb if gt_img is not None else None) if metrics else {}
+    result = ModelResult(model_id, loaded.label, loaded.variant, loaded.trained, out, seconds, values,
+                         str(loaded.device), loaded.precision, used_tile, alpha=img.alpha)
+    if maps:
+        result.maps, result.maps_scale = run_maps(loaded, x)
+        result.map_specs = loaded.net.map_specs()
+    return result
+
+
+def iter_derain(image: Any, models: Sequence[str] | None = None, variant: str | None = None,
+                gt: Any = None, maps: bool = False, **kwargs: Any) -> Iterator[ModelResult]:
+    """Like :func:`derain` but yields each model's result as soon as it is done.
+
+    A ``variant`` that some model does not ship falls back to that model's default
+    weights; each result's ``variant`` field tells what ran.
+    """
+    from . import io
+
+    img = image if isinstance(image, io.LoadedImage) else io.load_image(image)
+    gt_img = None if gt is None else (gt if isinstance(gt, io.LoadedImage) else io.load_image(gt))
+    for model_id in (models or MODEL_IDS):
+        # A variant a model lacks falls back to that model's default; ``result.variant`` says which ran.
+        usable = variant in (None, UNTRAINED) or variant in wts.available_variants(model_id)
+        yield derain_one(img, model_id, variant if usable else None, gt_img, maps, **kwargs)
+
+
+def derain(image: Any, models: Sequence[str] | None = None, variant: str | None = None, gt: Any = None,
+           maps: bool = False, **kwargs: Any) -> list[ModelResult]:
+    """One :class:`ModelResult` per model (default: all five) for ``image``.
+
+    ``image`` and ``gt`` may be a path, bytes, a PIL image or an HxWx3 array. ``variant``
+    picks the weights (default: each card's default); ``maps=True`` adds intermediate maps.
+    """
+    return list(iter_derain(image, models, variant, gt, maps, **kwargs))
+
+
+def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB between two tensors in [0, 1] (used to compare fast and reference paths)."""
+    mse = torch.mean((a.float() - b.float()) ** 2).item()
+    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
