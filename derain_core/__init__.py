@@ -6,10 +6,14 @@ Public API::
     dc.list_models()                 # model cards
     dc.create_model("msamnet")       # random-init torch.nn.Module
     model(x); model.forward_intermediates(x); model.map_specs()
+    dc.load_model("dsmnet")          # trained weights, eval mode, fast path
+    dc.derain("rainy.png", gt=None, maps=False)   # one result per model
 """
 from .base import DerainNet, MapSpec, Recorder
 from .registry import MODEL_IDS, ModelCard, PaperResult, create_model, get_card, list_models
+from .engine import ModelResult, derain, iter_derain, load_model
 
 __all__ = ["DerainNet", "MapSpec", "Recorder", "MODEL_IDS", "ModelCard", "PaperResult",
-           "create_model", "get_card", "list_models"]
+           "create_model", "get_card", "list_models", "ModelResult", "derain", "iter_derain",
+           "load_model"]
 __version__ = "0.1.0"
