@@ -1,0 +1,138 @@
+"""Latency, throughput and memory of each model, fast path against the reference path.
+
+Reference path: fp32, NCHW, the plain module code (``fast=False`` in the engine).
+Fast path: what the apps use (channels_last, bf16/fp16 where the card allows, inference mode).
+Both run in the same process, one after the other, so their ratio is meaningful even on a
+noisy shared machine.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .engine import MODELS, _sync, default_device, psnr_db, run_model
+from .stats import model_stats
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"481x321"`` -> (width, height)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size must look like 481x321, got {text!r}") from None
+    return w, h
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    elif os.path.exists("/proc/self/clear_refs"):
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets the peak resident set size (VmHWM)
+        except OSError:
+            pass
+
+
+def _peak_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+@dataclass
+class BenchRow:
+    model_id: str
+    size: str
+    device: str
+    precision: str
+    fast_s: float
+    reference_s: float | None
+    speedup: float | None
+    macs_g: float
+    gflops: float  # achieved, fast path: 2 * MACs / time
+    peak_mb: float  # peak memory during the fast pass (CUDA: allocated; CPU: process RSS)
+    psnr_vs_reference: float | None
+
+
+def _time(loaded, x, repeats: int) -> tuple[float, torch.Tensor]:
+    y, _ = run_model(loaded, x, tile=0)  # warm-up (also the output used for comparison)
+    times = []
+    for _ in range(repeats):
+        _sync(loaded.device)
+        t0 = time.perf_counter()
+        run_model(loaded, x, tile=0)
+        _sync(loaded.device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), y
+
+
+def bench(models: list[str], sizes: list[str], repeats: int = 1, reference: bool = True,
+          device: str | None = None, progress=None) -> list[BenchRow]:
+    """Measure each model at each size; see the module docstring."""
+    dev = torch.device(device) if device else default_device()
+    rows = []
+    for size in sizes:
+        w, h = parse_size(size)
+        x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)).to(dev)
+        for model_id in models:
+            macs = model_stats(model_id, h, w)["macs"]
+            fast = MODELS.get(model_id, None, dev, fast=True)
+            _reset_peak(dev)
+            fast_s, y_fast = _time(fast, x, repeats)
+            peak = _peak_mb(dev)
+            ref_s = speedup = quality = None
+            if reference:
+                ref = MODELS.get(model_id, None, dev, fast=False)
+                ref_s, y_ref = _time(ref, x, repeats)
+                speedup = ref_s / fast_s
+                quality = psnr_db(y_fast, y_ref)
+            rows.append(BenchRow(model_id, size, str(dev), fast.precision, fast_s, ref_s, speedup,
+                                 macs / 1e9, 2 * macs / fast_s / 1e9, peak, quality))
+            if progress:
+                progress(rows[-1])
+    return rows
+
+
+def machine_info() -> dict[str, str | int]:
+    info = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            info["cpu"] = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def matmul_peak_gflops(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 1024,
+                       repeats: int = 5) -> float:
+    """The machine's measured matrix-multiply throughput (GFLOP/s) for ``dtype``."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    with torch.inference_mode():
+        a @ b
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        _sync(device)
+    return 2 * n ** 3 * repeats / (time.perf_counter() - t0) / 1e9
+
+
+def rows_as_dicts(rows: list[BenchRow]) -> list[dict]:
+    return [asdict(r) for r in rows]

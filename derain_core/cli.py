@@ -1,0 +1,293 @@
+"""The ``derain`` command: models, run, eval, bench, train.
+
+Errors a user can cause (bad files, unknown models, missing folders) print one line on
+stderr and exit with status 2; nothing prints a traceback unless ``DERAIN_DEBUG=1``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .registry import MODEL_IDS
+
+
+def _models_arg(values: Sequence[str] | None) -> list[str]:
+    ids = []
+    for v in values or MODEL_IDS:
+        ids.extend(p for p in v.split(",") if p)
+    unknown = [m for m in ids if m not in MODEL_IDS]
+    if unknown:
+        raise ValueError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODEL_IDS)}")
+    return ids
+
+
+def _fmt(v: float | None, nd: int = 2) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, float) and math.isinf(v):
+        return "inf"
+    return f"{v:.{nd}f}"
+
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
+    print(line)
+    print("-" * len(line))
+    for r in rows:
+        print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)))
+
+
+def _progress(iterable, **kw):
+    try:
+        from tqdm import tqdm
+        return tqdm(iterable, file=sys.stderr, disable=not sys.stderr.isatty() and not kw.pop("force", False), **kw)
+    except ImportError:  # pragma: no cover
+        return iterable
+
+
+# --------------------------------------------------------------------------------------
+def cmd_models(args: argparse.Namespace) -> int:
+    from . import weights as wts
+    from .registry import list_models
+    from .stats import model_stats
+
+    rows = []
+    for card in list_models():
+        st = model_stats(card.id)
+        variants = wts.available_variants(card.id)
+        measured = []
+        for v in variants:
+            c = wts.read_card(card.id, v) or {}
+            m = c.get("metrics", {}).get("rain100l_test") or {}
+            if "psnr_y" in m:
+                measured.append(f"{v}: {m['psnr_y']:.2f} dB Y")
+        rows.append([card.id, card.name, f"{card.venue} {card.year}", card.predicts,
+                     f"{st['params'] / 1e6:.3f} M", f"{st['macs'] / 1e9:.0f} G",
+                     ", ".join(variants) or "untrained", "; ".join(measured) or "-"])
+    _print_table(["id", "name", "venue", "predicts", "params", "MACs@512", "weights", "measured (Rain100L test)"], rows)
+    return 0
+
+
+def _write_maps(result, out_dir: Path, image_rgb) -> int:
+    from . import io, viz
+
+    count = 0
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for spec in result.map_specs:
+        t = result.maps.get(spec.key)
+        if t is None:
+            continue
+        img = viz.render_map(t, spec)
+        io.save_png(out_dir / f"{spec.key}.png", img)
+        count += 1
+    return count
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import io
+    from .engine import iter_derain
+
+    models = _models_arg(args.models)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    gt = io.load_image(args.gt) if args.gt else None
+    rows = []
+    for path in args.images:
+        img = io.load_image(path)
+        stem = Path(path).stem
+        for r in _progress(iter_derain(img, models, args.variant, gt, args.maps, tile=args.tile),
+                           total=len(models), desc=stem, unit="model"):
+            out_path = out / f"{stem}_{r.model_id}.png"
+            io.save_png(out_path, r.output, alpha=r.alpha, bits=16 if args.bits16 else 8)
+            row = {"image": str(path), "model": r.model_id, "variant": r.variant, "trained": r.trained,
+                   "seconds": round(r.seconds, 4), "device": r.device, "precision": r.precision,
+                   "tile": r.tile or "", "output": str(out_path), **{k: round(v, 4) for k, v in r.metrics.items()}}
+            if args.maps and r.maps is not None:
+                n = _write_maps(r, out / "maps" / f"{stem}_{r.model_id}", img.rgb)
+                row["maps"] = n
+                row["maps_note"] = r.maps_note
+            rows.append(row)
+            print(f"{stem}  {r.label:<24} {r.seconds:7.2f} s  " +
+                  "  ".join(f"{k}={_fmt(v)}" for k, v in r.metrics.items()))
+    _write_rows(rows, out / "metrics.csv", out / "metrics.json")
+    print(f"wrote {len(rows)} outputs, metrics.csv and metrics.json to {out}")
+    return 0
+
+
+def _write_rows(rows: list[dict], csv_path: Path | None, json_path: Path | None) -> None:
+    if csv_path and rows:
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        with open(csv_path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+    if json_path:
+        json_path.write_text(json.dumps(rows, indent=2, default=str) + "\n")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from . import io, metrics as mt
+    from .data import find_pairs
+    from .engine import derain_one
+
+    models = _models_arg(args.models)
+    pairs = find_pairs(args.data)
+    if args.limit:
+        pairs = pairs[: args.limit]
+    per_image, summary = [], []
+    for model_id in models:
+        vals = []
+        for rainy, clean in _progress(pairs, desc=model_id, unit="img"):
+            img, gt = io.load_image(rainy), io.load_image(clean)
+            r = derain_one(img, model_id, args.variant, metrics=False, tile=args.tile)
+            m = {"psnr_rgb": mt.psnr(r.output, gt.rgb), "ssim_rgb": mt.ssim(r.output, gt.rgb),
+                 "psnr_y": mt.psnr(r.output, gt.rgb, on="y"), "ssim_y": mt.ssim(r.output, gt.rgb, on="y")}
+            vals.append(m)
+            per_image.append({"model": model_id, "variant": r.variant, "image": Path(rainy).name,
+                              "seconds": round(r.seconds, 4), **{k: round(v, 4) for k, v in m.items()}})
+        mean = {k: sum(v[k] for v in vals) / len(vals) for k in vals[0]}
+        summary.append({"model": model_id, "variant": r.variant, "images": len(vals),
+                        **{k: round(v, 4) for k, v in mean.items()}})
+    if args.input_baseline:
+        vals = []
+        for rainy, clean in pairs:
+            img, gt = io.load_image(rainy), io.load_image(clean)
+            vals.append({"psnr_rgb": mt.psnr(img.rgb, gt.rgb), "ssim_rgb": mt.ssim(img.rgb, gt.rgb),
+                         "psnr_y": mt.psnr(img.rgb, gt.rgb, on="y"), "ssim_y": mt.ssim(img.rgb, gt.rgb, on="y")})
+        summary.append({"model": "rainy input", "variant": "-", "images": len(vals),
+                        **{k: round(sum(v[k] for v in vals) / len(vals), 4) for k in vals[0]}})
+    _print_table(["model", "variant", "images", "PSNR RGB", "SSIM RGB", "PSNR Y", "SSIM Y"],
+                 [[s["model"], s["variant"], s["images"], _fmt(s["psnr_rgb"]), _fmt(s["ssim_rgb"], 4),
+                   _fmt(s["psnr_y"]), _fmt(s["ssim_y"], 4)] for s in summary])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_rows(per_image, out / "eval_per_image.csv", None)
+    _write_rows(summary, out / "eval_summary.csv", out / "eval_summary.json")
+    print(f"wrote eval_per_image.csv and eval_summary.csv/json to {out}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from .bench import bench, machine_info, matmul_peak_gflops, rows_as_dicts
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    models = _models_arg(args.models)
+    info = machine_info()
+    dev = torch.device(args.device) if args.device else None
+    print(f"# {info}")
+
+    def show(r):
+        print(f"{r.model_id:<8} {r.size:>9}  {r.precision:<4} fast {r.fast_s:7.3f} s  "
+              f"ref {_fmt(r.reference_s, 3):>7} s  x{_fmt(r.speedup)}  {r.macs_g:7.1f} GMAC  "
+              f"{r.gflops:7.1f} GFLOP/s  peak {r.peak_mb:7.0f} MB  fast-vs-ref {_fmt(r.psnr_vs_reference)} dB",
+              flush=True)
+
+    rows = bench(models, args.sizes, args.repeats, not args.no_reference, args.device, progress=show)
+    from .engine import cpu_has_native_bf16, default_device
+    device = dev or default_device()
+    peak32 = matmul_peak_gflops(device, torch.float32)
+    has_bf16 = device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+    peak16 = matmul_peak_gflops(device, torch.bfloat16) if has_bf16 else None
+    print(f"# measured matmul peak: fp32 {peak32:.0f} GFLOP/s" + (f", bf16 {peak16:.0f} GFLOP/s" if peak16 else ""))
+    for size in args.sizes:
+        sel = [r for r in rows if r.size == size]
+        tot_fast = sum(r.fast_s for r in sel)
+        tot_ref = sum(r.reference_s for r in sel) if not args.no_reference else None
+        flops = sum(2 * r.macs_g for r in sel)
+        line = f"TOTAL    {size:>9}  fast {tot_fast:7.3f} s"
+        if tot_ref:
+            line += f"  ref {tot_ref:7.3f} s  x{tot_ref / tot_fast:.2f}"
+        line += f"  {flops / tot_fast:7.1f} GFLOP/s = {flops / tot_fast / peak32:.0%} of fp32 matmul peak"
+        if peak16:
+            line += f" ({flops / tot_fast / peak16:.0%} of bf16 peak)"
+        print(line)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": info, "matmul_peak_gflops_fp32": peak32,
+                                               "matmul_peak_gflops_bf16": peak16,
+                                               "rows": rows_as_dicts(rows)}, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="derain", description="Compare five single-image deraining networks.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("models", help="table of the model cards").set_defaults(func=cmd_models)
+
+    r = sub.add_parser("run", help="derain images with the models, write outputs and metrics")
+    r.add_argument("images", nargs="+", help="image files")
+    r.add_argument("--models", nargs="*", help="model ids (default: all five)")
+    r.add_argument("--variant", help="weights variant (default: each card's default)")
+    r.add_argument("--gt", help="clean ground truth for PSNR/SSIM (one image runs)")
+    r.add_argument("--out", default="out", help="output folder (default: out)")
+    r.add_argument("--maps", action="store_true", help="also write every intermediate map as PNG")
+    r.add_argument("--tile", type=int, default=None, help="tile side (0 = never tile; default: auto)")
+    r.add_argument("--bits16", action="store_true", help="write 16-bit PNGs")
+    r.set_defaults(func=cmd_run)
+
+    e = sub.add_parser("eval", help="PSNR/SSIM (RGB and Y) on a paired folder")
+    e.add_argument("--data", required=True, help="folder with rainy/ + clean/ or rain-NNN/norain-NNN pairs")
+    e.add_argument("--models", nargs="*")
+    e.add_argument("--variant")
+    e.add_argument("--limit", type=int, default=0, help="only the first N pairs")
+    e.add_argument("--tile", type=int, default=0, help="tile side (default 0: whole images)")
+    e.add_argument("--out", default="out/eval")
+    e.add_argument("--input-baseline", action="store_true", help="also score the rainy input itself")
+    e.set_defaults(func=cmd_eval)
+
+    b = sub.add_parser("bench", help="latency, GFLOP/s, memory; fast path vs reference path")
+    b.add_argument("--models", nargs="*")
+    b.add_argument("--sizes", nargs="*", default=["481x321", "1024x768"])
+    b.add_argument("--repeats", type=int, default=1)
+    b.add_argument("--threads", type=int, default=0)
+    b.add_argument("--device", default=None)
+    b.add_argument("--no-reference", action="store_true", help="skip the reference path")
+    b.add_argument("--json", help="also write the numbers as JSON to this file")
+    b.set_defaults(func=cmd_bench)
+
+    try:
+        from .train import add_train_arguments, run_train
+        t = sub.add_parser("train", help="train a model on a paired folder")
+        add_train_arguments(t)
+        t.set_defaults(func=lambda a: run_train(a))
+    except ImportError:  # pragma: no cover - training module missing
+        pass
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, KeyError, FileNotFoundError, IsADirectoryError, PermissionError, OSError) as exc:
+        if os.environ.get("DERAIN_DEBUG"):
+            raise
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"derain: error: {msg.strip(chr(39)).strip(chr(34))}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug: still one line, but say so
+        if os.environ.get("DERAIN_DEBUG"):
+            raise
+        print(f"derain: internal error ({type(exc).__name__}): {str(exc).splitlines()[0] if str(exc) else ''} "
+              f"(set DERAIN_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
