@@ -12,12 +12,12 @@ torch.set_num_threads(int(os.environ.get("DERAIN_TEST_THREADS", "1")))
 
 
 def pytest_addoption(parser):
-    parser.addoption("--device", default="cpu", help="cpu | cuda: device for model tests")
+    parser.addoption("--torch-device", default="cpu", help="cpu | cuda: device for model tests")
 
 
 @pytest.fixture(scope="session")
 def device(request):
-    name = request.config.getoption("--device")
+    name = request.config.getoption("--torch-device")
     if name == "cuda" and not torch.cuda.is_available():
         pytest.skip("CUDA not available")
     return torch.device(name)

@@ -1,0 +1,56 @@
+"""Reference checks of the shared blocks."""
+import torch
+
+from derain_core import blocks, losses
+from derain_core.base import Recorder
+
+
+def test_haar_dwt_reconstructs_exactly():
+    x = torch.rand(2, 5, 10, 14, dtype=torch.float64)
+    bands = blocks.haar_dwt(x)
+    assert all(b.shape == (2, 5, 5, 7) for b in bands)
+    assert torch.allclose(blocks.haar_idwt(*bands), x, atol=1e-12)
+    # orthonormal: energy is preserved
+    assert torch.allclose(sum((b ** 2).sum() for b in bands), (x ** 2).sum())
+
+
+def test_haar_band_convention():
+    # a vertical edge (columns differ) shows in HL only; a horizontal edge (rows differ) in LH only
+    vertical = torch.tensor([[0.0, 1.0], [0.0, 1.0]]).view(1, 1, 2, 2)
+    ll, lh, hl, hh = blocks.haar_dwt(vertical)
+    assert lh.item() == 0 and hh.item() == 0 and hl.item() == 1.0 and ll.item() == 1.0
+    horizontal = vertical.transpose(-1, -2)
+    ll, lh, hl, hh = blocks.haar_dwt(horizontal)
+    assert hl.item() == 0 and hh.item() == 0 and lh.item() == 1.0
+
+
+def test_spp_anchor_count():
+    assert blocks.spp_anchors(torch.rand(2, 4, 16, 24)).shape == (2, 4, 110)
+
+
+def test_subspace_maps_sum_to_one():
+    rec = Recorder()
+    att = blocks.SubspaceAttention(16, groups=8)
+    y = att(torch.rand(1, 16, 12, 10), rec)
+    assert y.shape == (1, 16, 12, 10)
+    maps = rec.maps["subspace_att"] / (12 * 10)
+    assert torch.allclose(maps.sum(dim=(2, 3)), torch.ones(1, 8), atol=1e-5)
+
+
+def test_convlstm_zero_state_shape():
+    cell = blocks.ConvLSTMCell(4, 6)
+    h, (h2, c) = cell(torch.rand(2, 4, 8, 8))
+    assert h.shape == c.shape == (2, 6, 8, 8) and torch.equal(h, h2)
+
+
+def test_ssim_loss_identical_is_one():
+    x = torch.rand(1, 3, 24, 24)
+    assert abs(losses.ssim(x, x).item() - 1.0) < 1e-6
+    assert losses.ssim(x, torch.rand_like(x)).item() < 0.5
+
+
+def test_charbonnier_and_edge():
+    x = torch.rand(1, 3, 16, 16)
+    assert abs(losses.charbonnier(x, x).item() - 1e-3) < 1e-7
+    assert losses.edge_loss(x, x).item() < 1.01e-3
+    assert losses.edge_loss(x, torch.rand_like(x)).item() > 0.01
