@@ -1,0 +1,250 @@
+"""RRANet: Recurrent RLCN-Guided Attention Network (Li, Monno, Okutomi, MVA 2021).
+
+A U-Net run T times with shared weights. Every stage sees ``cat(I, L, B_{t-1})`` (rainy
+image, its RLCN image, previous estimate; ``B_0 = I``); the encoder's residual recurrent
+blocks (RRB) carry ConvLSTM states from stage to stage; the decoder re-weights each skip
+feature with an RLCN-guided attention map (RLCN-GAM, paper eq. 3); a final 1x1 conv gives
+the negative rain layer ``N_t`` and ``B_t = I + N_t``.
+
+Specification: ``shared/design/architectures.md`` section 5. Gaps in the paper are filled
+from the authors' successor network (ECNet, ``Yizhou-Li-CV/ECNet``, class ``ECNetLL``).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..base import DerainNet, MapSpec, Recorder
+from ..blocks import ConvLSTMCell, rlcn
+from ..registry import ModelCard, PaperResult, register
+
+CARD = ModelCard(
+    id="rranet",
+    name="RRANet",
+    paper="Recurrent RLCN-Guided Attention Network for Single Image Deraining",
+    venue="MVA (IAPR Int. Conf. on Machine Vision Applications)",
+    year=2021,
+    predicts="rain layer (negative rain layer N_t, output = input + N_t)",
+    description=("A recurrent U-Net (6 stages, shared weights, ConvLSTM memory in the encoder) "
+                 "guided by the RLCN image, which marks pixels brighter than their 9x9 "
+                 "neighbourhood; attention maps computed from it re-weight the skip features."),
+    size_multiple=8,
+    min_size=16,
+    supports_fp16=True,
+    supports_bf16=False,
+    tiling="supported",
+    tile_overlap=64,
+    default_config={"channels": 32, "stages": 6, "rlcn_window": 9, "rlcn_clamp": True},
+    test_config={"channels": 8, "stages": 2, "rlcn_window": 9, "rlcn_clamp": True},
+    paper_results=(
+        PaperResult("Rain100H", 31.60, 0.924, "not stated"),
+        PaperResult("Rain200H", 30.18, 0.916, "not stated"),
+        PaperResult("Rain100L", 39.60, 0.986, "not stated"),
+        PaperResult("Rain200L", 39.72, 0.987, "not stated"),
+        PaperResult("Rain800", 29.46, 0.908, "not stated"),
+        PaperResult("SPA-Data", 43.53, 0.991, "not stated", note="real rain"),
+    ),
+    provenance=(
+        "paper: stage input cat(I, L, B_{t-1}) with B_0 = I; 3x3 conv, RRB encoder with 2x2 "
+        "max pooling, decoder up-sampling -> RLCN-GAM -> concat -> residual block, 1x1 conv "
+        "to the negative rain layer, B_t = I + N_t; loss -SSIM on the last stage only",
+        "paper: RLCN eq. 2 per colour channel; RLCN-GAM eq. 3 with 1x1 W_s, W_D, 3x3 W_L, "
+        "ReLU, W_A to one map, sigmoid; F' = M * F",
+        "successor code: ECNet (Yizhou-Li-CV/ECNet, ECNetLL): channels 32/64/128/256, "
+        "BatchNorm + ReLU, InstanceNorm (no affine) after the input conv, nearest x2 "
+        "up-sampling + 3x3 conv, GAM inner widths 32/32/64 with BN after every GAM conv, "
+        "T = 6 stages",
+        "successor code: RLCN window 9x9, eps 1e-5, counts only in-image pixels, unbiased "
+        "variance, clamped to [0, 1] before it enters the network (rlcn_clamp)",
+        "choice: the decoder residual block takes the concat (2C -> C, 1x1 conv + BN shortcut) "
+        "as the paper says, not ECNet's sum of two residual blocks",
+        "choice: down-sampled RLCN for the GAMs by 2x2 / 4x4 average pooling",
+        "choice: RLCN is computed in float32 even when the network runs in half precision "
+        "(its local variance cancels catastrophically in fp16)",
+        "choice: ConvLSTM states start at zero in every forward call and never persist; "
+        "PyTorch default init (not ECNet's orthogonal init)",
+        "choice: ConvLSTM hidden states are shown as mean |h| over channels (full tensors "
+        "only with full capture)",
+    ),
+    license="MIT (this re-implementation)",
+)
+
+
+def _conv_bn(cin: int, cout: int, k: int) -> nn.Sequential:
+    """Conv (k x k, same padding, bias) followed by BatchNorm."""
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2), nn.BatchNorm2d(cout))
+
+
+class RRB(nn.Module):
+    """Residual recurrent block: conv-BN-ReLU -> ConvLSTM -> conv-BN, + shortcut, ReLU.
+
+    The ConvLSTM hidden state ``h`` feeds the second conv and goes on to the next stage.
+    """
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv1 = _conv_bn(cin, cout, 3)
+        self.lstm = ConvLSTMCell(cout, cout)
+        self.conv2 = _conv_bn(cout, cout, 3)
+        self.shortcut = nn.Identity() if cin == cout else _conv_bn(cin, cout, 1)
+
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        h, state = self.lstm(F.relu(self.conv1(x), inplace=True), state)
+        return F.relu(self.conv2(h) + self.shortcut(x), inplace=True), state
+
+
+class ResBlock(nn.Module):
+    """Decoder residual block: conv-BN-ReLU-conv-BN + (1x1 conv-BN shortcut), ReLU."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv1 = _conv_bn(cin, cout, 3)
+        self.conv2 = _conv_bn(cout, cout, 3)
+        self.shortcut = _conv_bn(cin, cout, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv2(F.relu(self.conv1(x), inplace=True))
+        return F.relu(y + self.shortcut(x), inplace=True)
+
+
+class RLCNGAM(nn.Module):
+    """RLCN-guided attention (paper eq. 3), an Attention-U-Net additive gate.
+
+    ``M = sigmoid(W_A(ReLU(W_s E + W_D F^D + W_L L)))``; returns ``M`` of shape (B, 1, h, w).
+    """
+
+    def __init__(self, channels: int, inner: int):
+        super().__init__()
+        self.w_enc = _conv_bn(channels, inner, 1)
+        self.w_dec = _conv_bn(channels, inner, 1)
+        self.w_rlcn = _conv_bn(3, inner, 3)
+        self.w_att = _conv_bn(inner, 1, 1)
+
+    def forward(self, enc: torch.Tensor, dec: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+        s = self.w_enc(enc) + self.w_dec(dec) + self.w_rlcn(guide)
+        return torch.sigmoid(self.w_att(F.relu(s, inplace=True)))
+
+
+class Up(nn.Module):
+    """Nearest x2 up-sampling, 3x3 conv, BN, ReLU."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = _conv_bn(cin, cout, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest")), inplace=True)
+
+
+@register(CARD)
+class RRANet(DerainNet):
+    """RRANet with ``stages`` recurrent stages of a 4-scale U-Net (widths ``channels * 2^k``)."""
+
+    def __init__(self, channels: int = 32, stages: int = 6, rlcn_window: int = 9,
+                 rlcn_clamp: bool = True):
+        super().__init__()
+        if stages < 1:
+            raise ValueError(f"stages must be >= 1, got {stages}")
+        self.stages = stages
+        self.rlcn_window = rlcn_window
+        self.rlcn_clamp = rlcn_clamp
+        c = [channels * 2 ** k for k in range(4)]
+        self.widths = c
+        inner = [channels, channels, 2 * channels]  # ECNet: 32, 32, 64 for n1 = 32
+        self.head = nn.Sequential(nn.Conv2d(9, c[0], 3, padding=1), nn.InstanceNorm2d(c[0]),
+                                  nn.ReLU(inplace=True))
+        self.encoder = nn.ModuleList(RRB(c[max(k - 1, 0)], c[k]) for k in range(4))
+        # index s = 0, 1, 2 is decoder scale s + 1 (full, 1/2, 1/4 resolution)
+        self.up = nn.ModuleList(Up(c[s + 1], c[s]) for s in range(3))
+        self.gam = nn.ModuleList(RLCNGAM(c[s], inner[s]) for s in range(3))
+        self.decoder = nn.ModuleList(ResBlock(2 * c[s], c[s]) for s in range(3))
+        self.tail = nn.Conv2d(c[0], 3, 1)
+
+    def rlcn_image(self, x: torch.Tensor, rec: Recorder = Recorder.off()) -> torch.Tensor:
+        """RLCN image fed to the network (computed in float32, returned in x's dtype)."""
+        raw = rlcn(x.float(), window=self.rlcn_window, clamp=False)
+        rec("rlcn_raw", raw)
+        out = raw.clamp(max=1.0) if self.rlcn_clamp else raw
+        rec("rlcn", out)
+        return out.to(x.dtype)
+
+    def derain(self, x: torch.Tensor, rec: Recorder) -> torch.Tensor:
+        guide = self.rlcn_image(x, rec)
+        guides = [guide, F.avg_pool2d(guide, 2), F.avg_pool2d(guide, 4)]
+        rec("rlcn.scale2", guides[1])
+        rec("rlcn.scale3", guides[2])
+        states: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * 4  # local: never leaks
+        out = x
+        for t in range(1, self.stages + 1):
+            r = rec.child(f"stage{t}.")
+            f = self.head(torch.cat([x, guide, out], dim=1))
+            enc = []
+            for k, block in enumerate(self.encoder):
+                if k:
+                    f = F.max_pool2d(f, 2)
+                f, states[k] = block(f, states[k])
+                enc.append(f)
+                if r.enabled:
+                    h = states[k][0]
+                    r(f"encoder.scale{k + 1}.h_abs", h.abs().mean(dim=1, keepdim=True))
+                    if r.full:
+                        r(f"encoder.scale{k + 1}.h", h)
+            d = enc[3]
+            for s in (2, 1, 0):
+                dec = self.up[s](d)
+                att = self.gam[s](enc[s], dec, guides[s])
+                r(f"gam.scale{s + 1}", att)
+                d = self.decoder[s](torch.cat([att * enc[s], dec], dim=1))
+            out = x + self.tail(d)
+            if r.enabled:
+                r("rain", x - out)
+                r("output", out)
+        if rec.enabled:
+            rec("rain", x - out)
+            rec("output", out)
+        return out
+
+    def map_specs(self) -> list[MapSpec]:
+        specs = [
+            MapSpec("rlcn", "image", "RLCN image",
+                    "pixels brighter than their 9x9 neighbourhood, normalised by local contrast "
+                    "(capped at 1): candidate rain streaks plus bright edges; fed to every stage",
+                    3, 1, group="input"),
+            MapSpec("rlcn_raw", "image", "RLCN image, uncapped",
+                    "paper eq. 2 before the cap at 1 (values up to about 9)", 3, 1, group="input"),
+            MapSpec("rlcn.scale2", "image", "RLCN, 1/2 size",
+                    "RLCN image averaged 2x2, guides the half-resolution attention", 3, 2,
+                    group="input"),
+            MapSpec("rlcn.scale3", "image", "RLCN, 1/4 size",
+                    "RLCN image averaged 4x4, guides the quarter-resolution attention", 3, 4,
+                    group="input"),
+        ]
+        for t in range(1, self.stages + 1):
+            for s in (1, 2, 3):
+                specs.append(MapSpec(
+                    f"stage{t}.gam.scale{s}", "attention", f"RLCN-GAM attention, scale {s}",
+                    f"where stage {t} lets encoder features through at 1/{2 ** (s - 1)} size "
+                    "(1 = kept, 0 = suppressed); learned from the RLCN guide, ideally high "
+                    "around rain", 1, 2 ** (s - 1), group=f"stage {t}/attention"))
+            for k in range(1, 5):
+                specs.append(MapSpec(
+                    f"stage{t}.encoder.scale{k}.h_abs", "feature", f"ConvLSTM memory, scale {k}",
+                    f"mean |hidden state| over the {self.widths[k - 1]} channels of the encoder "
+                    f"ConvLSTM at 1/{2 ** (k - 1)} size: what stage {t} passes on to the next",
+                    1, 2 ** (k - 1), group=f"stage {t}/memory"))
+            specs.append(MapSpec(
+                f"stage{t}.rain", "image", f"rain removed by stage {t}",
+                f"input minus stage {t}'s output (the predicted rain layer so far)", 3, 1,
+                group=f"stage {t}/result"))
+            specs.append(MapSpec(
+                f"stage{t}.output", "image", f"output of stage {t}",
+                f"derained image after {t} of {self.stages} stages", 3, 1,
+                group=f"stage {t}/result"))
+        specs += [
+            MapSpec("rain", "image", "rain layer", "input minus output: the rain the network removed",
+                    3, 1, group="result"),
+            MapSpec("output", "image", "output", "derained image (last stage)", 3, 1, group="result"),
+        ]
+        return specs
