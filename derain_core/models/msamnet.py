@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..base import DerainNet, MapSpec, Recorder
 from ..blocks import ChannelAttention, SpatialAttention
