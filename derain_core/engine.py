@@ -250,11 +250,12 @@ def run_model(loaded: LoadedModel, x: torch.Tensor, tile: int | None = None
                 else:
                     y = loaded.net(xin).float()
                     used = None
-            return y.clamp_(0, 1), used
+                y = y.clamp(0, 1)
+            return y, used
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
-            tile = max(64, (tile or max(h, w)) // 2) if (tile or max(h, w)) > 64 else 0
-            if not tile:
+            tile = (tile or max(h, w)) // 2
+            if tile < 64:
                 raise
 
 

@@ -1,0 +1,93 @@
+"""Engine: padding, tiling, precision choice, caching (tiny configs, CPU)."""
+import threading
+
+import pytest
+import torch
+
+import derain_core as dc
+from derain_core import engine
+from derain_core.engine import LoadedModel, psnr_db, run_model
+
+IDS = [c.id for c in dc.list_models()]
+
+
+def tiny_loaded(model_id: str) -> LoadedModel:
+    torch.manual_seed(0)
+    card = dc.get_card(model_id)
+    net = dc.create_model(model_id, **card.test_config).eval()
+    return LoadedModel(card, net, "untrained", torch.device("cpu"), "fp32")
+
+
+def smooth_image(h: int, w: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(3)
+    coarse = torch.rand(1, 3, h // 8 + 1, w // 8 + 1, generator=g)
+    img = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)
+    streaks = (torch.rand(1, 1, h, w, generator=g) > 0.97).float()
+    return (img * 0.8 + 0.2 * streaks).clamp(0, 1)
+
+
+class Identity(torch.nn.Module):
+    def forward(self, x):
+        return x * 1.0
+
+
+def test_tiling_blends_to_identity_exactly():
+    card = dc.get_card(IDS[0])
+    loaded = LoadedModel(card, Identity(), "untrained", torch.device("cpu"), "fp32")
+    x = torch.rand(1, 3, 150, 131)
+    y, used = run_model(loaded, x, tile=64)
+    assert used == 64
+    assert torch.allclose(y, x, atol=1e-6)
+
+
+@pytest.mark.parametrize("model_id", IDS)
+def test_tiled_matches_whole_image(model_id):
+    loaded = tiny_loaded(model_id)
+    x = smooth_image(160, 144)
+    whole, used_whole = run_model(loaded, x, tile=0)
+    tiled, used_tiled = run_model(loaded, x, tile=96)
+    assert used_whole is None and used_tiled == 96
+    assert whole.shape == tiled.shape == x.shape
+    assert psnr_db(whole, tiled) >= 45.0
+
+
+def test_tile_starts_cover_everything():
+    for length, tile, overlap in [(100, 40, 10), (512, 512, 32), (513, 256, 64), (37, 64, 16)]:
+        starts = engine._tile_starts(length, min(tile, length), overlap)
+        covered = set()
+        for s in starts:
+            covered.update(range(s, s + min(tile, length)))
+        assert covered == set(range(length))
+
+
+def test_precision_respects_card(monkeypatch):
+    monkeypatch.delenv("DERAIN_PRECISION", raising=False)
+    card = dc.get_card(IDS[0])
+    assert engine.choose_precision(card.with_(supports_bf16=False, supports_fp16=False), torch.device("cpu")) == "fp32"
+    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: True)
+    assert engine.choose_precision(card.with_(supports_bf16=True), torch.device("cpu")) == "bf16"
+    monkeypatch.setenv("DERAIN_PRECISION", "fp32")
+    assert engine.choose_precision(card.with_(supports_bf16=True), torch.device("cpu")) == "fp32"
+
+
+def test_unknown_variant_is_a_clear_error():
+    with pytest.raises(ValueError, match="no weights variant"):
+        engine.resolve_variant(IDS[0], "no-such-variant")
+
+
+def test_model_cache_builds_once_under_threads(monkeypatch):
+    calls = []
+
+    def fake_build(model_id, variant, device, fast):
+        calls.append(model_id)
+        return tiny_loaded(model_id)
+
+    monkeypatch.setattr(engine, "_build", fake_build)
+    cache = engine.ModelCache()
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(cache.get(IDS[1], "untrained", "cpu"))) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len({id(o) for o in out}) == 1
