@@ -210,3 +210,128 @@ def rlcn(image: torch.Tensor, window: int = 9, eps: float = 1e-5, clamp: bool = 
     if clamp:
         out = out.clamp(max=1.0)
     return out.view(b, c, h, w)
+
+
+# --------------------------------------------------------------------------------------
+# SAN pairwise self-attention (JDNet), pure PyTorch
+# --------------------------------------------------------------------------------------
+def position_grid(height: int, width: int, like: torch.Tensor) -> torch.Tensor:
+    """SAN's position map ``(1, 2, H, W)``: x then y, each ``linspace(-1, 1)`` over the image."""
+    loc_w = torch.linspace(-1.0, 1.0, width, device=like.device, dtype=like.dtype)
+    loc_h = torch.linspace(-1.0, 1.0, height, device=like.device, dtype=like.dtype)
+    return torch.stack([loc_w.expand(height, width), loc_h[:, None].expand(height, width)])[None]
+
+
+class PairwiseSelfAttention(nn.Module):
+    """SAN pairwise self-attention (Zhao et al., CVPR 2020), the form JDNet uses.
+
+    ``y_i = sum_{j in R(i)} w_ij (.) beta(x_j)`` over a ``k x k`` footprint ``R(i)`` with
+    ``w_ij = softmax_j(gamma([phi(x_i) - psi(x_j), p_i - p_j]))``; ``p`` is the position grid
+    after the learnable 1x1 ``conv_p``; gamma = activation -> 1x1 (rel+2 -> rel, no bias) ->
+    1x1 (rel -> out/share). Value channel ``c`` uses weight channel ``c mod (out/share)``.
+    Borders use reflection padding (PyTorch ``mode="reflect"``), as the official
+    ``*_refpad`` CUDA kernels do.
+
+    Instead of unfolding 49 shifted copies, the footprint is walked one offset at a time: only
+    the ``(B, out/share, k*k, H, W)`` logits are stored (architectures.md 1.6, option (b)).
+    Attribute names follow the official code (``conv1`` = phi, ``conv2`` = psi,
+    ``conv3`` = beta, ``conv_w`` = gamma, ``conv_p``) so official checkpoints load.
+
+    Records ``attention.centre`` (weight of the pixel itself), ``attention.entropy``
+    (normalised to [0, 1]), ``attention.shift`` (expected offset x, y in pixels, per weight
+    channel) and, when ``rec.full``, ``attention.weights`` ``(B, out/share, k*k, H, W)``.
+    """
+
+    def __init__(self, in_planes: int, rel_planes: int, out_planes: int, share_planes: int,
+                 kernel_size: int = 7, activation: nn.Module | None = None):
+        super().__init__()
+        if out_planes % share_planes:
+            raise ValueError(f"out_planes ({out_planes}) must be divisible by share_planes ({share_planes})")
+        self.kernel_size = kernel_size
+        self.weight_channels = out_planes // share_planes
+        self.conv1 = nn.Conv2d(in_planes, rel_planes, 1)
+        self.conv2 = nn.Conv2d(in_planes, rel_planes, 1)
+        self.conv3 = nn.Conv2d(in_planes, out_planes, 1)
+        self.conv_w = nn.Sequential(
+            nn.LeakyReLU(0.2) if activation is None else activation,
+            nn.Conv2d(rel_planes + 2, rel_planes, 1, bias=False),
+            nn.Conv2d(rel_planes, self.weight_channels, 1))
+        self.conv_p = nn.Conv2d(2, 2, 1)
+
+    def forward(self, x: torch.Tensor, rec: Recorder = _OFF) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        pad = [self.kernel_size // 2] * 4
+        phi = self.conv1(x)
+        psi = F.pad(self.conv2(x), pad, mode="reflect")
+        value = F.pad(self.conv3(x), pad, mode="reflect")
+        pos = self.conv_p(position_grid(h, w, x))
+        pos_pad = F.pad(pos, pad, mode="reflect")
+        if torch.is_grad_enabled():
+            out, weights = self._attend(phi, psi, pos, pos_pad, value)
+        else:
+            out, weights = self._attend_inference(phi, psi, pos, pos_pad, value, rec.enabled)
+        if rec.enabled:
+            self._record(weights, rec)
+        return out
+
+    def _offsets(self):
+        k = self.kernel_size
+        return [divmod(idx, k) for idx in range(k * k)]
+
+    def _attend(self, phi, psi, pos, pos_pad, value):
+        """Differentiable form: per offset, gamma on [phi_i - psi_j, p_i - p_j], then softmax."""
+        b, _, h, w = phi.shape
+        logits = []
+        for dy, dx in self._offsets():
+            d_rel = phi - psi[:, :, dy:dy + h, dx:dx + w]
+            d_pos = (pos - pos_pad[:, :, dy:dy + h, dx:dx + w]).expand(b, -1, -1, -1)
+            logits.append(self.conv_w(torch.cat([d_rel, d_pos], dim=1)))
+        weights = torch.softmax(torch.stack(logits, dim=2), dim=2)  # (B, Cw, k*k, H, W)
+        cw = weights.shape[1]
+        out = 0
+        for idx, (dy, dx) in enumerate(self._offsets()):
+            v = value[:, :, dy:dy + h, dx:dx + w].unflatten(1, (-1, cw))
+            out = out + v * weights[:, None, :, idx]
+        return out.flatten(1, 2), weights
+
+    def _attend_inference(self, phi, psi, pos, pos_pad, value, keep_weights):
+        """Same result without autograd, memory-light: in-place ops, one offset at a time.
+
+        gamma's two 1x1 convs are linear in a row, so they are applied as one matrix; the
+        softmax is done in place on the ``(B, Cw, k*k, H, W)`` logits, the only large buffer.
+        """
+        b, rel, h, w = phi.shape
+        act, gamma1, gamma2 = self.conv_w
+        cw = gamma2.weight.shape[0]
+        mat = gamma2.weight.flatten(1) @ gamma1.weight.flatten(1)  # (Cw, rel + 2)
+        w_rel, w_pos = mat[:, :rel, None, None], mat[:, rel:, None, None]
+        logits = phi.new_empty(b, cw, self.kernel_size ** 2, h, w)
+        d_rel, d_pos = phi.new_empty(b, rel, h, w), phi.new_empty(1, 2, h, w)
+        for idx, (dy, dx) in enumerate(self._offsets()):
+            torch.sub(pos, pos_pad[:, :, dy:dy + h, dx:dx + w], out=d_pos)
+            torch.sub(phi, psi[:, :, dy:dy + h, dx:dx + w], out=d_rel)
+            torch.add(F.conv2d(act(d_rel), w_rel), F.conv2d(act(d_pos), w_pos, gamma2.bias),
+                      out=logits[:, :, idx])
+        logits.sub_(logits.amax(dim=2, keepdim=True)).exp_()
+        total = logits.sum(dim=2)
+        out = phi.new_zeros(b, value.shape[1] // cw, cw, h, w)
+        for idx, (dy, dx) in enumerate(self._offsets()):
+            v = value[:, :, dy:dy + h, dx:dx + w].unflatten(1, (-1, cw))
+            out.addcmul_(v, logits[:, None, :, idx])
+        out.div_(total.unsqueeze(1))
+        if keep_weights:
+            logits.div_(total.unsqueeze(2))
+        return out.flatten(1, 2), logits
+
+    def _record(self, weights: torch.Tensor, rec: Recorder) -> None:
+        k = self.kernel_size
+        centre = (k * k) // 2
+        rec("attention.centre", weights[:, :, centre])
+        ent = -(weights * weights.clamp_min(1e-12).log()).sum(2) / torch.log(weights.new_tensor(float(k * k)))
+        rec("attention.entropy", ent)
+        offs = torch.arange(k, device=weights.device, dtype=weights.dtype) - k // 2
+        dx = torch.einsum("bcnhw,n->bchw", weights, offs.repeat(k))
+        dy = torch.einsum("bcnhw,n->bchw", weights, offs.repeat_interleave(k))
+        rec("attention.shift", torch.cat([dx, dy], dim=1))
+        if rec.full:
+            rec("attention.weights", weights)

@@ -1,0 +1,314 @@
+"""JDNet: Joint Self-Attention and Scale-Aggregation for Self-Calibrated Deraining Network
+(Wang, Wu, Su, Chen, ACM MM 2020).
+
+``enterBlock`` (3x3 conv + LeakyReLU) -> ``derain_net``: 32 joint units chained by dense
+1x1 fusions -> ``exitBlock`` (3x3 conv + LeakyReLU) gives the rain layer ``R``; the output
+is ``O - R``. A joint unit (official class ``Scale_attention``) is
+
+1. ``san``: pre-activation bottleneck around SAN pairwise self-attention (7x7 footprint);
+2. scale aggregation: four cascaded stride-2 residual blocks (H/2 .. H/16), each
+   up-sampled back (nearest) and fused with the input by a 1x1 conv;
+3. ``scn``: a self-calibrated bottleneck (SCConv with 4x4 average pooling).
+
+Specification: ``shared/design/architectures.md`` section 6, which follows the official
+code (``Ohraincu/JDNet``, ``code/base/*/config/model.py``). Module attribute names are the
+official ones, so official checkpoints map onto this module (their input is BGR).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..base import DerainNet, MapSpec, Recorder
+from ..blocks import PairwiseSelfAttention
+from ..registry import ModelCard, PaperResult, register
+
+_OFF = Recorder.off()
+
+CARD = ModelCard(
+    id="jdnet",
+    name="JDNet",
+    paper="Joint Self-Attention and Scale-Aggregation for Self-Calibrated Deraining Network",
+    venue="ACM Multimedia (MM)",
+    year=2020,
+    predicts="rain layer (output = input - R)",
+    description=("32 densely connected joint units; each lets every pixel attend to its 7x7 "
+                 "neighbourhood (pairwise self-attention), mixes features from four coarser "
+                 "scales (1/2 .. 1/16) and refines them with a self-calibrated convolution."),
+    size_multiple=1,
+    min_size=16,
+    supports_fp16=True,
+    supports_bf16=True,
+    tiling="supported",
+    tile_overlap=64,
+    default_config={"channel": 32, "unit_num": 32, "num_scales": 4, "pooling_r": 4,
+                    "kernel_size": 7, "share_planes": 8},
+    test_config={"channel": 16, "unit_num": 4, "num_scales": 4, "pooling_r": 4,
+                 "kernel_size": 7, "share_planes": 4},
+    paper_results=(
+        PaperResult("Rain100H", 30.02, 0.92, "RGB",
+                    note="official eval: PSNR/SSIM over all 3 channels (BGR order), not Y; "
+                         "1,800 train / 200 test pairs (Rain200H-sized)"),
+        PaperResult("Rain100L", 38.65, 0.99, "RGB", note="official eval on 3 channels, not Y"),
+        PaperResult("Rain12", 37.02, 0.97, "RGB", note="model trained on Rain100H"),
+    ),
+    provenance=(
+        "paper: B = O - R; 3x3 conv + LeakyReLU(0.2) at entry and exit; dense connections "
+        "between 32 joint units of self-attention, scale aggregation (n = 4) and "
+        "self-calibrated convolution (r = 4); width 32; loss negative SSIM",
+        "official code: Ohraincu/JDNet model.py (ODE_DerainNet): module names, dense 1x1 "
+        "fusions ((i+2)*32 -> 32) + LeakyReLU, SAN bottleneck BN-LReLU-SAM-BN-LReLU-1x1 with "
+        "rel 32/16, mid 32/4, share 8 (one weight channel), gamma LReLU -> 1x1 -> 1x1, "
+        "reflection padding, position grid linspace(-1, 1) through conv_p",
+        "official code: scale cascade ResBlock = LReLU(conv3x3 s2), + conv-LReLU-conv; nearest "
+        "up-sampling; optional max-pool 'scale attention' gating is off and left out",
+        "official code: SCBottleneck without BatchNorm: 1x1 32->16 + LReLU per branch, plain "
+        "branch conv3x3 + LReLU, SCConv gate sigmoid(x + nearest_up(k2(AvgPool4 x))), "
+        "k4(k3(x) * gate) with LReLU, 1x1 fuse, + input, LReLU",
+        "official code: the exit LeakyReLU acts on the rain layer (negative rain scaled by 0.2)",
+        "official code: trained on OpenCV (BGR) images; official checkpoints need the channel "
+        "order flipped, this module takes RGB like the other networks",
+        "choice: SAN in pure PyTorch, one footprint offset at a time (architectures.md 1.6 (b)) "
+        "instead of the official cupy kernels; without autograd gamma's two linear 1x1 convs "
+        "are applied as one matrix and the softmax runs in place (same result to float rounding)",
+        "choice: no padding to a multiple (stride-2 convs give ceil(H/2^i), nearest up-sampling "
+        "restores exact sizes), like the official code",
+        "choice: attention shown as per-pixel summaries (centre weight, normalised entropy, "
+        "expected shift) for every unit; the 49-way weights only with full capture",
+        "choice: features, scales and self-calibration maps for three units (first, middle, "
+        "last); the calibration context is shown up-sampled, as it enters the gate",
+    ),
+    license="MIT (this re-implementation)",
+)
+
+
+def _lrelu() -> nn.LeakyReLU:
+    return nn.LeakyReLU(0.2)
+
+
+class ResidualBlock(nn.Module):
+    """One scale step (official ``Residual_Block``): ``c = LReLU(conv3x3 s2 (x))``,
+    output ``c + conv3x3(LReLU(conv3x3(c)))``."""
+
+    def __init__(self, channel: int):
+        super().__init__()
+        self.convert = nn.Sequential(nn.Conv2d(channel, channel, 3, 2, 1), _lrelu())
+        self.res = nn.Sequential(nn.Conv2d(channel, channel, 3, 1, 1), _lrelu(),
+                                 nn.Conv2d(channel, channel, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.convert(x)
+        return c + self.res(c)
+
+
+class SCConv(nn.Module):
+    """Self-calibrated convolution branch (JDNet's variant, no BatchNorm).
+
+    ``gate = sigmoid(x + Up(k2(AvgPool_r(x))))``, output ``LReLU(k4(k3(x) * gate))``.
+    Records ``context`` (the up-sampled k2 response) and ``gate``.
+    """
+
+    def __init__(self, planes: int, pooling_r: int):
+        super().__init__()
+        self.k2 = nn.Sequential(nn.AvgPool2d(pooling_r, pooling_r), nn.Conv2d(planes, planes, 3, 1, 1))
+        self.k3 = nn.Sequential(nn.Conv2d(planes, planes, 3, 1, 1))
+        self.k4 = nn.Sequential(nn.Conv2d(planes, planes, 3, 1, 1), _lrelu())
+
+    def forward(self, x: torch.Tensor, rec: Recorder = _OFF) -> torch.Tensor:
+        context = F.interpolate(self.k2(x), size=x.shape[-2:], mode="nearest")
+        gate = torch.sigmoid(x + context)
+        rec("context", context)
+        rec("gate", gate)
+        return self.k4(self.k3(x) * gate)
+
+
+class SCBottleneck(nn.Module):
+    """Self-calibrated bottleneck (official ``SCBottleneck``): two 1x1 halves, a plain 3x3
+    branch and an SCConv branch, 1x1 fuse, residual add, LeakyReLU."""
+
+    def __init__(self, channel: int, pooling_r: int):
+        super().__init__()
+        planes = channel // 2
+        self.conv1_a = nn.Conv2d(channel, planes, 1)
+        self.k1 = nn.Sequential(nn.Conv2d(planes, planes, 3, 1, 1), _lrelu())
+        self.conv1_b = nn.Conv2d(channel, planes, 1)
+        self.scconv = SCConv(planes, pooling_r)
+        self.conv3 = nn.Conv2d(planes * 2, planes * 2, 1)
+        self.relu = _lrelu()
+
+    def forward(self, x: torch.Tensor, rec: Recorder = _OFF) -> torch.Tensor:
+        out_a = self.k1(self.relu(self.conv1_a(x)))
+        out_b = self.scconv(self.relu(self.conv1_b(x)), rec)
+        return self.relu(self.conv3(torch.cat([out_a, out_b], dim=1)) + x)
+
+
+class SANBottleneck(nn.Module):
+    """Pre-activation bottleneck around pairwise self-attention (official ``Bottleneck``):
+    ``x + conv1x1(LReLU(BN(SAM(LReLU(BN(x))))))``."""
+
+    def __init__(self, channel: int, share_planes: int, kernel_size: int):
+        super().__init__()
+        mid = channel // 4
+        self.bn1 = nn.BatchNorm2d(channel)
+        self.sam = PairwiseSelfAttention(channel, channel // 16, mid, share_planes, kernel_size)
+        self.bn2 = nn.BatchNorm2d(mid)
+        self.conv = nn.Conv2d(mid, channel, 1)
+        self.relu = _lrelu()
+
+    def forward(self, x: torch.Tensor, rec: Recorder = _OFF) -> torch.Tensor:
+        out = self.relu(self.bn1(x))
+        out = self.relu(self.bn2(self.sam(out, rec)))
+        return self.conv(out) + x
+
+
+class JointUnit(nn.Module):
+    """Joint unit (official ``Scale_attention``): self-attention, scale aggregation, SC conv.
+
+    Records (when ``detail``) ``san.out``, ``scale{i}`` (i = 1..n, before up-sampling),
+    ``fusion`` and ``sc.*``; attention summaries always.
+    """
+
+    def __init__(self, channel: int, num_scales: int, pooling_r: int, kernel_size: int,
+                 share_planes: int):
+        super().__init__()
+        self.san = SANBottleneck(channel, share_planes, kernel_size)
+        self.res_list = nn.ModuleList(ResidualBlock(channel) for _ in range(num_scales))
+        self.conv11 = nn.Sequential(nn.Conv2d((num_scales + 1) * channel, channel, 1), _lrelu())
+        self.scn = SCBottleneck(channel, pooling_r)
+
+    def forward(self, x: torch.Tensor, rec: Recorder = _OFF, detail: bool = False) -> torch.Tensor:
+        size = x.shape[-2:]
+        x = self.san(x, rec.child("san."))
+        scales = [x]
+        t = x
+        for i, block in enumerate(self.res_list, start=1):
+            t = block(t)
+            if detail:
+                rec(f"scale{i}", t)
+            scales.append(F.interpolate(t, size=size, mode="nearest"))
+        fusion = self.conv11(torch.cat(scales, dim=1))
+        if detail:
+            rec("san.out", x)
+            rec("fusion", fusion)
+        return self.scn(fusion + x, rec.child("sc.") if detail else _OFF)
+
+
+class DenseConnection(nn.Module):
+    """Dense chain (official ``DenseConnection``): after unit i, a 1x1 conv + LeakyReLU fuses
+    the entry features and all unit outputs so far ((i+2)*C -> C channels)."""
+
+    def __init__(self, channel: int, unit_num: int, **unit_kwargs):
+        super().__init__()
+        self.channel = channel
+        self.units = nn.ModuleList(JointUnit(channel, **unit_kwargs) for _ in range(unit_num))
+        self.conv1x1 = nn.ModuleList(
+            nn.Sequential(nn.Conv2d((i + 2) * channel, channel, 1), _lrelu()) for i in range(unit_num))
+
+    def forward(self, x: torch.Tensor, rec: Recorder = _OFF, detail: tuple[int, ...] = ()
+                ) -> torch.Tensor:
+        grad = torch.is_grad_enabled()
+        c = self.channel
+        if grad:
+            feats = [x]
+        else:  # one buffer instead of a growing torch.cat: no copies, half the memory
+            buf = x.new_empty(x.shape[0], (len(self.units) + 1) * c, *x.shape[-2:])
+            buf[:, :c] = x
+        out = x
+        for i, (unit, fuse) in enumerate(zip(self.units, self.conv1x1)):
+            tmp = unit(out, rec.child(f"unit{i}."), detail=i in detail)
+            if grad:
+                feats.append(tmp)
+                out = fuse(torch.cat(feats, dim=1))
+            else:
+                buf[:, (i + 1) * c:(i + 2) * c] = tmp
+                out = fuse(buf[:, :(i + 2) * c])
+            if i in detail:
+                rec(f"dense{i}.out", out)
+        return out
+
+
+def detail_units(unit_num: int) -> tuple[int, ...]:
+    """Units whose features are recorded in full: first, middle and last."""
+    return tuple(sorted({0, unit_num // 2, unit_num - 1}))
+
+
+@register(CARD)
+class JDNet(DerainNet):
+    """JDNet (official class ``ODE_DerainNet``); see the module docstring."""
+
+    def __init__(self, channel: int = 32, unit_num: int = 32, num_scales: int = 4,
+                 pooling_r: int = 4, kernel_size: int = 7, share_planes: int = 8):
+        super().__init__()
+        if channel % 16 or (channel // 4) % share_planes:
+            raise ValueError("channel must be a multiple of 16 and channel/4 of share_planes")
+        self.channel, self.unit_num, self.num_scales = channel, unit_num, num_scales
+        self.weight_channels = channel // 4 // share_planes
+        self.kernel_size = kernel_size
+        self.enterBlock = nn.Sequential(nn.Conv2d(3, channel, 3, 1, 1), _lrelu())
+        self.derain_net = DenseConnection(channel, unit_num, num_scales=num_scales,
+                                          pooling_r=pooling_r, kernel_size=kernel_size,
+                                          share_planes=share_planes)
+        self.exitBlock = nn.Sequential(nn.Conv2d(channel, 3, 3, 1, 1), _lrelu())
+
+    def derain(self, x: torch.Tensor, rec: Recorder) -> torch.Tensor:
+        feats = self.derain_net(self.enterBlock(x), rec, detail_units(self.unit_num))
+        linear = self.exitBlock[0](feats)
+        rain = self.exitBlock[1](linear)
+        rec("rain.linear", linear)
+        rec("rain", rain)
+        out = x - rain
+        rec("output", out)
+        return out
+
+    def map_specs(self) -> list[MapSpec]:
+        c, cw, k = self.channel, self.weight_channels, self.kernel_size
+        specs = []
+        for u in range(self.unit_num):
+            g = f"unit {u}/attention"
+            p = f"unit{u}.san.attention."
+            specs += [
+                MapSpec(p + "centre", "attention", "attention on itself",
+                        f"weight each pixel gives to itself among its {k}x{k} neighbours "
+                        f"(1 = ignores them, {1 / k**2:.2f} = plain average)", cw, group=g),
+                MapSpec(p + "entropy", "attention", "attention spread",
+                        "0 = attends to one neighbour, 1 = spreads evenly over the window",
+                        cw, group=g),
+                MapSpec(p + "shift", "feature", "attention shift (x, y)",
+                        "average offset, in pixels, of where each pixel gathers from "
+                        "(x then y; + = right/down)", 2 * cw, group=g),
+            ]
+            if u not in detail_units(self.unit_num):
+                continue
+            specs.append(MapSpec(f"unit{u}.san.out", "feature", "after self-attention",
+                                 "features after the self-attention bottleneck", c,
+                                 group=f"unit {u}/attention"))
+            g = f"unit {u}/scale aggregation"
+            for i in range(1, self.num_scales + 1):
+                specs.append(MapSpec(f"unit{u}.scale{i}", "feature", f"scale 1/{2 ** i}",
+                                     f"features at 1/{2 ** i} resolution (cascade step {i})",
+                                     c, scale=2 ** i, group=g))
+            specs.append(MapSpec(f"unit{u}.fusion", "feature", "scale fusion",
+                                 "all scales up-sampled and fused by a 1x1 conv", c, group=g))
+            g = f"unit {u}/self-calibration"
+            specs += [
+                MapSpec(f"unit{u}.sc.gate", "attention", "calibration gate",
+                        "sigmoid gate of the self-calibrated conv (0 = suppress, 1 = pass)",
+                        c // 2, group=g),
+                MapSpec(f"unit{u}.sc.context", "feature", "calibration context",
+                        "conv response on 4x4-averaged features, the wide context behind the gate",
+                        c // 2, group=g),
+                MapSpec(f"dense{u}.out", "feature", "dense fusion",
+                        f"running features after unit {u} (1x1 fusion of all earlier units)",
+                        c, group=f"unit {u}/dense"),
+            ]
+        specs += [
+            MapSpec("rain.linear", "image", "rain before activation",
+                    "exit conv output; its negative part is scaled by 0.2 to give the rain layer",
+                    3, group="output"),
+            MapSpec("rain", "image", "rain layer", "predicted rain R = input - output", 3,
+                    group="output"),
+            MapSpec("output", "image", "derained image", "input minus rain layer", 3,
+                    group="output"),
+        ]
+        return specs
