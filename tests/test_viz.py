@@ -1,0 +1,237 @@
+"""Fast tests of the drawing helpers in derain_core.viz (tiny synthetic inputs)."""
+import numpy as np
+import pytest
+import torch
+
+from derain_core import viz
+from derain_core.base import MapSpec
+
+
+def rgb_u8(h=40, w=56, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def is_image(a, h=None, w=None):
+    ok = isinstance(a, np.ndarray) and a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] == 3
+    return ok and (h is None or a.shape[0] == h) and (w is None or a.shape[1] == w)
+
+
+# --------------------------------------------------------------------------- colour maps
+@pytest.mark.parametrize("cmap", viz.CMAPS)
+def test_colormap_endpoints_and_shape(cmap):
+    lut = viz._lut(cmap)
+    assert lut.shape == (256, 3) and lut.dtype == np.uint8
+    m = np.linspace(-2.0, 3.0, 12, dtype=np.float32).reshape(3, 4)
+    out = viz.apply_colormap(m, cmap)
+    assert is_image(out, 3, 4)
+    assert (out[0, 0] == lut[0]).all() and (out[-1, -1] == lut[-1]).all()
+    # explicit range: values at/below vmin -> first colour, at/above vmax -> last
+    out = viz.apply_colormap(m, cmap, vmin=0.0, vmax=1.0)
+    assert (out[0, 0] == lut[0]).all() and (out[-1, -1] == lut[-1]).all()
+    assert (viz.apply_colormap(np.array([[0.0, 1.0]]), cmap, 0.0, 1.0)[0] == lut[[0, -1]]).all()
+
+
+def test_colormaps_differ_and_match_known_endpoints():
+    # matplotlib's endpoint colours, written out (matplotlib is not a run-time dependency)
+    assert tuple(viz._lut("viridis")[0]) == (0x44, 0x01, 0x54)
+    assert tuple(viz._lut("viridis")[-1]) == (0xFD, 0xE7, 0x25)
+    assert tuple(viz._lut("inferno")[-1]) == (0xFC, 0xFF, 0xA4)
+    assert tuple(viz._lut("gray")[128]) == (128, 128, 128)
+    lum = viz._lut("inferno").astype(int).sum(1)
+    assert (np.diff(lum) >= -3).all(), "inferno should get brighter"
+    with pytest.raises(ValueError):
+        viz.apply_colormap(np.zeros((2, 2)), "jet")
+
+
+def test_constant_nan_inf_maps():
+    const = np.full((5, 6), 3.0)
+    out = viz.apply_colormap(const, "viridis")
+    assert (out == viz._lut("viridis")[128]).all()  # middle colour, no division by zero
+    m = np.arange(12, dtype=np.float64).reshape(3, 4)
+    m[0, 0], m[1, 1], m[2, 2] = np.nan, np.inf, -np.inf
+    out = viz.apply_colormap(m, "magma")
+    assert tuple(out[0, 0]) == viz.NAN_COLOUR
+    assert (out[1, 1] == viz._lut("magma")[-1]).all() and (out[2, 2] == viz._lut("magma")[0]).all()
+    all_nan = np.full((4, 4), np.nan)
+    for a in (const, m, all_nan):
+        assert is_image(viz.heatmap(a, title="t"))
+        assert is_image(viz.overlay(rgb_u8(8, 8), a, 0.5))
+    with pytest.raises(ValueError):
+        viz.apply_colormap(np.zeros((2, 2, 2)))
+
+
+def test_heatmap_adds_colorbar_and_title():
+    m = np.random.default_rng(0).random((10, 20))
+    plain = viz.heatmap(m, colorbar=False)
+    assert is_image(plain, 10, 20)
+    assert is_image(viz.heatmap(m, colorbar=False, upscale_to=(30, 60)), 30, 60)
+    up = viz.heatmap(m, colorbar=False, upscale_to=80)
+    assert is_image(up, 40, 80)
+    assert (up[::4, ::4] == plain).all()  # nearest enlargement keeps the colours
+    bar = viz.heatmap(m, upscale_to=80)
+    assert bar.shape[0] == 40 and bar.shape[1] > 80 + 20  # bar and tick labels on the right
+    titled = viz.heatmap(m, title="Attention", upscale_to=80)
+    assert titled.shape[0] > 40 and titled.shape[1] == bar.shape[1]
+    assert (titled[-40:, :80] == up).all()
+
+
+# --------------------------------------------------------------------------- overlay
+def test_overlay():
+    img = rgb_u8(32, 48)
+    m = np.random.default_rng(1).random((8, 12))
+    assert (viz.overlay(img, m, alpha=0.0) == img).all()
+    full = viz.overlay(img, m, alpha=1.0, resample="nearest")
+    assert is_image(full, 32, 48)
+    assert (full == np.repeat(np.repeat(viz.apply_colormap(m), 4, 0), 4, 1)).all()
+    half = viz.overlay(img.astype(np.float32) / 255, m, alpha=0.5)
+    assert is_image(half, 32, 48) and not (half == img).all()
+    with pytest.raises(ValueError):
+        viz.overlay(img, m, alpha=1.5)
+
+
+def test_to_uint8_image_layouts():
+    f = np.random.default_rng(2).random((3, 10, 14)).astype(np.float32)
+    hwc = np.moveaxis(f, 0, -1)
+    ref = viz.to_uint8_image(hwc)
+    assert is_image(ref, 10, 14)
+    assert (viz.to_uint8_image(torch.from_numpy(f)[None]) == ref).all()
+    assert (viz.to_uint8_image(f) == ref).all()
+    assert is_image(viz.to_uint8_image(np.zeros((5, 7))), 5, 7)
+    assert viz.to_uint8_image(np.full((2, 2, 3), 2.0)).max() == 255
+
+
+# --------------------------------------------------------------------------- maps of every kind
+SPECS = [
+    MapSpec("rain", "image", "Rain layer", "x - y", 3, 1, group="output"),
+    MapSpec("d1/clean", "image", "Stage clean image", "", 3, 2, group="stage 1"),
+    MapSpec("gray", "image", "Grey image", "", 1, 1, group="stage 1"),
+    MapSpec("sam/att", "attention", "Attention", "", 1, 4, group="stage 1"),
+    MapSpec("att3", "attention", "Three-scale attention", "", 3, 2, group="stage 2"),
+    MapSpec("att32", "attention", "Many-channel attention", "", 32, 2, group="stage 2"),
+    MapSpec("feat", "feature", "Features", "", 16, 2, group="stage 2/scale 2"),
+    MapSpec("LH", "band", "LH band", "", 3, 2, group="pyramid"),
+    MapSpec("LH1", "band", "LH band (1 ch)", "", 1, 2, group="pyramid"),
+    MapSpec("ca", "vector", "Channel attention", "", 24, 0, (1, 1), group="stage 3"),
+    MapSpec("ca_big", "vector", "Channel attention (wide)", "", 200, 0, (1, 1), group="stage 3"),
+    MapSpec("heads", "attention", "Head attention", "", 4, 0, (16, 16), group="stage 3"),
+]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.key for s in SPECS])
+def test_render_map_every_kind(spec):
+    torch.manual_seed(0)
+    t = torch.randn(*spec.shape(2, 37, 53))
+    out = viz.render_map(t, spec)
+    assert is_image(out) and out.shape[0] > 40 and out.shape[1] > 40
+    image = torch.rand(3, 37, 53)
+    assert is_image(viz.render_map(t, spec, image=image, overlay_alpha=0.4, batch=1))
+    panels = viz.map_to_2d(t, spec)
+    assert panels and all(isinstance(label, str) for label, _ in panels)
+    for _, a in panels:
+        assert a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3 and 0 <= a.min() and a.max() <= 1)
+
+
+def test_map_to_2d_rules():
+    by_key = {s.key: s for s in SPECS}
+    rain = torch.rand(1, 3, 20, 24) * 0.05
+    panels = viz.map_to_2d(rain, by_key["rain"])
+    assert len(panels) == 2 and panels[1][1].max() > 0.5  # faint rain is magnified
+    assert len(viz.map_to_2d(torch.rand(1, 3, 20, 24), by_key["d1/clean"])) == 1
+    assert len(viz.map_to_2d(torch.rand(1, 3, 10, 12), by_key["att3"])) == 3
+    assert len(viz.map_to_2d(torch.rand(1, 32, 10, 12), by_key["att32"])) == 1  # mean
+    feat = torch.randn(1, 16, 10, 12)
+    (l1, mean_abs), (l2, norm) = viz.map_to_2d(feat, by_key["feat"])
+    assert np.allclose(mean_abs, feat[0].abs().mean(0).numpy(), atol=1e-6)
+    assert np.allclose(norm, feat[0].norm(dim=0).numpy(), atol=1e-5)
+    (_, strip), = viz.map_to_2d(torch.rand(1, 24, 1, 1), by_key["ca"])
+    assert strip.shape == (1, 24)
+    (_, strip), = viz.map_to_2d(torch.rand(1, 200, 1, 1), by_key["ca_big"])
+    assert strip.shape == (7, 32) and np.isnan(strip).sum() == 7 * 32 - 200
+    heads = viz.map_to_2d(torch.rand(1, 4, 16, 16), by_key["heads"])
+    assert [a.shape for _, a in heads] == [(16, 16)] * 4
+
+
+def test_render_map_band_is_symmetric():
+    spec = MapSpec("LH1", "band", "LH", "", 1, 1)
+    m = torch.full((1, 1, 8, 8), 0.5)
+    m[..., :4] = -0.5
+    out = viz.render_map(m, spec, size=8)  # no enlargement: panel pixels are the map's
+    lut = viz._lut("coolwarm")
+    blue, red = tuple(lut[0]), tuple(lut[-1])
+    colours = {tuple(c) for c in out.reshape(-1, 3)}
+    assert blue in colours and red in colours
+
+
+# --------------------------------------------------------------------------- channel grid
+def test_channel_grid():
+    f = torch.randn(1, 20, 6, 8)
+    grid, stats = viz.channel_grid(f, max_channels=12, cols=4, tile=16)
+    assert is_image(grid)
+    assert len(stats) == 20 and stats[3]["index"] == 3
+    assert stats[3]["max"] == pytest.approx(float(f[0, 3].max()))
+    assert stats[3]["std"] == pytest.approx(float(f[0, 3].std(unbiased=False)), rel=1e-5)
+    small, _ = viz.channel_grid(f, max_channels=4, cols=4, tile=16)
+    assert small.shape[1] == grid.shape[1] and small.shape[0] < grid.shape[0]
+    f[0, 5] = 1.0  # a constant channel must not break the per-channel normalisation
+    assert is_image(viz.channel_grid(f, order="std")[0])
+
+
+# --------------------------------------------------------------------------- synced crops
+def test_synced_crops_border_and_zoom():
+    imgs = [rgb_u8(30, 40, s) for s in range(3)]
+    for center in [(0, 0), (39, 29), (100, -5), (20, 15)]:
+        crops = viz.synced_crops(imgs, center, crop_size=8, zoom=3)
+        assert len(crops) == 3
+        for c in crops:
+            assert is_image(c, 24, 24)
+    x0, y0, w, h = viz.crop_window((30, 40), (39, 29), 8)
+    assert (x0, y0, w, h) == (32, 22, 8, 8)  # moved inside at the bottom-right corner
+    crop = viz.synced_crops(imgs, (39, 29), 8, zoom=3)[1]
+    src = imgs[1][22:30, 32:40]
+    assert (crop == np.repeat(np.repeat(src, 3, 0), 3, 1)).all()  # exact pixel repetition
+    for dy in range(3):
+        for dx in range(3):
+            assert (crop[dy::3, dx::3] == src).all()
+    assert viz.synced_crops(imgs, (5, 5), (12, 6), zoom=2)[0].shape == (12, 24, 3)
+    with pytest.raises(ValueError):
+        viz.synced_crops([rgb_u8(30, 40), rgb_u8(30, 41)], (5, 5), 8, 2)
+    with pytest.raises(ValueError):
+        viz.synced_crops(imgs, (5, 5), 8, zoom=1.5)
+
+
+def test_mark_point_and_strip():
+    img = np.zeros((30, 40, 3), np.uint8)
+    marked = viz.mark_point(img, (39, 29), 8)
+    assert is_image(marked, 30, 40) and (img == 0).all()  # input left untouched
+    changed = np.argwhere(marked.any(-1))
+    assert changed[:, 0].min() >= 22 - 2 and changed[:, 1].min() >= 32 - 2
+    assert tuple(marked[22, 35]) == (0, 255, 255)  # top edge of the window
+    strip = viz.crops_strip([img, img], (10, 10), 8, 2, labels=["a", "b"], texts=["1 dB", None])
+    assert is_image(strip) and strip.shape[1] >= 2 * 16
+
+
+# --------------------------------------------------------------------------- labelled grid
+def test_labelled_grid_grows_with_tiles():
+    tiles = [rgb_u8(32, 48, s) for s in range(4)]
+    sizes = []
+    for n in (1, 2, 4):
+        g = viz.labelled_grid(tiles[:n], [f"model {i}" for i in range(n)],
+                              texts=["31.2 dB / 0.951 | 0.84 s"] * n)
+        assert is_image(g)
+        sizes.append(g.shape)
+    assert sizes[0][1] < sizes[1][1] < sizes[2][1] and sizes[0][0] == sizes[2][0]
+    two_rows = viz.labelled_grid(tiles, ["a"] * 4, cols=2)
+    assert two_rows.shape[0] > sizes[2][0] and two_rows.shape[1] < sizes[2][1]
+    # the text band darkens the tile bottom but leaves its top alone
+    g = viz.labelled_grid([np.full((32, 48, 3), 255, np.uint8)], ["x"], texts=["text"], pad=0)
+    assert g[-1].mean() < 200 and (g[-32] == 255).all()
+    with pytest.raises(ValueError):
+        viz.labelled_grid(tiles, ["only one"])
+
+
+def test_group_specs_keeps_order():
+    groups = viz.group_specs(SPECS)
+    assert list(groups) == ["output", "stage 1", "stage 2", "stage 2/scale 2", "pyramid", "stage 3"]
+    assert [s.key for s in groups["stage 1"]] == ["d1/clean", "gray", "sam/att"]
+    assert sum(len(v) for v in groups.values()) == len(SPECS)
+    assert list(viz.group_specs([MapSpec("k", "feature", "t", "", 1)], default="other")) == ["other"]
