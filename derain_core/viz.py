@@ -467,9 +467,13 @@ def _panels(tensor: Any, spec: MapSpec, batch: int = 0, max_panels: int = 8) -> 
     if spec.kind == "band":
         if c == 1:
             return [_Panel("band", a[0], "coolwarm", True, spatial=spatial)]
-        return [_Panel(f"mean of {c} channels", a.mean(0), "coolwarm", True, spatial=spatial)]
+        panels = [_Panel(f"mean of {c} channels", a.mean(0), "coolwarm", True, spatial=spatial)]
+        if c > 3:  # signed feature channels cancel in the mean: also show their energy
+            panels.append(_Panel(f"mean |x| over {c} ch", np.abs(a).mean(0), "viridis",
+                                 spatial=spatial))
+        return panels
     if spec.kind == "attention" or not spatial:
-        what = "channel" if spatial else "head"
+        what = "head" if spec.kind == "attention" and not spatial else "channel"
         return _per_channel(a, what, "inferno" if spatial else "magma", spatial, max_panels,
                             spec.kind if spatial else "matrix")
     # feature maps: how strongly each pixel activates, summarised over channels
@@ -489,9 +493,11 @@ def map_to_2d(tensor: Any, spec: MapSpec, batch: int = 0,
     * image, 1 channel: the grey map (range 0-1);
     * attention: one panel per channel up to ``max_panels`` (shared range), else their mean;
     * feature: channel mean of ``|x|`` and the L2 norm over channels;
-    * band (signed wavelet/frequency band): the map, or its channel mean; draw symmetric;
+    * band (signed wavelet/frequency band): the map, or its channel mean (plus the mean of
+      ``|x|`` beyond 3 channels, where signed channels cancel); drawn symmetric;
     * vector ``(B, C, 1, 1)`` (or any 1 x 1 map): a heat strip, wrapped in rows of 32 beyond 64;
-    * fixed-size matrices (``spec.size``, e.g. 4 x 16 x 16 head attention): one panel per head.
+    * fixed-size matrices (``spec.size``, e.g. 4 x 16 x 16 head attention): one panel per head
+      (per channel for non-attention kinds), up to ``max_panels``, else their mean.
 
     ``tensor`` is ``(B, C, h, w)`` (element ``batch`` is used), ``(C, h, w)`` or ``(h, w)``.
     """

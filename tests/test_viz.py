@@ -149,6 +149,13 @@ def test_map_to_2d_rules():
     assert strip.shape == (7, 32) and np.isnan(strip).sum() == 7 * 32 - 200
     heads = viz.map_to_2d(torch.rand(1, 4, 16, 16), by_key["heads"])
     assert [a.shape for _, a in heads] == [(16, 16)] * 4
+    assert [label for label, _ in heads] == [f"head {i}" for i in range(4)]
+    kernel = MapSpec("kernel", "feature", "Kernel", "", 3, 0, (5, 5))
+    assert [label for label, _ in viz.map_to_2d(torch.rand(1, 3, 5, 5), kernel)][0] == "channel 0"
+    assert len(viz.map_to_2d(torch.rand(1, 3, 10, 12), by_key["LH"])) == 1
+    wide_band = MapSpec("LL", "band", "LL", "", 16, 2)
+    (_, signed), (_, energy) = viz.map_to_2d(torch.randn(1, 16, 10, 12), wide_band)
+    assert (energy >= 0).all() and signed.min() < 0
 
 
 def test_render_map_band_is_symmetric():
