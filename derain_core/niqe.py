@@ -17,7 +17,7 @@ structure of the authors' MATLAB release (``computequality.m``/``estimatemodelpa
 
 The pristine model (mu_p, cov_p) is NOT the LIVE model: it is fitted by
 ``scripts/fit_niqe.py`` on the natural photos shipped with scikit-image and stored in
-``derain_core/data/niqe_pristine.npz``. Scores are therefore comparable only with other
+``derain_core/resources/niqe_pristine.npz``. Scores are therefore comparable only with other
 scores from this package ("NIQE (this project's pristine model)"), not with published NIQE.
 Lower is better.
 """
@@ -36,7 +36,7 @@ from scipy.special import gamma
 LABEL = "NIQE (this project's pristine model)"
 BLOCK = 96
 SHARPNESS_THRESHOLD = 0.75  # pristine patches: block sharpness > 0.75 * image max (MATLAB release)
-PRISTINE_PATH = Path(__file__).with_name("data") / "niqe_pristine.npz"
+PRISTINE_PATH = Path(__file__).with_name("resources") / "niqe_pristine.npz"
 
 _GAM = np.arange(0.2, 10.0 + 1e-9, 0.001)
 _R_GAM = gamma(2.0 / _GAM) ** 2 / (gamma(1.0 / _GAM) * gamma(3.0 / _GAM))  # increasing in _GAM

@@ -1,6 +1,6 @@
 """Fit the pristine model of "NIQE (this project's pristine model)".
 
-Reproduces ``derain_core/data/niqe_pristine.npz`` byte for byte from the natural photos
+Reproduces ``derain_core/resources/niqe_pristine.npz`` byte for byte from the natural photos
 that ship inside the scikit-image wheel (a dev dependency; nothing is downloaded)::
 
     .venv/bin/python scripts/fit_niqe.py            # write the file
