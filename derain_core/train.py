@@ -1,0 +1,882 @@
+"""Training pipeline: paper losses and recipes, resumable checkpoints, best-by-validation, export.
+
+Usage::
+
+    python -m derain_core.train MODEL --data DIR (--steps N | --minutes M) [options]
+    derain train MODEL ...            # the same arguments through the project CLI
+
+``MODEL`` is a registered network id or ``control`` (the plain-CNN benchmark control).
+A run writes into ``runs/<model>_<variant>/``: ``log.csv``, ``last*`` (resumable state),
+``best.safetensors`` (best validation PSNR-Y) and, at the end, ``export/<model>_<variant>``
+(``.safetensors`` + ``.json`` card, written by :func:`derain_core.weights.save_weights`).
+Nothing is written into ``weights/``: the lead decides what ships.
+
+Checkpoints contain no pickle: model weights and optimizer/RNG tensors are safetensors files,
+scalars (step, schedule, best score, config) are JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as _dt
+import functools
+import json
+import math
+import os
+import platform
+import re
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from . import losses as L
+from .control import CONTROL_CONFIG, CONTROL_ID, CONTROL_TEST_CONFIG, create_control
+from .data import PairedPatches, center_crop, find_pairs, load_validation, split_pairs, to_float, load_rgb_uint8
+
+Outputs = dict[str, torch.Tensor]
+LossFn = Callable[[Outputs, torch.Tensor], torch.Tensor]
+
+
+# ------------------------------------------------------------------------------------------
+# Losses (architectures.md 1.10, 2.2, 3.4, 4.8, 5.5, 6.3); inputs are fp32
+# ------------------------------------------------------------------------------------------
+def _charb_edge(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return L.charbonnier(x, y) + 0.05 * L.edge_loss(x, y)
+
+
+def loss_msamnet(outs: Outputs, target: torch.Tensor) -> torch.Tensor:
+    """MSAMNet: (Charbonnier + 0.05 edge) on the main output plus the same on SAM's estimate."""
+    loss = _charb_edge(outs["output"], target)
+    if "sam" in outs:
+        loss = loss + _charb_edge(outs["sam"], target)
+    return loss
+
+
+def loss_dsmnet(outs: Outputs, target: torch.Tensor) -> torch.Tensor:
+    """DSM-Net: MSE + 0.2 (1 - SSIM)."""
+    out = outs["output"]
+    return F.mse_loss(out, target) + 0.2 * (1.0 - L.ssim(out, target))
+
+
+def loss_l1(outs: Outputs, target: torch.Tensor) -> torch.Tensor:
+    """MFAN and the control: L1."""
+    return F.l1_loss(outs["output"], target)
+
+
+def loss_neg_ssim(outs: Outputs, target: torch.Tensor) -> torch.Tensor:
+    """RRANet (last stage) and JDNet: negative SSIM (1.10)."""
+    return -L.ssim(outs["output"], target)
+
+
+LOSSES: dict[str, LossFn] = {
+    "msamnet": loss_msamnet,
+    "dsmnet": loss_dsmnet,
+    "mfan": loss_l1,
+    "rranet": loss_neg_ssim,
+    "jdnet": loss_neg_ssim,
+    CONTROL_ID: loss_l1,
+}
+
+
+# ------------------------------------------------------------------------------------------
+# Learning-rate schedules as functions of (step, total_steps)
+# ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Schedule:
+    """LR multiplier of the base LR at a step (0-based) of a ``total``-step run.
+
+    ``kind``: ``"cosine"`` (to ``min_ratio``), ``"multistep"`` (x ``gamma`` at each fraction in
+    ``milestones``) or ``"halving"`` (x0.5 every ``1/halvings`` of the run). A linear warm-up
+    over the first ``warmup`` fraction of the steps multiplies all of them.
+    """
+
+    kind: str
+    milestones: tuple[float, ...] = ()
+    gamma: float = 0.1
+    min_ratio: float = 0.0
+    halvings: int = 7
+    warmup: float = 0.02
+
+    def warmup_steps(self, total: int) -> int:
+        return int(round(self.warmup * total))
+
+    def __call__(self, step: int, total: int) -> float:
+        total = max(int(total), 1)
+        w = self.warmup_steps(total)
+        warm = (step + 1) / w if step < w else 1.0
+        if self.kind == "cosine":
+            p = min(max((step - w) / max(total - w, 1), 0.0), 1.0)
+            m = self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * p))
+        elif self.kind == "multistep":
+            m = self.gamma ** sum(step >= round(f * total) for f in self.milestones)
+        elif self.kind == "halving":
+            m = 0.5 ** math.floor(self.halvings * step / total)
+        else:
+            m = 1.0
+        return warm * m
+
+    def describe(self) -> str:
+        warm = f"linear warm-up {self.warmup:.0%} of steps, then "
+        if self.kind == "cosine":
+            return warm + f"cosine to {self.min_ratio:g} x base"
+        if self.kind == "multistep":
+            at = "/".join(f"{f:.0%}" for f in self.milestones)
+            return warm + f"x{self.gamma:g} at {at} of steps"
+        if self.kind == "halving":
+            return warm + f"halved every 1/{self.halvings} of the steps"
+        return warm + "constant"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Optimizer recipe of one model (Adam), scaled to any step budget."""
+
+    lr: float
+    schedule: Schedule
+    loss: str
+    grad_clip: float | None = None
+    betas: tuple[float, float] = (0.9, 0.999)
+    source: str = ""
+
+
+RECIPES: dict[str, Recipe] = {
+    "msamnet": Recipe(2e-4, Schedule("cosine", min_ratio=1e-6 / 2e-4, warmup=0.012),
+                      "Charbonnier + 0.05 edge on output and SAM estimate",
+                      source="paper 2.2: Adam 2e-4 cosine to 1e-6; MPRNet-style warm-up 3/250 epochs"),
+    "dsmnet": Recipe(1e-3, Schedule("multistep", milestones=(0.6, 0.8), gamma=0.1),
+                     "MSE + 0.2 (1 - SSIM)",
+                     source="paper 3.4: Adam 1e-3; schedule not given (choice: x0.1 at 60/80%)"),
+    "mfan": Recipe(2e-4, Schedule("halving", halvings=7), "L1",
+                   source="paper 4.8: Adam 2e-4 halved every 100 of 700 epochs"),
+    "rranet": Recipe(1e-3, Schedule("multistep", milestones=(0.25, 0.5, 0.75), gamma=0.2), "-SSIM",
+                     grad_clip=5.0, source="5.5 (successor ECNet defaults): Adam 1e-3, x0.2 at 25/50/75%, clip 5"),
+    "jdnet": Recipe(5e-4, Schedule("multistep", milestones=(0.6, 0.8), gamma=0.1), "-SSIM",
+                    source="paper 6.3: Adam 5e-4, /10 after 600 and 800 of 1000 epochs"),
+    CONTROL_ID: Recipe(5e-4, Schedule("cosine", min_ratio=1e-6 / 5e-4), "L1",
+                       source="choice: plain CNN control, Adam 5e-4 cosine to 1e-6"),
+}
+
+
+def lr_at(model_id: str, step: int, total: int, base_lr: float | None = None) -> float:
+    """Learning rate of ``model_id``'s recipe at ``step`` of a ``total``-step run."""
+    recipe = RECIPES[model_id]
+    return (base_lr or recipe.lr) * recipe.schedule(step, total)
+
+
+# ------------------------------------------------------------------------------------------
+# Validation metrics (Y channel of ITU-R BT.601, 0..255, outputs quantised to uint8)
+# ------------------------------------------------------------------------------------------
+def rgb_to_y255(x: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W)`` RGB in [0, 1] -> quantised ``(B, 1, H, W)`` Y in [16, 235] (float64)."""
+    q = (x.detach().double().clamp(0, 1) * 255).round()
+    r, g, b = q[:, 0:1], q[:, 1:2], q[:, 2:3]
+    return 16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0
+
+
+def psnr_y(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """PSNR on Y (peak 255), images in [0, 1]; capped at 100 dB for identical images."""
+    mse = torch.mean((rgb_to_y255(pred) - rgb_to_y255(target)) ** 2).item()
+    return 100.0 if mse <= 1e-10 else 10 * math.log10(255.0 ** 2 / mse)
+
+
+def ssim_y(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """SSIM on Y (Wang et al.: 11x11 Gaussian, sigma 1.5, valid window, 0..255 constants)."""
+    x, y = rgb_to_y255(pred), rgb_to_y255(target)
+    w = L._gaussian_window(11, 1.5, x.device, x.dtype)[None, None]
+    mx, my = F.conv2d(x, w), F.conv2d(y, w)
+    sxx = F.conv2d(x * x, w) - mx ** 2
+    syy = F.conv2d(y * y, w) - my ** 2
+    sxy = F.conv2d(x * y, w) - mx * my
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (sxx + syy + c2))
+    return s.mean().item()
+
+
+@torch.no_grad()
+def validate(model: nn.Module, val: list[tuple[torch.Tensor, torch.Tensor]], device: torch.device,
+             channels_last: bool = False) -> tuple[float, float]:
+    """Mean (PSNR-Y, SSIM-Y) of ``model`` (fp32, eval mode) over validation pairs."""
+    was_training = model.training
+    model.eval()
+    psnrs, ssims = [], []
+    for rainy, clean in val:
+        x = rainy.to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out = model(x).float().cpu()
+        psnrs.append(psnr_y(out, clean))
+        ssims.append(ssim_y(out, clean))
+    model.train(was_training)
+    return sum(psnrs) / len(psnrs), sum(ssims) / len(ssims)
+
+
+# ------------------------------------------------------------------------------------------
+# Configuration
+# ------------------------------------------------------------------------------------------
+@dataclass
+class TrainConfig:
+    """Everything one training run needs (see ``python -m derain_core.train --help``)."""
+
+    model: str
+    data: str | None = None  # None: ../shared/data/Rain100L_train if it exists
+    steps: int | None = None
+    minutes: float | None = None
+    batch: int = 16
+    patch: int = 64
+    lr: float | None = None  # None: the recipe's base LR
+    val_every: int = 500  # 0: validate only at the end
+    val_count: int = 10  # validation pairs carved out of the training set
+    val_crop: int = 256  # center crop of validation images (0: full images)
+    save_every: int = 0  # 0: save `last` at every validation
+    log_every: int = 10
+    seed: int = 0
+    out: str | None = None  # None: runs/<model>_<variant>
+    variant: str | None = None  # None: from the data folder name
+    export_dir: str | None = None  # None: <out>/export
+    resume: bool = False
+    overwrite: bool = False
+    init: str | None = None  # a weights .safetensors file to start from
+    device: str = "auto"
+    threads: int | None = None
+    bf16: bool | None = None  # None: auto
+    channels_last: bool = True
+    model_config: dict[str, Any] = field(default_factory=dict)
+    tiny: bool = False  # start from the card's test_config (tests, smoke runs)
+    flips: bool = True
+    progress: bool = True
+    calib_steps: int = 10  # --minutes: steps timed before the step count is fixed
+    stop_at: int | None = None  # pause (resumably) once this step is reached
+
+
+@dataclass
+class TrainResult:
+    """What a run did."""
+
+    out_dir: Path
+    step: int
+    total_steps: int
+    stopped: str  # "done" | "time" | "interrupt" | "paused" (stop_at)
+    best_val_psnr_y: float | None
+    best_step: int | None
+    sec_per_step: float | None
+    export_path: Path | None
+    config: dict[str, Any]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA if available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA requested but not available")
+    return dev
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_bf16_supported() -> bool:
+    """True if the CPU has native bf16 (AVX512-BF16 or AMX) and a bf16 autocast conv works."""
+    try:
+        flags = [getattr(torch.cpu, n, None) for n in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+        if not any(f is not None and f() for f in flags):
+            return False
+        conv = nn.Conv2d(3, 4, 3, padding=1)
+        x = torch.rand(1, 3, 8, 8)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            y = conv(x)
+        ref = conv(x)
+        return y.dtype == torch.bfloat16 and bool(torch.allclose(y.float(), ref, atol=5e-2))
+    except Exception:  # pragma: no cover - depends on the build
+        return False
+
+
+def bf16_available(device: torch.device) -> bool:
+    """Whether bf16 autocast is native on ``device``."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return cpu_bf16_supported()
+
+
+def device_description(device: torch.device) -> str:
+    """Human-readable device name: GPU name, or the CPU model name."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def default_data_dir() -> Path | None:
+    """``../shared/data/Rain100L_train`` relative to the working dir or the repository."""
+    here = Path(__file__).resolve().parent.parent
+    for cand in (Path("../shared/data/Rain100L_train"), here.parent / "shared" / "data" / "Rain100L_train"):
+        if cand.is_dir():
+            return cand
+    return None
+
+
+def default_variant(data_dir: Path) -> str:
+    """Variant name from the data folder: ``Rain100L_train`` -> ``rain100l``."""
+    name = re.sub(r"[-_]?train(ing)?$", "", data_dir.resolve().name.lower())
+    return re.sub(r"[^a-z0-9]+", "-", name).strip("-") or "custom"
+
+
+def model_base_config(model_id: str, tiny: bool = False) -> dict[str, Any]:
+    """The config a run starts from: the card's (or control's) test_config when ``tiny``."""
+    if model_id == CONTROL_ID:
+        return dict(CONTROL_TEST_CONFIG) if tiny else {}
+    from .registry import get_card
+
+    return dict(get_card(model_id).test_config) if tiny else {}
+
+
+def build_model(model_id: str, config: dict[str, Any]) -> nn.Module:
+    """A fresh network (control or registered) with ``config`` overriding its defaults."""
+    if model_id == CONTROL_ID:
+        return create_control(**config)
+    from .registry import create_model
+
+    return create_model(model_id, **config)
+
+
+def full_config(model_id: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Defaults merged with ``config`` (what rebuilds the network)."""
+    if model_id == CONTROL_ID:
+        return {**CONTROL_CONFIG, **config}
+    from .registry import get_card
+
+    return {**get_card(model_id).default_config, **config}
+
+
+def _file_config(path: Path) -> dict[str, Any]:
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    return json.loads(meta.get("config", "{}"))
+
+
+# ------------------------------------------------------------------------------------------
+# Checkpoints (safetensors + JSON, never pickle)
+# ------------------------------------------------------------------------------------------
+def _state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def save_model_file(model: nn.Module, path: Path, model_id: str, config: dict[str, Any], step: int) -> None:
+    """fp32 weights with the model config and step in the safetensors metadata (atomic)."""
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(_state_tensors(model), str(tmp), metadata={
+        "model_id": model_id, "config": json.dumps(config, sort_keys=True), "step": str(step)})
+    os.replace(tmp, path)
+
+
+def load_model_file(model: nn.Module, path: Path) -> None:
+    """Load a safetensors state dict (any float dtype) into ``model`` (strict)."""
+    state = load_file(str(path))
+    ref = model.state_dict()
+    state = {k: v.to(ref[k].dtype) if k in ref and v.is_floating_point() else v for k, v in state.items()}
+    model.load_state_dict(state, strict=True)
+
+
+def optimizer_to_safe(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer state dict into tensors and JSON-able scalars."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {"param_groups": sd["param_groups"], "state": {}}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"opt.{idx}.{k}"] = v.detach().cpu().contiguous().clone()
+            else:
+                scalars["state"].setdefault(str(idx), {})[k] = v
+    return tensors, scalars
+
+
+def optimizer_from_safe(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+                        scalars: dict[str, Any]) -> None:
+    """Inverse of :func:`optimizer_to_safe`."""
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        if key.startswith("opt."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    for idx, st in scalars.get("state", {}).items():
+        state.setdefault(int(idx), {}).update(st)
+    opt.load_state_dict({"state": state, "param_groups": scalars["param_groups"]})
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for p in params:  # keep moment buffers in the parameter's memory format (channels_last)
+        st = opt.state.get(p, {})
+        for k, v in st.items():
+            if torch.is_tensor(v) and v.shape == p.shape and v.dim() > 0:
+                st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
+
+
+def _paths(out: Path) -> dict[str, Path]:
+    return {"last": out / "last.safetensors", "state": out / "last_state.safetensors",
+            "json": out / "last_state.json", "best": out / "best.safetensors",
+            "best_json": out / "best.json", "log": out / "log.csv"}
+
+
+def save_last(out: Path, model: nn.Module, opt: torch.optim.Optimizer, data: PairedPatches,
+              device: torch.device, scalars: dict[str, Any], model_id: str, config: dict[str, Any]) -> None:
+    """Write the resumable ``last`` checkpoint: weights, optimizer + RNG tensors, JSON scalars."""
+    p = _paths(out)
+    step = scalars["step"]
+    save_model_file(model, p["last"], model_id, config, step)
+    tensors, opt_scalars = optimizer_to_safe(opt)
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.data"] = data.get_state()
+    if device.type == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
+    tmp = p["state"].with_name(p["state"].name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"step": str(step)})
+    os.replace(tmp, p["state"])
+    tmp = p["json"].with_name(p["json"].name + ".tmp")
+    tmp.write_text(json.dumps({**scalars, "optimizer": opt_scalars}, indent=1) + "\n")
+    os.replace(tmp, p["json"])
+
+
+def _meta_step(path: Path) -> int:
+    with safe_open(str(path), framework="pt") as f:
+        return int((f.metadata() or {}).get("step", -1))
+
+
+# ------------------------------------------------------------------------------------------
+# Log
+# ------------------------------------------------------------------------------------------
+LOG_FIELDS = ("step", "elapsed_s", "lr", "loss", "val_psnr_y", "val_ssim_y")
+
+
+class CsvLog:
+    """``log.csv`` writer; on resume, rows after the resumed step are dropped."""
+
+    def __init__(self, path: Path, resume_step: int | None = None):
+        self.path = path
+        rows: list[dict[str, str]] = []
+        if resume_step is not None and path.is_file():
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if r.get("step") and int(r["step"]) <= resume_step]
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+
+    def write(self, step: int, elapsed_s: float, lr: float, loss: float | None,
+              val_psnr_y: float | None = None, val_ssim_y: float | None = None) -> None:
+        def fmt(v, spec):
+            return "" if v is None else format(v, spec)
+
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow([step, f"{elapsed_s:.1f}", f"{lr:.4g}", fmt(loss, ".6f"),
+                                    fmt(val_psnr_y, ".3f"), fmt(val_ssim_y, ".4f")])
+
+
+# ------------------------------------------------------------------------------------------
+# Training
+# ------------------------------------------------------------------------------------------
+def compute_loss(model: nn.Module, loss_fn: LossFn, rainy: torch.Tensor, clean: torch.Tensor,
+                 autocast: Any) -> torch.Tensor:
+    """Forward under ``autocast`` (e.g. bf16), then the loss in fp32 outside it."""
+    with autocast:
+        outs = model.training_outputs(rainy)
+    outs = {k: v.float() for k, v in outs.items()}
+    return loss_fn(outs, clean.float())
+
+
+class _StopFlag:
+    """Sets ``stop`` on SIGINT/SIGTERM while active (main thread only); a second SIGINT aborts."""
+
+    def __init__(self):
+        self.stop = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.stop and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.stop = True
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
+
+
+def _fp16_check_psnr(model: nn.Module, x: torch.Tensor) -> float:
+    """PSNR (dB, peak 1) between outputs with fp32 weights and with fp16-rounded weights (CPU)."""
+    model = model.cpu().float().eval()
+    with torch.no_grad():
+        ref = model(x).float()
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        rounded = {k: v.half().float() if v.is_floating_point() else v for k, v in state.items()}
+        model.load_state_dict(rounded)
+        out = model(x).float()
+        model.load_state_dict(state)
+    mse = torch.mean((ref - out) ** 2).item()
+    return 200.0 if mse <= 1e-20 else min(200.0, 10 * math.log10(1.0 / mse))
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Run (or resume) one training run; see the module docstring for what it writes."""
+    from tqdm import tqdm
+
+    from .weights import save_weights
+
+    t_session = time.monotonic()
+    model_id = cfg.model
+    if model_id not in LOSSES:
+        raise ValueError(f"unknown model {model_id!r}; trainable: {', '.join(LOSSES)}")
+    if (cfg.steps is None) == (cfg.minutes is None) and not cfg.resume:
+        raise ValueError("give exactly one of steps or minutes")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    use_bf16 = bf16_available(device) if cfg.bf16 is None else bool(cfg.bf16)
+    if use_bf16 and device.type == "cpu" and not cpu_bf16_supported():
+        print("warning: bf16 autocast requested on a CPU without native bf16 (slow)", file=sys.stderr)
+    recipe = RECIPES[model_id]
+    loss_fn = LOSSES[model_id]
+
+    data_dir = Path(cfg.data) if cfg.data else default_data_dir()
+    if data_dir is None:
+        raise FileNotFoundError("no --data given and ../shared/data/Rain100L_train not found")
+    variant = cfg.variant or default_variant(data_dir)
+    out = Path(cfg.out) if cfg.out else Path("runs") / f"{model_id}_{variant}"
+    export_dir = Path(cfg.export_dir) if cfg.export_dir else out / "export"
+    paths = _paths(out)
+
+    # ---- model config: tiny/test config, --init file, explicit overrides, or the checkpoint
+    saved: dict[str, Any] | None = None
+    if cfg.resume:
+        if not paths["json"].is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint in {out} ({paths['json'].name} missing)")
+        saved = json.loads(paths["json"].read_text())
+        if saved["model_id"] != model_id:
+            raise ValueError(f"--resume: checkpoint in {out} is for {saved['model_id']!r}, not {model_id!r}")
+        steps_meta = {_meta_step(paths["last"]), _meta_step(paths["state"]), saved["step"]}
+        if len(steps_meta) != 1:
+            raise RuntimeError(f"--resume: inconsistent checkpoint files in {out} (steps {sorted(steps_meta)})")
+        model_config = saved["model_config"]
+        before = saved.get("run_config", {})
+        for key in ("seed", "val_count"):
+            if key in before and before[key] != getattr(cfg, key):
+                raise ValueError(f"--resume: {key} was {before[key]} (it fixes the validation split), "
+                                 f"now {getattr(cfg, key)}")
+    else:
+        if paths["json"].is_file() and not cfg.overwrite:
+            raise FileExistsError(f"{out} already holds a run; use resume, another out/variant, or overwrite")
+        model_config = model_base_config(model_id, cfg.tiny)
+        if cfg.init and not cfg.model_config and not cfg.tiny:
+            model_config = _file_config(Path(cfg.init))
+        model_config = {**model_config, **cfg.model_config}
+    config = full_config(model_id, model_config)
+    pairs = find_pairs(data_dir)
+    train_pairs, val_pairs = split_pairs(pairs, cfg.val_count, cfg.seed)
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(model_id, model_config)
+    if cfg.init and not cfg.resume:
+        load_model_file(model, Path(cfg.init))
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    base_lr = cfg.lr or recipe.lr
+    opt = torch.optim.Adam(model.parameters(), lr=base_lr, betas=recipe.betas)
+    data = PairedPatches(train_pairs, cfg.patch, flips=cfg.flips, seed=cfg.seed)
+    val = load_validation(val_pairs, cfg.val_crop) if val_pairs else []
+
+    step, total, fixed = 0, cfg.steps, cfg.steps is not None
+    elapsed_before, best_psnr, best_ssim, best_step = 0.0, None, None, None
+    if saved is not None:
+        load_model_file(model, paths["last"])
+        st = load_file(str(paths["state"]))
+        optimizer_from_safe(opt, st, saved["optimizer"])
+        torch.set_rng_state(st["rng.torch"])
+        data.set_state(st["rng.data"])
+        if device.type == "cuda" and "rng.cuda" in st:
+            torch.cuda.set_rng_state(st["rng.cuda"], device)
+        step, elapsed_before = saved["step"], saved["elapsed_s"]
+        best_psnr, best_ssim, best_step = saved["best_psnr_y"], saved["best_ssim_y"], saved["best_step"]
+        if cfg.steps is not None:
+            total, fixed = cfg.steps, True
+        elif saved["total_fixed"]:
+            total, fixed = saved["total_steps"], True
+        else:
+            total, fixed = None, False
+        if not fixed and cfg.minutes is None:
+            raise ValueError("--resume of a run whose step count was never fixed needs steps or minutes")
+    start_step = step
+    out.mkdir(parents=True, exist_ok=True)
+    log = CsvLog(paths["log"], resume_step=step if saved is not None else None)
+    budget = cfg.minutes * 60.0 if cfg.minutes is not None else None
+    val_every = cfg.val_every if cfg.val_every > 0 else 0
+    save_every = cfg.save_every or val_every
+
+    def elapsed() -> float:
+        return elapsed_before + time.monotonic() - t_session
+
+    def scalars() -> dict[str, Any]:
+        return {"version": 1, "model_id": model_id, "model_config": model_config, "variant": variant,
+                "step": step, "total_steps": total, "total_fixed": fixed, "elapsed_s": round(elapsed(), 2),
+                "best_psnr_y": best_psnr, "best_ssim_y": best_ssim, "best_step": best_step,
+                "run_config": {k: v for k, v in asdict(cfg).items() if k not in ("resume", "overwrite")}}
+
+    def run_validation() -> tuple[float | None, float | None]:
+        nonlocal best_psnr, best_ssim, best_step
+        if not val:
+            return None, None
+        p, s = validate(model, val, device, cfg.channels_last)
+        if best_psnr is None or p > best_psnr:
+            best_psnr, best_ssim, best_step = p, s, step
+            save_model_file(model, paths["best"], model_id, config, step)
+            paths["best_json"].write_text(json.dumps(
+                {"step": step, "val_psnr_y": p, "val_ssim_y": s}, indent=1) + "\n")
+        return p, s
+
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16
+                else torch.autocast(device.type, enabled=False))
+    step_times: list[float] = []
+    loss_sum, loss_n, bad = 0.0, 0, 0
+    last_val_step = -1
+    stopped = "done"
+    provisional = 10 ** 9
+    lr = base_lr
+    model.train()
+    bar = tqdm(total=total, initial=step, unit="step", dynamic_ncols=True, disable=not cfg.progress,
+               desc=f"{model_id}")
+    with _StopFlag() as flag:
+        while True:
+            if fixed and step >= total:
+                break
+            if flag.stop:
+                stopped = "interrupt"
+                break
+            if cfg.stop_at is not None and step >= cfg.stop_at:
+                stopped = "paused"
+                break
+            if budget is not None and time.monotonic() - t_session >= budget:
+                stopped = "time"
+                break
+            t0 = time.perf_counter()
+            lr = base_lr * recipe.schedule(step, total if fixed else provisional)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            rainy, clean = data.batch(cfg.batch)
+            rainy, clean = rainy.to(device), clean.to(device)
+            if cfg.channels_last:
+                rainy = rainy.contiguous(memory_format=torch.channels_last)
+            loss = compute_loss(model, loss_fn, rainy, clean, autocast)
+            opt.zero_grad(set_to_none=True)
+            if not torch.isfinite(loss):
+                bad += 1
+                if bad >= 10:
+                    raise RuntimeError(f"{bad} non-finite losses in a row at step {step}; lower the LR")
+            else:
+                bad = 0
+                loss.backward()
+                if recipe.grad_clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+                opt.step()
+                loss_sum += loss.item()
+                loss_n += 1
+            step += 1
+            step_times.append(time.perf_counter() - t0)
+            bar.update(1)
+
+            vp = vs = None
+            if not fixed:  # --minutes: estimate the step count, fix it after calib_steps
+                timed = step_times[1:] or step_times
+                per_step = sorted(timed)[len(timed) // 2]
+                left = budget - (time.monotonic() - t_session)
+                provisional = step + max(1, int(left / per_step))
+                if len(step_times) > cfg.calib_steps or (len(step_times) > 2 and sum(timed) > 60):
+                    tv = time.perf_counter()
+                    vp, vs = run_validation()
+                    last_val_step = step
+                    v_cost = time.perf_counter() - tv if val else 0.0
+                    reserve = 2 * v_cost + min(5.0, 0.02 * budget)  # final validation + export
+                    left = budget - (time.monotonic() - t_session) - reserve
+                    per = per_step + (v_cost / val_every if val_every else 0.0)
+                    total, fixed = step + max(0, int(left / per)), True
+                    bar.total = total
+                    bar.refresh()
+            due = (val_every and step % val_every == 0) or (fixed and step >= total)
+            if due and step != last_val_step:
+                vp, vs = run_validation()
+                last_val_step = step
+            if step % cfg.log_every == 0 or vp is not None:
+                log.write(step, elapsed(), lr, loss_sum / loss_n if loss_n else None, vp, vs)
+                bar.set_postfix(loss=f"{loss_sum / loss_n:.4f}" if loss_n else "nan", lr=f"{lr:.2g}",
+                                **({"val": f"{vp:.2f}"} if vp is not None else {}))
+                loss_sum, loss_n = 0.0, 0
+            if save_every and step % save_every == 0:
+                save_last(out, model, opt, data, device, scalars(), model_id, config)
+
+        # ---- end: validate the final weights (time-out, interrupt), checkpoint, export
+        if step != last_val_step and step > start_step and stopped != "paused":
+            vp, vs = run_validation()
+            last_val_step = step
+            log.write(step, elapsed(), lr, loss_sum / loss_n if loss_n else None, vp, vs)
+        if total is None:
+            total = step
+        save_last(out, model, opt, data, device, scalars(), model_id, config)
+    bar.close()
+
+    # ---- export the best weights (fp16 if outputs stay within 50 dB of fp32)
+    export_path = None
+    if step > 0:
+        best = build_model(model_id, model_config)
+        src = paths["best"] if (val and paths["best"].is_file()) else paths["last"]
+        load_model_file(best, src)
+        if val:
+            x = val[0][0]
+        else:
+            x = to_float(center_crop(load_rgb_uint8(train_pairs[0][0]), 256))[None]
+        fp16_psnr = _fp16_check_psnr(best, x)
+        half = fp16_psnr >= 50.0
+        per_step = (sorted(step_times[1:])[len(step_times[1:]) // 2] if len(step_times) > 1
+                    else (step_times[0] if step_times else None))
+        card = {
+            "training_data": (f"{data_dir.resolve().name}: {len(train_pairs)} training pairs; "
+                              f"{len(val_pairs)} pairs held out for validation (seed {cfg.seed}); "
+                              "no test images used"),
+            "data_dir": str(data_dir),
+            "steps": step, "total_steps": total, "batch": cfg.batch, "patch": cfg.patch,
+            "augmentation": "random horizontal/vertical flips" if cfg.flips else "none",
+            "loss": recipe.loss, "optimizer": f"Adam betas {recipe.betas}, lr {base_lr:g}",
+            "schedule": recipe.schedule.describe(), "grad_clip": recipe.grad_clip,
+            "recipe_source": recipe.source, "seed": cfg.seed,
+            "device": device_description(device), "device_type": device.type,
+            "threads": torch.get_num_threads(), "bf16_autocast": use_bf16,
+            "channels_last": cfg.channels_last, "wall_time_s": round(elapsed(), 1),
+            "sec_per_step": None if per_step is None else round(per_step, 4),
+            "stopped": stopped, "init_from": cfg.init,
+            "best_step": best_step if val else step,
+            "best_val_psnr_y": None if best_psnr is None else round(best_psnr, 3),
+            "best_val_ssim_y": None if best_ssim is None else round(best_ssim, 4),
+            "validation": (f"{len(val_pairs)} images, " + (f"center crop {cfg.val_crop}" if cfg.val_crop > 0
+                                                           else "full size") + ", PSNR/SSIM on Y (BT.601)"),
+            "fp16_check_psnr_db": round(fp16_psnr, 2),
+            "torch": torch.__version__, "trained_at": _dt.datetime.now().isoformat(timespec="seconds"),
+        }
+        export_path = save_weights(best, model_id, variant, config, card, half=half, directory=export_dir)
+
+    per_step = sorted(step_times[1:])[len(step_times[1:]) // 2] if len(step_times) > 1 else None
+    return TrainResult(out, step, total, stopped, best_psnr, best_step, per_step, export_path, config)
+
+
+# ------------------------------------------------------------------------------------------
+# Command line
+# ------------------------------------------------------------------------------------------
+def _parse_kv(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    k, v = text.split("=", 1)
+    try:
+        return k, json.loads(v)
+    except json.JSONDecodeError:
+        return k, v
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``MODEL --data DIR --steps N|--minutes M [...]`` to ``parser``."""
+    d = TrainConfig(model="")
+    parser.add_argument("model", help=f"model id: {', '.join(LOSSES)}")
+    parser.add_argument("--data", help="paired training folder (default: ../shared/data/Rain100L_train)")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, help="number of optimizer steps")
+    budget.add_argument("--minutes", type=float, help="wall-time budget; the step count is estimated "
+                        "from the first steps' speed and then fixed")
+    parser.add_argument("--batch", type=int, default=d.batch, help="batch size (default %(default)s)")
+    parser.add_argument("--patch", type=int, default=d.patch, help="crop size (default %(default)s)")
+    parser.add_argument("--lr", type=float, help="base learning rate (default: the paper recipe's)")
+    parser.add_argument("--val-every", type=int, default=d.val_every, help="steps between validations")
+    parser.add_argument("--val-count", type=int, default=d.val_count,
+                        help="validation pairs carved out of the training set (default %(default)s)")
+    parser.add_argument("--val-crop", type=int, default=d.val_crop,
+                        help="center crop of validation images, 0 = full (default %(default)s)")
+    parser.add_argument("--save-every", type=int, default=d.save_every,
+                        help="steps between `last` checkpoints (0 = at each validation)")
+    parser.add_argument("--log-every", type=int, default=d.log_every)
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--out", help="run folder (default runs/<model>_<variant>)")
+    parser.add_argument("--variant", help="variant name (default: from the data folder name)")
+    parser.add_argument("--export-dir", help="where the best weights are exported (default <out>/export)")
+    parser.add_argument("--resume", action="store_true", help="continue from <out>/last")
+    parser.add_argument("--overwrite", action="store_true", help="start afresh in a folder holding a run")
+    parser.add_argument("--init", help="start from a weights .safetensors file")
+    parser.add_argument("--stop-at", type=int, help="pause resumably at this step (run a long "
+                        "schedule in chunks with --resume)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads")
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                        help="bf16 autocast (default: on where the device has native bf16)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--config", type=_parse_kv, action="append", default=[], metavar="KEY=VALUE",
+                        help="model config override (repeatable; JSON values)")
+    parser.add_argument("--tiny", action="store_true", help="use the card's tiny test_config")
+    parser.add_argument("--no-flips", dest="flips", action="store_false", help="no flip augmentation")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Build a :class:`TrainConfig` from parsed :func:`add_train_arguments` arguments."""
+    return TrainConfig(
+        model=args.model, data=args.data, steps=args.steps, minutes=args.minutes, batch=args.batch,
+        patch=args.patch, lr=args.lr, val_every=args.val_every, val_count=args.val_count,
+        val_crop=args.val_crop, save_every=args.save_every, log_every=args.log_every, seed=args.seed,
+        out=args.out, variant=args.variant, export_dir=args.export_dir, resume=args.resume,
+        overwrite=args.overwrite, init=args.init, device=args.device, threads=args.threads,
+        bf16=args.bf16, channels_last=args.channels_last, model_config=dict(args.config),
+        tiny=args.tiny, flips=args.flips, progress=args.progress, stop_at=args.stop_at)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Run training from parsed arguments; returns a process exit code."""
+    try:
+        cfg = config_from_args(args)
+        if not cfg.resume and cfg.steps is None and cfg.minutes is None:
+            raise ValueError("give --steps N or --minutes M")
+        res = train(cfg)
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError, TypeError) as e:
+        if os.environ.get("DERAIN_DEBUG"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    psnr = "n/a" if res.best_val_psnr_y is None else f"{res.best_val_psnr_y:.2f} dB (step {res.best_step})"
+    sps = "n/a" if res.sec_per_step is None else f"{res.sec_per_step:.3f}"
+    print(f"{res.stopped}: {res.step}/{res.total_steps} steps, {sps} s/step, best val PSNR-Y {psnr}")
+    print(f"run folder: {res.out_dir}")
+    if res.export_path:
+        print(f"exported: {res.export_path}")
+    return 130 if res.stopped == "interrupt" else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m derain_core.train``."""
+    parser = argparse.ArgumentParser(prog="python -m derain_core.train", description=__doc__.split("\n")[0])
+    add_train_arguments(parser)
+    return run_train(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,381 @@
+"""Training pipeline: data discovery/split/patches, losses, schedules, resumable runs, export.
+
+Everything runs on tiny synthetic pairs written into tmp_path (never ../shared/data).
+"""
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import derain_core as dc
+from derain_core import train as T
+from derain_core.control import PlainCNN, create_control, load_control
+from derain_core.data import PairedPatches, find_pairs, load_validation, split_pairs
+from derain_core.weights import load_weights
+
+REGISTERED = [c.id for c in dc.list_models()]
+
+
+def _pair_arrays(i: int, size: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """Clean noise plus additive bright streaks (rainy >= clean, like Rain100L)."""
+    rng = np.random.default_rng(i)
+    clean = (rng.random((size, size, 3)) * 180).astype(np.uint8)
+    rainy = clean.astype(np.int32)
+    for s in range(3):
+        x0 = int(rng.integers(0, size - 8))
+        for y in range(size):
+            x = x0 + y // 8
+            rainy[y, x:x + 2] += 60 + 10 * s
+    return np.clip(rainy, 0, 255).astype(np.uint8), clean
+
+
+def make_data(root, layout: str = "folders", n: int = 6, size: int = 48):
+    """Write ``n`` synthetic pairs in one of the supported layouts; returns ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        rainy, clean = _pair_arrays(i, size)
+        if layout == "folders":
+            rp, cp = root / "rainy" / f"{i:03d}.png", root / "clean" / f"{i:03d}.png"
+        elif layout == "flat":
+            rp, cp = root / f"rain-{i + 1:03d}.png", root / f"norain-{i + 1:03d}.png"
+        elif layout == "rain_norain":
+            rp, cp = root / "rain" / f"rain-{i + 1:03d}.png", root / "norain" / f"norain-{i + 1:03d}.png"
+        else:
+            raise ValueError(layout)
+        rp.parent.mkdir(exist_ok=True)
+        cp.parent.mkdir(exist_ok=True)
+        Image.fromarray(rainy).save(rp)
+        Image.fromarray(clean).save(cp)
+    return root
+
+
+# ------------------------------------------------------------------------------------------ data
+@pytest.mark.parametrize("layout", ["folders", "flat", "rain_norain"])
+def test_find_pairs_layouts(tmp_path, layout):
+    root = make_data(tmp_path / "d", layout, n=4)
+    pairs = find_pairs(root)
+    assert len(pairs) == 4
+    for r, c in pairs:
+        assert r.is_file() and c.is_file() and r != c
+        assert r.name.replace("rain-", "") == c.name.replace("norain-", "")
+        assert np.all(np.asarray(Image.open(r)) >= np.asarray(Image.open(c)))  # right way round
+
+
+def test_find_pairs_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        find_pairs(tmp_path / "missing")
+    (tmp_path / "empty" / "rainy").mkdir(parents=True)
+    (tmp_path / "empty" / "clean").mkdir()
+    with pytest.raises(ValueError, match="no rainy/clean image pairs"):
+        find_pairs(tmp_path / "empty")
+
+
+def test_split_pairs_deterministic(tmp_path):
+    pairs = find_pairs(make_data(tmp_path / "d", n=6))
+    train, val = split_pairs(pairs, 2, seed=3)
+    assert len(train) == 4 and len(val) == 2 and not set(train) & set(val)
+    assert sorted(train + val) == sorted(pairs)
+    assert split_pairs(list(reversed(pairs)), 2, seed=3) == (train, val)  # order-independent
+    assert len({tuple(split_pairs(pairs, 2, seed=s)[1]) for s in range(10)}) > 1  # the seed matters
+    with pytest.raises(ValueError):
+        split_pairs(pairs, 6, seed=0)
+
+
+def test_paired_patches(tmp_path):
+    pairs = find_pairs(make_data(tmp_path / "d", n=3))
+    ds = PairedPatches(pairs, patch=32, seed=1)
+    state = ds.get_state()
+    rainy, clean = ds.batch(5)
+    assert rainy.shape == clean.shape == (5, 3, 32, 32) and rainy.dtype == torch.float32
+    assert 0 <= clean.min() and rainy.max() <= 1
+    assert torch.all(rainy >= clean)  # rainy and clean crops come from the same place and flip
+    ds.set_state(state)
+    again = ds.batch(5)
+    assert torch.equal(again[0], rainy) and torch.equal(again[1], clean)
+    # flips happen: over many crops of one image, some crops are flipped copies
+    one = PairedPatches(pairs[:1], patch=48, seed=0)
+    seen = {tuple(one.crop()[0][0, 0, :2].tolist()) for _ in range(40)}
+    assert len(seen) == 4
+    r, c = next(iter(one))
+    assert r.shape == (3, 48, 48)
+    with pytest.raises(ValueError, match="larger"):
+        PairedPatches(pairs, patch=64)
+    val = load_validation(pairs[:2], crop=40)
+    assert val[0][0].shape == (1, 3, 40, 40)
+
+
+# ------------------------------------------------------------------------------------------ losses
+def test_losses_table_covers_all_models():
+    assert set(T.LOSSES) == {"msamnet", "dsmnet", "mfan", "rranet", "jdnet", "control"}
+    assert set(T.RECIPES) == set(T.LOSSES)
+
+
+def test_losses_known_cases():
+    torch.manual_seed(0)
+    y = torch.rand(2, 3, 24, 24)
+    same = {"output": y.clone(), "sam": y.clone()}
+    # Charbonnier of identical images is eps = 1e-3, the edge term too: 2 * (1e-3 + 0.05e-3)
+    assert T.LOSSES["msamnet"](same, y).item() == pytest.approx(2 * 1.05e-3, rel=1e-4)
+    assert T.LOSSES["dsmnet"](same, y).item() == pytest.approx(0.0, abs=1e-6)
+    assert T.LOSSES["mfan"](same, y).item() == 0.0
+    assert T.LOSSES["rranet"](same, y).item() == pytest.approx(-1.0, abs=1e-5)
+    assert T.LOSSES["jdnet"](same, y).item() == pytest.approx(-1.0, abs=1e-5)
+    # SAM output is part of MSAMNet's loss
+    worse = {"output": y.clone(), "sam": (y + 0.1).clamp(0, 1)}
+    assert T.LOSSES["msamnet"](worse, y) > T.LOSSES["msamnet"](same, y) + 0.01
+    # DSM-Net: MSE + 0.2 (1 - SSIM) on a known offset
+    off = {"output": y + 0.1}
+    expect = 0.01 + 0.2 * (1 - dc.losses.ssim(y + 0.1, y).item())
+    assert T.LOSSES["dsmnet"](off, y).item() == pytest.approx(expect, rel=1e-5)
+
+
+@pytest.mark.parametrize("model_id", sorted(T.LOSSES))
+def test_losses_decrease_under_descent(model_id):
+    torch.manual_seed(0)
+    y = torch.rand(1, 3, 24, 24)
+    x = (y + 0.3 * torch.rand_like(y)).clamp(0, 1).requires_grad_(True)
+    s = (y + 0.3 * torch.rand_like(y)).clamp(0, 1).requires_grad_(True)
+    opt = torch.optim.Adam([x, s], lr=0.01)
+    fn = T.LOSSES[model_id]
+    first = fn({"output": x, "sam": s}, y).item()
+    for _ in range(20):
+        opt.zero_grad()
+        fn({"output": x, "sam": s}, y).backward()
+        opt.step()
+    assert fn({"output": x, "sam": s}, y).item() < first - 1e-3
+
+
+def test_loss_is_fp32_under_bf16_autocast():
+    model = create_control(channels=8, blocks=1)
+    x, y = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    loss = T.compute_loss(model, T.LOSSES["control"], x, y, torch.autocast("cpu", dtype=torch.bfloat16))
+    assert loss.dtype == torch.float32
+    loss.backward()
+    assert all(p.grad.dtype == torch.float32 for p in model.parameters())
+
+
+# ------------------------------------------------------------------------------------------ schedules
+def test_schedules_follow_recipes():
+    total = 1000
+    assert T.lr_at("msamnet", 0, total) < 2e-4 / 5  # warm-up
+    assert T.lr_at("msamnet", 100, total) == pytest.approx(2e-4, rel=0.05)
+    assert T.lr_at("msamnet", total - 1, total) == pytest.approx(1e-6, rel=0.1)
+    assert T.lr_at("dsmnet", 500, total) == pytest.approx(1e-3)
+    assert T.lr_at("dsmnet", 700, total) == pytest.approx(1e-4)
+    assert T.lr_at("dsmnet", 900, total) == pytest.approx(1e-5)
+    assert T.lr_at("mfan", 100, total) == pytest.approx(2e-4)
+    assert T.lr_at("mfan", 150, total) == pytest.approx(1e-4)
+    assert T.lr_at("mfan", 999, total) == pytest.approx(2e-4 / 64)
+    assert [T.lr_at("rranet", s, total) for s in (200, 300, 600, 800)] == pytest.approx([1e-3, 2e-4, 4e-5, 8e-6])
+    assert T.RECIPES["rranet"].grad_clip == 5.0
+    assert [T.lr_at("jdnet", s, total) for s in (500, 650, 850)] == pytest.approx([5e-4, 5e-5, 5e-6])
+    # cosine midpoint after the 2% warm-up (20 steps): (1000 + 20) / 2
+    assert T.lr_at("control", 510, total, base_lr=1e-3) == pytest.approx(0.5e-3, rel=0.01)
+    # functions of (step, total): the same fraction of any budget gives the same LR
+    assert T.lr_at("dsmnet", 70, 100) == T.lr_at("dsmnet", 7000, 10000)
+
+
+# ------------------------------------------------------------------------------------------ control
+def test_control_network():
+    full = PlainCNN()
+    n = sum(p.numel() for p in full.parameters())
+    assert 450_000 < n < 550_000
+    model = create_control(channels=8, blocks=2).eval()
+    x = torch.rand(1, 3, 21, 19)
+    out, maps = model.forward_intermediates(x)
+    assert out.shape == x.shape
+    assert torch.allclose(maps["rain"], x - out, atol=1e-6)
+    assert set(model.training_outputs(x)) == {"output"}
+    with pytest.raises(TypeError):
+        create_control(width=3)
+
+
+# ------------------------------------------------------------------------------------------ training
+def _cfg(tmp_path, data, model="control", **kw):
+    base = dict(model=model, data=str(data), steps=4, batch=2, patch=32, val_every=2, val_count=2,
+                val_crop=0, log_every=1, seed=0, out=str(tmp_path / f"run_{model}"), variant="synth",
+                tiny=True, threads=1, progress=False)
+    base.update(kw)
+    return T.TrainConfig(**base)
+
+
+def _log_rows(out):
+    with open(out / "log.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _weights(path):
+    from safetensors.torch import load_file
+    return load_file(str(path))
+
+
+def test_train_control_resume_and_export(tmp_path):
+    data = make_data(tmp_path / "d", n=6)
+    # run A: 4 steps straight
+    a = T.train(_cfg(tmp_path, data, out=str(tmp_path / "a")))
+    assert (a.step, a.total_steps, a.stopped) == (4, 4, "done")
+    rows = _log_rows(tmp_path / "a")
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert list(rows[0]) == ["step", "elapsed_s", "lr", "loss", "val_psnr_y", "val_ssim_y"]
+    assert rows[1]["val_psnr_y"] and rows[3]["val_psnr_y"] and not rows[0]["val_psnr_y"]
+    assert all(math.isfinite(float(r["loss"])) for r in rows)
+
+    # run B: the same run paused at step 2, then resumed: continues at 3 and ends identical to A
+    b1 = T.train(_cfg(tmp_path, data, out=str(tmp_path / "b"), stop_at=2))
+    assert (b1.step, b1.stopped) == (2, "paused")
+    state = json.loads((tmp_path / "b" / "last_state.json").read_text())
+    assert state["step"] == 2 and state["total_steps"] == 4
+    with pytest.raises(FileExistsError):
+        T.train(_cfg(tmp_path, data, out=str(tmp_path / "b")))
+    b2 = T.train(_cfg(tmp_path, data, out=str(tmp_path / "b"), steps=None, resume=True))
+    assert (b2.step, b2.total_steps, b2.stopped) == (4, 4, "done")
+    assert [int(r["step"]) for r in _log_rows(tmp_path / "b")] == [1, 2, 3, 4]
+    wa, wb = _weights(tmp_path / "a" / "last.safetensors"), _weights(tmp_path / "b" / "last.safetensors")
+    for k in wa:
+        assert torch.allclose(wa[k], wb[k], atol=1e-6), k  # optimizer + RNG state restored exactly
+
+    # export: fp16 card with the check number; it reproduces the best checkpoint's output
+    card = json.loads((tmp_path / "a" / "export" / "control_synth.json").read_text())
+    assert card["dtype"] == "float16" and card["fp16_check_psnr_db"] >= 50
+    assert card["steps"] == 4 and card["batch"] == 2 and card["patch"] == 32 and card["threads"] == 1
+    assert card["best_val_psnr_y"] == pytest.approx(a.best_val_psnr_y, abs=1e-3)
+    exported = load_control(a.export_path)
+    best = create_control(**T.CONTROL_TEST_CONFIG)
+    T.load_model_file(best, tmp_path / "a" / "best.safetensors")
+    x = load_validation(find_pairs(data)[:1])[0][0]
+    with torch.no_grad():
+        assert T.psnr_y(exported(x), best.eval()(x)) > 50
+
+
+def test_sigint_saves_last_and_resume_continues(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    data = make_data(tmp_path / "d", n=4)
+    real_loss, calls = T.compute_loss, []
+
+    def loss(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during the third step
+        return real_loss(*a, **k)
+
+    monkeypatch.setattr(T, "compute_loss", loss)
+    before = signal.getsignal(signal.SIGINT)
+    res = T.train(_cfg(tmp_path, data, steps=6, val_every=100, val_count=1))
+    assert signal.getsignal(signal.SIGINT) is before
+    assert (res.stopped, res.step) == ("interrupt", 3)
+    assert json.loads((res.out_dir / "last_state.json").read_text())["step"] == 3
+    with pytest.raises(ValueError, match="seed"):
+        T.train(_cfg(tmp_path, data, steps=None, val_count=1, resume=True, seed=1))
+    done = T.train(_cfg(tmp_path, data, steps=None, val_every=100, val_count=1, resume=True))
+    assert (done.stopped, done.step, done.total_steps) == ("done", 6, 6)
+    assert [int(r["step"]) for r in _log_rows(done.out_dir)][-3:] == [4, 5, 6]
+
+
+def test_init_from_weights_file(tmp_path):
+    data = make_data(tmp_path / "d", n=4)
+    a = T.train(_cfg(tmp_path, data, out=str(tmp_path / "a"), steps=2, val_count=1))
+    b = T.train(_cfg(tmp_path, data, out=str(tmp_path / "b"), steps=1, val_count=1, tiny=False,
+                     init=str(a.export_path), lr=1e-12))
+    assert b.config == a.config  # the config comes from the file
+    wa = _weights(a.export_path)
+    wb = _weights(tmp_path / "b" / "last.safetensors")
+    for k in wa:
+        assert torch.allclose(wa[k].float(), wb[k], atol=1e-6), k
+
+
+@pytest.mark.skipif(not REGISTERED, reason="no registered network yet")
+def test_train_registered_tiny_model(tmp_path):
+    model_id = REGISTERED[0]
+    data = make_data(tmp_path / "d", n=4, size=48)
+    res = T.train(_cfg(tmp_path, data, model=model_id, steps=3, val_every=3, val_count=1))
+    assert res.step == 3
+    assert [int(r["step"]) for r in _log_rows(res.out_dir)] == [1, 2, 3]
+    card = json.loads((res.export_path.with_suffix(".json")).read_text())
+    loaded = load_weights(model_id, "synth", directory=res.export_path.parent)
+    trained = dc.create_model(model_id, **dc.get_card(model_id).test_config)
+    T.load_model_file(trained, res.out_dir / "best.safetensors")
+    x = load_validation(find_pairs(data)[:1])[0][0]
+    with torch.no_grad():
+        got, ref = loaded(x), trained.eval()(x)
+    if card["dtype"] == "float32":
+        assert card["fp16_check_psnr_db"] < 50
+        assert torch.allclose(got, ref, atol=1e-6)
+    else:
+        assert T.psnr_y(got, ref) > 45
+
+
+class _VirtualClock:
+    """Stands in for the ``time`` module in train.py: a training step costs ``step_s`` virtual
+    seconds (``slow_s`` after ``slow_after`` steps), a validation ``val_s``; nothing else does."""
+
+    def __init__(self, step_s=1.0, val_s=0.5, slow_after=None, slow_s=None):
+        self.t, self.steps = 0.0, 0
+        self.step_s, self.val_s, self.slow_after, self.slow_s = step_s, val_s, slow_after, slow_s
+
+    def monotonic(self):
+        return self.t
+
+    perf_counter = monotonic
+
+    def install(self, monkeypatch):
+        real_loss, real_val = T.compute_loss, T.validate
+
+        def loss(*a, **k):
+            self.steps += 1
+            slow = self.slow_after is not None and self.steps > self.slow_after
+            self.t += self.slow_s if slow else self.step_s
+            return real_loss(*a, **k)
+
+        def val(*a, **k):
+            self.t += self.val_s
+            return real_val(*a, **k)
+
+        monkeypatch.setattr(T, "time", self)
+        monkeypatch.setattr(T, "compute_loss", loss)
+        monkeypatch.setattr(T, "validate", val)
+
+
+def test_minutes_budget_fixes_total(tmp_path, monkeypatch):
+    data = make_data(tmp_path / "d", n=4)
+    clock = _VirtualClock(step_s=1.0, val_s=0.5)
+    clock.install(monkeypatch)
+    res = T.train(_cfg(tmp_path, data, steps=None, minutes=1, val_every=50, val_count=1, calib_steps=3,
+                       log_every=100))
+    state = json.loads((res.out_dir / "last_state.json").read_text())
+    # 60 s budget at 1 s/step plus validations: the count is fixed after 4 steps to fit the budget
+    assert state["total_fixed"] and res.total_steps == state["total_steps"]
+    assert 50 <= res.total_steps <= 58
+    assert (res.stopped, res.step) == ("done", res.total_steps) and clock.t <= 60
+    assert res.export_path is not None and res.export_path.is_file()
+
+
+def test_minutes_time_out_saves_and_exports(tmp_path, monkeypatch):
+    data = make_data(tmp_path / "d", n=4)
+    _VirtualClock(step_s=1.0, val_s=0.5, slow_after=10, slow_s=10.0).install(monkeypatch)
+    res = T.train(_cfg(tmp_path, data, steps=None, minutes=1, val_every=50, val_count=1, calib_steps=3))
+    assert res.stopped == "time" and 10 < res.step < res.total_steps
+    state = json.loads((res.out_dir / "last_state.json").read_text())
+    assert state["step"] == res.step
+    rows = _log_rows(res.out_dir)
+    assert rows[-1]["val_psnr_y"]  # the final weights were validated
+    assert json.loads(res.export_path.with_suffix(".json").read_text())["stopped"] == "time"
+
+
+def test_cli_standalone(tmp_path, capsys):
+    data = make_data(tmp_path / "d", n=4)
+    out = tmp_path / "cli"
+    rc = T.main(["control", "--data", str(data), "--steps", "2", "--batch", "2", "--patch", "32",
+                 "--val-count", "1", "--val-every", "2", "--tiny", "--threads", "1", "--no-progress",
+                 "--no-bf16", "--out", str(out), "--variant", "x", "--config", "blocks=1"])
+    assert rc == 0
+    assert "done: 2/2 steps" in capsys.readouterr().out
+    card = json.loads((out / "export" / "control_x.json").read_text())
+    assert card["config"] == {"channels": 16, "blocks": 1} and card["bf16_autocast"] is False
+    assert T.main(["control", "--data", str(tmp_path / "nope"), "--steps", "1", "--no-progress"]) == 2
+    assert T.main(["nonet", "--data", str(data), "--steps", "1", "--no-progress"]) == 2
