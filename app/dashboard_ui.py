@@ -1,0 +1,218 @@
+"""Streamlit widgets shared by the dashboard's pages: layout and wiring only.
+
+Every model, metric and drawing function comes from ``derain_core``; this module only
+arranges widgets, caches models with ``st.cache_resource`` and keeps results in
+``st.session_state`` between reruns.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from derain_core import dashboard_data as dd
+from derain_core import io as dio
+from derain_core import report, viz
+from derain_core import weights as wts
+from derain_core.engine import MODELS, UNTRAINED, LoadedModel, ModelResult, iter_derain
+from derain_core.registry import ModelCard, list_models
+
+DEFAULT_VARIANT = "default weights"
+DISPLAY_SIDE = 720  # longest side of pictures shown on screen (models and metrics see full size)
+
+
+# --------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------
+@st.cache_resource(show_spinner=False)
+def cached_model(model_id: str, variant: str | None) -> LoadedModel:
+    """The engine's loaded model, built once per process (shared by all sessions).
+
+    The engine's own cache is thread-safe; this keeps Streamlit from rebuilding on reruns.
+    """
+    return MODELS.get(model_id, variant)
+
+
+def cards() -> list[ModelCard]:
+    return list_models()
+
+
+def model_name(card: ModelCard) -> str:
+    """The card's name, with ``(untrained)`` when no weights are shipped for it."""
+    return card.name if wts.available_variants(card.id) else f"{card.name} ({UNTRAINED})"
+
+
+def variant_arg(choice: str) -> str | None:
+    """Selectbox choice -> the engine's ``variant`` argument."""
+    return None if choice == DEFAULT_VARIANT else choice
+
+
+def variant_choices() -> list[str]:
+    shipped = sorted({v for c in cards() for v in wts.available_variants(c.id)})
+    return [DEFAULT_VARIANT, *shipped, UNTRAINED]
+
+
+def model_picker(key: str, multi: bool = True, default: Sequence[str] | None = None) -> Any:
+    """Models to run (ids). Untrained models are marked as such in the labels."""
+    cs = cards()
+    names = {c.id: model_name(c) for c in cs}
+    if multi:
+        return st.multiselect("Models", list(names), default=list(default or names),
+                              format_func=names.get, key=key)
+    return st.selectbox("Model", list(names), format_func=names.get, key=key)
+
+
+def variant_picker(key: str) -> str | None:
+    choice = st.selectbox("Weights", variant_choices(), key=key,
+                          help="'default weights' uses each card's default variant; models without "
+                               "shipped weights run with reproducible random weights, marked untrained.")
+    return variant_arg(choice)
+
+
+def untrained_note(results: Sequence[ModelResult]) -> None:
+    names = [r.label for r in results if not r.trained]
+    if names:
+        st.warning("Untrained (random weights, no trained file shipped): " + ", ".join(names)
+                   + ". Their outputs show the architecture only, not the paper's quality.")
+
+
+# --------------------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------------------
+def show_image(img: Any, caption: str | None = None, width: Any = "content") -> None:
+    """Lossless on-screen image (PNG; st.image would otherwise re-encode RGB as JPEG)."""
+    st.image(viz.to_uint8_image(img), caption=caption, output_format="PNG", width=width)
+
+
+def display(img: np.ndarray, side: int = DISPLAY_SIDE, min_side: int = 0) -> np.ndarray:
+    """A uint8 copy no larger than ``side`` for the screen (tiny images enlarged to ``min_side``)."""
+    return dd.fit_for_display(img, side, min_side)
+
+
+def image_key(img: dio.LoadedImage, gt: dio.LoadedImage | None = None) -> str:
+    """A short content hash identifying an input (and its ground truth)."""
+    h = hashlib.sha1(np.ascontiguousarray(img.rgb).tobytes())
+    if gt is not None:
+        h.update(np.ascontiguousarray(gt.rgb).tobytes())
+    return h.hexdigest()[:16]
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _load_path(path: str) -> dio.LoadedImage:
+    return dio.load_image(path)
+
+
+def load_upload(upload: Any, what: str) -> dio.LoadedImage | None:
+    """Decode an uploaded file; a readable error in the page instead of a crash."""
+    if upload is None:
+        return None
+    try:
+        return dio.load_image(upload.getvalue(), name=upload.name)
+    except dio.ImageLoadError as exc:
+        st.error(f"Could not use the {what}: {exc}")
+        return None
+
+
+def input_picker(prefix: str, allow_gt: bool = True, shared: bool = True
+                 ) -> tuple[dio.LoadedImage | None, dio.LoadedImage | None]:
+    """Rainy image (and optional clean ground truth) from the examples or an upload.
+
+    With ``shared``, the choice is remembered in ``st.session_state["current_input"]`` so that
+    other pages can offer "the image from the Compare page".
+    """
+    examples = dd.load_examples()
+    sources = ["Upload"]
+    if examples:
+        sources.insert(0, "Example")
+    prev = st.session_state.get("current_input")
+    if shared and prev is not None and prev[0] != prefix:
+        sources.insert(0, "Same image as before")
+    source = st.radio("Input", sources, horizontal=True, key=f"{prefix}_source")
+    img = gt = None
+    if source == "Example":
+        titles = [e.title + ("" if e.has_gt else " (no ground truth)") for e in examples]
+        i = st.selectbox("Example", range(len(examples)), format_func=titles.__getitem__,
+                         key=f"{prefix}_example")
+        ex = examples[i]
+        img = _load_path(str(ex.file))
+        gt = _load_path(str(ex.gt)) if ex.gt is not None else None
+    elif source == "Upload":
+        if not examples:
+            st.caption("No bundled examples found (assets/examples/index.json); upload an image.")
+        up = st.file_uploader("Rainy image", type=["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"],
+                              key=f"{prefix}_upload")
+        img = load_upload(up, "rainy image")
+        if allow_gt:
+            up_gt = st.file_uploader("Clean ground truth (optional: enables PSNR/SSIM)",
+                                     type=["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"],
+                                     key=f"{prefix}_upload_gt")
+            gt = load_upload(up_gt, "ground truth")
+    else:
+        _, img, gt = prev
+    if img is not None and gt is not None and gt.rgb.shape != img.rgb.shape:
+        st.error(f"The ground truth is {gt.width}x{gt.height} but the image is {img.width}x{img.height}; "
+                 "ignoring the ground truth.")
+        gt = None
+    if not allow_gt:
+        gt = None
+    if shared and img is not None and source != "Same image as before":
+        st.session_state["current_input"] = (prefix, img, gt)
+    return img, gt
+
+
+# --------------------------------------------------------------------------------------
+# Running models and showing results
+# --------------------------------------------------------------------------------------
+def run_models(img: dio.LoadedImage, gt: dio.LoadedImage | None, models: Sequence[str],
+               variant: str | None) -> list[ModelResult]:
+    """Run the models one after the other with a progress bar; failures are reported per model."""
+    results: list[ModelResult] = []
+    bar = st.progress(0.0, text="starting")
+    for i, model_id in enumerate(models):
+        bar.progress(i / len(models), text=f"running {model_id} ({i + 1}/{len(models)})")
+        try:
+            cached_model(model_id, dd_variant(model_id, variant))
+            results.extend(iter_derain(img, [model_id], variant, gt))
+        except Exception as exc:  # one bad model must not take the page down
+            st.error(f"{model_id} failed: {type(exc).__name__}: {exc}")
+    bar.progress(1.0, text=f"{len(results)} of {len(models)} models done")
+    return results
+
+
+def dd_variant(model_id: str, variant: str | None) -> str | None:
+    """The variant the engine will use for a model (a variant it lacks -> its default)."""
+    if variant in (None, UNTRAINED) or variant in wts.available_variants(model_id):
+        return variant
+    return None
+
+
+def metrics_frame(results: Sequence[ModelResult], input_metrics: dict[str, float] | None = None
+                  ) -> pd.DataFrame:
+    """The metrics table (from ``report.metrics_table``), with the rainy input as a first row."""
+    header, rows = report.metrics_table(results)
+    df = pd.DataFrame(rows, columns=header)
+    if input_metrics is not None:
+        keys = report.metric_keys(results)
+        first = ["rainy input", "-", "-"] + [report.fmt_value(k, input_metrics.get(k)) for k in keys] + ["", "", ""]
+        df = pd.concat([pd.DataFrame([first], columns=header), df], ignore_index=True)
+    return df
+
+
+def results_grid(img: dio.LoadedImage, gt: dio.LoadedImage | None, results: Sequence[ModelResult],
+                 input_metrics: dict[str, float] | None, cols: int = 3) -> np.ndarray:
+    """Input, ground truth (if any) and every output, labelled, metrics drawn on each tile."""
+    images = [display(img.rgb, 360, 240)]
+    labels = ["rainy input"]
+    texts = [report.tile_text(metrics=input_metrics)]
+    if gt is not None:
+        images.append(display(gt.rgb, 360, 240))
+        labels.append("ground truth")
+        texts.append("")
+    for r in results:
+        images.append(display(r.output, 360, 240))
+        labels.append(r.label)
+        texts.append(report.tile_text(r))
+    return viz.labelled_grid(images, labels, texts, cols=min(cols, len(images)))

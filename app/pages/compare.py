@@ -1,0 +1,97 @@
+"""Compare page: every model on one image, metrics on each tile, synchronized zoom, before/after."""
+from __future__ import annotations
+
+import streamlit as st
+from streamlit_image_coordinates import streamlit_image_coordinates
+
+import dashboard_ui as ui
+from derain_core import dashboard_data as dd
+from derain_core import metrics as mt
+from derain_core import report, viz
+
+st.title("Compare the models")
+st.caption("Upload a rainy photo or pick an example, run the models, then inspect the outputs "
+           "side by side, zoom into the same spot of every output and wipe between before and after.")
+
+with st.container(border=True):
+    img, gt = ui.input_picker("cmp")
+    c1, c2 = st.columns([3, 1])
+    with c1:
+        models = ui.model_picker("cmp_models")
+    with c2:
+        variant = ui.variant_picker("cmp_variant")
+    run = st.button("Run", type="primary", key="cmp_run", disabled=img is None or not models)
+
+if img is None:
+    st.info("Choose an example or upload a rainy image to start.")
+    st.stop()
+
+key = ui.image_key(img, gt)
+if run:
+    results = ui.run_models(img, gt, models, variant)
+    st.session_state["cmp"] = {"key": key, "results": results,
+                               "input_metrics": mt.compute_metrics(img.rgb, gt.rgb if gt is not None else None)}
+    st.session_state.pop("cmp_point", None)
+
+state = st.session_state.get("cmp")
+if not state or state["key"] != key:
+    ui.show_image(ui.display(img.rgb), caption=f"{img.name}: {img.width}x{img.height}"
+                  + (" (with ground truth)" if gt is not None else " (no ground truth: no-reference metrics only)"))
+    st.info("Press **Run** to derain this image with the selected models.")
+    st.stop()
+
+results = state["results"]
+if not results:
+    st.error("No model produced an output.")
+    st.stop()
+input_metrics = state["input_metrics"]
+ui.untrained_note(results)
+
+# ---- the grid with metric overlays and the table --------------------------------------
+st.subheader("Outputs")
+ui.show_image(ui.results_grid(img, gt, results, input_metrics))
+st.dataframe(ui.metrics_frame(results, input_metrics), hide_index=True)
+st.caption(report.METRICS_NOTE + " · " + report.run_summary(results))
+if any(r.tile for r in results):
+    st.caption("Large image: the engine tiled it (overlapping tiles with blended seams); nothing was downscaled.")
+
+# ---- click-to-zoom: the same crop from every image -------------------------------------
+st.subheader("Zoom: click a point")
+h, w = img.height, img.width
+zc1, zc2 = st.columns([1, 1])
+with zc1:
+    crop = st.slider("Crop size (px)", 8, max(8, min(128, h, w)), min(48, h, w), key="cmp_crop")
+with zc2:
+    zoom = st.select_slider("Zoom (nearest neighbour)", [1, 2, 3, 4, 6, 8], value=4, key="cmp_zoom")
+point = st.session_state.get("cmp_point", (w // 2, h // 2))
+shown = ui.display(viz.mark_point(img.rgb, point, crop))
+click = streamlit_image_coordinates(shown, key="cmp_click", width=shown.shape[1])
+new_point = dd.click_to_native(click, (h, w))
+if new_point is not None and new_point != point:
+    st.session_state["cmp_point"] = point = new_point
+    st.rerun()
+images = [img.rgb] + ([gt.rgb] if gt is not None else []) + [r.output for r in results]
+labels = ["input"] + (["ground truth"] if gt is not None else []) + [r.label for r in results]
+st.caption(f"Crop of {crop} px around (x={point[0]}, y={point[1]}), enlarged x{zoom}.")
+ui.show_image(viz.crops_strip(images, point, crop, zoom, labels=labels))
+
+# ---- before / after ---------------------------------------------------------------------
+st.subheader("Before / after")
+b1, b2, b3 = st.columns([2, 1, 2])
+with b1:
+    pick = st.selectbox("Output", range(len(results)), format_func=lambda i: results[i].label, key="cmp_ba_model")
+with b2:
+    mode = st.radio("Mode", ["wipe", "blend"], horizontal=True, key="cmp_ba_mode")
+with b3:
+    pos = st.slider("Divider (wipe) or mix (blend), %", 0, 100, 50, key="cmp_ba_pos",
+                    help="wipe: the input is left of the line, the output right of it; "
+                         "blend: 0 = input only, 100 = output only")
+before, after = ui.display(img.rgb), ui.display(results[pick].output)
+what = (f"input left of the line, {results[pick].label} right" if mode == "wipe"
+        else f"{100 - pos}% input + {pos}% {results[pick].label}")
+ui.show_image(dd.before_after(before, after, pos / 100, mode), caption=what)
+
+# ---- download ---------------------------------------------------------------------------
+st.download_button("Download outputs and metrics (zip)", report.zip_bytes(results, img, gt),
+                   file_name=f"{report.safe_name(img.name)}_derained.zip", mime="application/zip",
+                   key="cmp_zip")

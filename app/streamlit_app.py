@@ -1,0 +1,40 @@
+"""Streamlit dashboard for understanding the five deraining models (multi-page).
+
+Start it from the repository root::
+
+    .venv/bin/streamlit run app/streamlit_app.py --server.headless true \
+        --browser.gatherUsageStats false --server.fileWatcherType none
+
+Pages (files in ``app/pages/``): Compare, Inspect, Benchmark, Rain lab. All model, metric and
+drawing logic lives in ``derain_core``; the pages only lay out widgets. Nothing is fetched
+from the network: weights and examples are local, usage statistics are off.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+APP_DIR = Path(__file__).resolve().parent
+for p in (APP_DIR, APP_DIR.parent):  # dashboard_ui, and derain_core when not pip-installed
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+import streamlit as st  # noqa: E402
+
+st.set_page_config(page_title="Deraining dashboard", page_icon=":material/rainy:", layout="wide")
+
+PAGES = [
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare:", default=True),
+    st.Page("pages/inspect_maps.py", title="Inspect", icon=":material/biotech:", url_path="inspect"),
+    st.Page("pages/benchmark.py", title="Benchmark", icon=":material/monitoring:", url_path="benchmark"),
+    st.Page("pages/rain_lab.py", title="Rain lab", icon=":material/rainy:", url_path="rain-lab"),
+]
+
+nav = st.navigation(PAGES)
+with st.sidebar:
+    st.caption("Five published single-image deraining networks, re-implemented in one PyTorch "
+               "core (`derain_core`). Models without shipped weights run with random weights "
+               "and are marked *untrained*.")
+nav.run()

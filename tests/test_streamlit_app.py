@@ -1,0 +1,336 @@
+"""The Streamlit dashboard driven headlessly with AppTest: every page, with tiny images.
+
+Examples and results are fixtures made in tmp_path (``DERAIN_EXAMPLES_INDEX``,
+``DERAIN_RESULTS_DIR``), so the tests do not depend on the committed assets or results.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from derain_core import dashboard_data as dd
+from derain_core import io, synth
+from derain_core.engine import UNTRAINED
+from derain_core.registry import list_models
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app" / "streamlit_app.py")
+TIMEOUT = 300  # seconds per run: five full models on a 64x48 image, on a shared 2-core machine
+
+AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+
+
+def _clean(w: int = 64, h: int = 48) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([xx / w, yy / h, 0.5 + 0.3 * np.sin(xx / 5.0)], -1)
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
+def make_examples(tmp: Path) -> Path:
+    """A tiny examples index: one example with ground truth, one without."""
+    clean = _clean()
+    rainy, _ = synth.add_rain(clean, synth.preset("heavy", seed=1))
+    io.save_png(tmp / "tiny_clean.png", clean)
+    io.save_png(tmp / "tiny_heavy_rainy.png", rainy)
+    index = tmp / "index.json"
+    index.write_text(json.dumps([
+        {"file": "tiny_heavy_rainy.png", "gt": "tiny_clean.png", "preset": "heavy", "title": "Tiny (heavy)"},
+        {"file": "tiny_heavy_rainy.png", "gt": None, "preset": "heavy", "title": "Tiny, no ground truth"},
+    ]))
+    return index
+
+
+def make_results(root: Path, models: list[str]) -> Path:
+    """Results in the committed layout: results/<variant>/eval_*.{json,csv} and bench_cpu.json."""
+    rng = np.random.default_rng(0)
+    d = root / "rain100l"
+    d.mkdir(parents=True)
+    summary, per_image = [], []
+    for i, m in enumerate(models):
+        vals = []
+        for k in range(4):
+            v = {"psnr_rgb": 30 + i + rng.normal(), "ssim_rgb": 0.9 + 0.01 * i, "psnr_y": 32 + i + rng.normal(),
+                 "ssim_y": 0.92 + 0.01 * i}
+            vals.append(v)
+            per_image.append({"model": m, "variant": "rain100l", "image": f"rain-{k:03d}.png",
+                              "seconds": 0.5 + 0.1 * i, **{kk: round(vv, 4) for kk, vv in v.items()}})
+        summary.append({"model": m, "variant": "rain100l", "images": 4,
+                        **{k: round(float(np.mean([v[k] for v in vals])), 4) for k in vals[0]}})
+    summary.append({"model": "rainy input", "variant": "-", "images": 4, "psnr_rgb": 26.0,
+                    "ssim_rgb": 0.8, "psnr_y": 27.5, "ssim_y": 0.82})
+    (d / "eval_summary.json").write_text(json.dumps(summary))
+    with open(d / "eval_per_image.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(per_image[0]))
+        w.writeheader()
+        w.writerows(per_image)
+    (root / "bench_cpu.json").write_text(json.dumps({"machine": "test machine", "rows": [
+        {"model_id": m, "size": "481x321", "fast_s": 1.0 + i, "reference_s": 2.0 + i, "speedup": 1.5,
+         "macs_g": 100.0, "gflops": 50.0, "peak_mb": 300.0} for i, m in enumerate(models)]}))
+    return root
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("DERAIN_EXAMPLES_INDEX", str(make_examples(tmp_path)))
+    monkeypatch.setenv("DERAIN_RESULTS_DIR", str(tmp_path / "results"))
+    return tmp_path
+
+
+def _app() -> "AppTest":
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _plotly(at) -> list:
+    return at.get("plotly_chart")
+
+
+def _arr(v) -> np.ndarray:
+    """A plotly JSON array (a list, or the binary ``{"dtype", "bdata"}`` form) as numpy."""
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
+    return np.asarray(v)
+
+
+def _png_urls(at) -> list[str]:
+    return [i.url for el in at.image for i in el.proto.imgs]
+
+
+def _ok(at) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+# ---------------------------------------------------------------------------------- Compare
+def test_compare_upload_run_all_models(env):
+    at = _app()
+    assert "Upload" in at.radio(key="cmp_source").options
+    at.radio(key="cmp_source").set_value("Upload").run()
+    clean = _clean()
+    rainy, _ = synth.add_rain(clean, synth.preset("light", seed=2))
+    at.file_uploader(key="cmp_upload").upload("rainy.png", io.png_bytes(rainy), "image/png").run()
+    at.file_uploader(key="cmp_upload_gt").upload("clean.png", io.png_bytes(clean), "image/png").run()
+    _ok(at)
+    assert len(at.image) == 1  # the input preview, before running
+    assert at.multiselect(key="cmp_models").value == [c.id for c in list_models()]
+    at.button(key="cmp_run").click().run()
+    _ok(at)
+    # The grid, the synchronized crops and the before/after composite, all lossless PNG.
+    assert len(at.image) == 3
+    assert all(u.endswith(".png") for u in _png_urls(at)), _png_urls(at)
+    table = at.dataframe[0].value
+    n = len(list_models())
+    assert len(table) == n + 1 and table.iloc[0, 0] == "rainy input"
+    assert {"PSNR RGB (dB) ↑", "SSIM Y ↑"} <= set(table.columns)
+    psnr = table["PSNR RGB (dB) ↑"].iloc[1:].astype(float)
+    assert np.isfinite(psnr).all() and (psnr > 0).all()
+    # Models without weights are marked untrained in the table and in a warning.
+    untrained = [c.id for c in list_models() if not dd.wts.available_variants(c.id)]
+    if untrained:
+        assert table["Model"].str.contains("(untrained)", regex=False).sum() == len(untrained)
+        assert any("Untrained" in w.value for w in at.warning)
+    # Before/after: blending mode and a position change rerun without error.
+    at.radio(key="cmp_ba_mode").set_value("blend").run()
+    at.slider(key="cmp_ba_pos").set_value(20).run()
+    _ok(at)
+    assert len(at.image) == 3
+    # A zoom point (what a click on the input stores) moves the crop window.
+    at.session_state["cmp_point"] = (3, 4)
+    at.run()
+    assert any("(x=3, y=4)" in c.value for c in at.caption)
+
+
+def test_compare_example_without_ground_truth_one_model(env):
+    at = _app()
+    at.selectbox(key="cmp_example").set_value(1).run()
+    at.multiselect(key="cmp_models").set_value(["dsmnet"]).run()
+    at.button(key="cmp_run").click().run()
+    _ok(at)
+    table = at.dataframe[0].value
+    assert len(table) == 2
+    assert not any("PSNR" in c for c in table.columns)  # no ground truth: no-reference metrics only
+    assert "PIQE ↓" in table.columns
+
+
+def test_compare_bad_upload_is_a_readable_error(env):
+    at = _app()
+    at.radio(key="cmp_source").set_value("Upload").run()
+    at.file_uploader(key="cmp_upload").upload("fake.png", b"this is text, not a PNG", "image/png").run()
+    assert not at.exception
+    assert any("Could not use the rainy image" in e.value for e in at.error)
+    assert at.button(key="cmp_run").disabled
+
+
+def test_app_starts_without_examples_index(tmp_path, monkeypatch):
+    monkeypatch.setenv("DERAIN_EXAMPLES_INDEX", str(tmp_path / "missing" / "index.json"))
+    monkeypatch.setenv("DERAIN_RESULTS_DIR", str(tmp_path / "results"))
+    at = _app()
+    assert at.radio(key="cmp_source").options == ["Upload"]
+    assert any("No bundled examples" in c.value for c in at.caption)
+
+
+# ---------------------------------------------------------------------------------- Inspect
+def test_inspect_maps_groups_channels_histogram(env):
+    at = _app()
+    at.switch_page("pages/inspect_maps.py").run()
+    _ok(at)
+    assert at.selectbox(key="insp_model").value == list_models()[0].id
+    at.selectbox(key="insp_model").set_value("dsmnet").run()
+    _ok(at)
+    groups = at.selectbox(key="insp_group_dsmnet").options
+    assert any(g.startswith("scale 1") for g in groups)
+    # A 32-channel feature map: the channel grid, its statistics and a histogram.
+    at.selectbox(key="insp_group_dsmnet").set_value("scale 1").run()
+    maps = at.selectbox(key="insp_map_dsmnet_scale 1")
+    feat = next(i for i, o in enumerate(maps.options) if "[scale1.input]" in o)
+    maps.set_value(feat).run()
+    _ok(at)
+    assert len(_plotly(at)) == 2  # px.imshow of the map and the histogram
+    spec = json.loads(_plotly(at)[0].proto.spec)
+    assert spec["data"][0]["type"] == "heatmap"
+    assert len(at.image) >= 2  # render_map + channel grid
+    stats = at.dataframe[0].value
+    assert len(stats) == 32 and {"index", "min", "max", "mean", "std"} <= set(stats.columns)
+    # Colour map and overlay controls work.
+    at.selectbox(key="insp_cmap").set_value("coolwarm").run()
+    at.toggle(key="insp_overlay").set_value(True).run()
+    _ok(at)
+
+
+def test_inspect_every_model_renders(env):
+    at = _app()
+    at.switch_page("pages/inspect_maps.py").run()
+    for card in list_models():
+        at.selectbox(key="insp_model").set_value(card.id).run()
+        _ok(at)
+        assert at.image and _plotly(at), card.id
+
+
+# -------------------------------------------------------------------------------- Benchmark
+def test_benchmark_without_results_still_shows_papers_and_params(env):
+    at = _app()
+    at.switch_page("pages/benchmark.py").run()
+    _ok(at)
+    assert any("No committed evaluation results" in i.value for i in at.info)
+    charts = _plotly(at)
+    assert len(charts) == 1
+    spec = json.loads(charts[0].proto.spec)
+    paper = [t for t in spec["data"] if t.get("name") == "paper (reported)"]
+    n_paper = sum(len(c.paper_results) for c in list_models())
+    assert paper and len(_arr(paper[0]["y"])) == n_paper
+    assert sorted(_arr(paper[0]["y"])) == sorted(r.psnr for c in list_models() for r in c.paper_results)
+    models_table = at.dataframe[0].value
+    assert len(models_table) == len(list_models()) and (models_table["params (M)"] > 0).all()
+
+
+def test_benchmark_with_results(env):
+    ids = [c.id for c in list_models()][:3]
+    make_results(env / "results", ids)
+    at = _app()
+    at.switch_page("pages/benchmark.py").run()
+    _ok(at)
+    assert not any("No committed evaluation results" in i.value for i in at.info)
+    charts = _plotly(at)
+    assert len(charts) == 4  # vs params (+ papers), vs runtime, per-image distribution, speed
+    spec = json.loads(charts[0].proto.spec)
+    names = [t.get("name", "") for t in spec["data"]]
+    assert "paper (reported)" in names and sum(" · rain100l" in n for n in names) == 3
+    per_image = json.loads(charts[2].proto.spec)
+    assert sum(len(_arr(t["y"])) for t in per_image["data"]) == 12  # 3 models x 4 images
+    at.radio(key="bm_metric").set_value("SSIM").run()
+    at.radio(key="bm_space").set_value("RGB").run()
+    _ok(at)
+    assert len(_plotly(at)) == 4
+
+
+# --------------------------------------------------------------------------------- Rain lab
+def test_rain_lab_sliders_run_and_robustness_curve(env):
+    at = _app()
+    at.switch_page("pages/rain_lab.py").run()
+    _ok(at)
+    assert at.selectbox(key="lab_preset").value == "heavy"
+    at.select_slider(key="lab_side").set_value(64).run()
+    at.slider(key="lab_density").set_value(2.0).run()
+    at.slider(key="lab_haze_heavy").set_value(0.5).run()
+    _ok(at)
+    assert len(at.image) == 1  # clean | rainy | rain layer
+    at.multiselect(key="lab_models").set_value(["dsmnet", "msamnet"]).run()
+    at.button(key="lab_run").click().run()
+    _ok(at)
+    assert len(at.image) == 2 and len(at.dataframe[0].value) == 3
+    at.select_slider(key="lab_curve_side").set_value(48).run()
+    at.multiselect(key="lab_levels").set_value([0.5, 2.0]).run()
+    at.button(key="lab_curve").click().run()
+    _ok(at)
+    charts = _plotly(at)
+    assert len(charts) == 1
+    spec = json.loads(charts[0].proto.spec)
+    names = {t["name"] for t in spec["data"]}
+    assert dd.BASELINE in names and len(names) == 3
+    assert all(list(_arr(t["x"])) == [0.5, 2.0] for t in spec["data"])
+
+
+# ---------------------------------------------------------------------- dashboard_data helpers
+def test_load_examples_resolves_and_tolerates(tmp_path):
+    index = make_examples(tmp_path)
+    exs = dd.load_examples(index)
+    assert [e.has_gt for e in exs] == [True, False]
+    assert exs[0].file.is_file() and exs[0].gt.is_file()
+    assert dd.clean_images(exs) == [("tiny", tmp_path / "tiny_clean.png")]
+    assert dd.load_examples(tmp_path / "nope.json") == []
+    (tmp_path / "bad.json").write_text("{not json")
+    assert dd.load_examples(tmp_path / "bad.json") == []
+    (tmp_path / "dict.json").write_text(json.dumps({"examples": [{"file": "tiny_clean.png"},
+                                                                  {"file": "missing.png"}]}))
+    assert [e.title for e in dd.load_examples(tmp_path / "dict.json")] == ["tiny_clean"]
+
+
+def test_results_loaders_and_join(tmp_path):
+    ids = [c.id for c in list_models()][:2]
+    root = make_results(tmp_path / "results", ids)
+    summary = dd.load_eval_summary(root)
+    assert [r["model"] for r in summary] == ids + [dd.BASELINE]
+    assert summary[-1]["params"] is None and summary[0]["params"] == dd.param_count(ids[0])
+    per = dd.load_eval_per_image(root)
+    assert len(per) == 8 and isinstance(per[0]["psnr_rgb"], float)
+    bench = dd.load_bench(root)
+    rows = dd.benchmark_rows(summary, per, bench)
+    assert rows[0]["seconds"] == pytest.approx(0.5) and rows[0]["seconds_source"] == "eval"
+    rows = dd.benchmark_rows(summary, [], bench)
+    assert rows[1]["seconds"] == pytest.approx(2.0) and rows[1]["seconds_source"] == "bench"
+    assert rows[-1]["seconds"] is None
+    assert dd.load_eval_summary(tmp_path / "none") == [] and dd.load_bench(tmp_path / "none") is None
+    assert dd.model_label(ids[0], UNTRAINED).endswith("(untrained)")
+
+
+def test_before_after_and_click_mapping():
+    a = np.zeros((4, 10, 3), np.float32)
+    b = np.ones((4, 10, 3), np.float32)
+    wipe = dd.before_after(a, b, 0.5, "wipe", line=False)
+    assert (wipe[:, :5] == 0).all() and (wipe[:, 5:] == 255).all()
+    assert (dd.before_after(a, b, 0.0, "wipe") == 255).all()
+    assert (dd.before_after(a, b, 0.25, "blend") == 64).all()
+    with pytest.raises(ValueError):
+        dd.before_after(a, b[:, :5], 0.5)
+    assert dd.click_to_native({"x": 50, "y": 20, "width": 100, "height": 40}, (80, 200)) == (100, 40)
+    assert dd.click_to_native({"x": 999, "y": -5, "width": 100, "height": 40}, (80, 200)) == (199, 0)
+    assert dd.click_to_native(None, (80, 200)) is None
+    small = dd.fit_for_display(np.zeros((10, 20, 3), np.float32), 360, 240)
+    assert small.shape == (120, 240, 3) and small.dtype == np.uint8
+    assert dd.fit_for_display(np.zeros((100, 800, 3), np.uint8), 400).shape == (50, 400, 3)
+
+
+def test_robustness_curve_rows():
+    rows = dd.robustness_curve(_clean(), [2.0, 0.5], ["dsmnet"], max_side=48, seed=0)
+    assert [(r["density"], r["model"]) for r in rows] == [
+        (0.5, dd.BASELINE), (0.5, "dsmnet"), (2.0, dd.BASELINE), (2.0, "dsmnet")]
+    base = [r["psnr_rgb"] for r in rows if r["model"] == dd.BASELINE]
+    assert base[0] > base[1]  # denser rain, lower PSNR of the rainy input
+    with pytest.raises(ValueError):
+        dd.robustness_curve(_clean(), [], ["dsmnet"])
