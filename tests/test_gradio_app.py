@@ -1,0 +1,309 @@
+"""The Gradio demo driven through its HTTP API with gradio_client (CPU, tiny images).
+
+The app is launched in-process on a free port; every test talks to it like a remote user.
+"""
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+import derain_core as dc  # noqa: E402
+from derain_core import engine, viz  # noqa: E402
+from derain_core import weights as wts  # noqa: E402
+
+ALL = list(dc.MODEL_IDS)
+DEFAULT = "default (each model's own)"
+# Output order of the /derain endpoint (the session state is not part of the API).
+STATUS, GRID, GALLERY, TABLE, ZIP, SLIDER_DD, SLIDER, ZOOM_SRC, INSP_DD, CROPS = range(10)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    from app.gradio_app import demo
+
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+@pytest.fixture()
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """A 64x48 'rainy' photo, its 'clean' ground truth, a text file named .png, a wrong-size GT."""
+    d = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:48, 0:64]
+    clean = np.stack([xx * 3 + 20, yy * 4 + 10, (xx + yy) * 2 + 30], -1).clip(0, 255)
+    streaks = (rng.random((48, 64)) > 0.93)[..., None] * 90
+    rainy = (clean + streaks).clip(0, 255).astype(np.uint8)
+    paths = {"rainy": d / "rainy.png", "clean": d / "clean.png", "bad": d / "notes.png",
+             "small_gt": d / "small.png"}
+    Image.fromarray(rainy).save(paths["rainy"])
+    Image.fromarray(clean.astype(np.uint8)).save(paths["clean"])
+    paths["bad"].write_text("this is a text file, not a picture\n")
+    Image.fromarray(rainy[:40, :60]).save(paths["small_gt"])
+    return paths
+
+
+def _derain(client, image, gt=None, models=ALL, variant=DEFAULT):
+    return client.predict(handle_file(str(image)), handle_file(str(gt)) if gt else None, models, variant,
+                          api_name="/derain")
+
+
+def _pixels(path) -> np.ndarray:
+    with Image.open(path) as im:
+        assert im.format == "PNG", f"{path} is {im.format}, not a lossless PNG"
+        return np.asarray(im.convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def run_with_gt(app_url, images):
+    return _derain(Client(app_url, verbose=False), images["rainy"], images["clean"])
+
+
+@pytest.fixture(scope="module")
+def run_without_gt(app_url, images):
+    return _derain(Client(app_url, verbose=False), images["rainy"])
+
+
+def _expected_label(model_id: str) -> str:
+    name = dc.get_card(model_id).name
+    return name if wts.available_variants(model_id) else f"{name} (untrained)"
+
+
+# ------------------------------------------------------------------------------ runs
+def test_all_five_models_with_ground_truth(run_with_gt):
+    out = run_with_gt
+    table = out[TABLE]
+    headers, rows = table["headers"], table["data"]
+    for col in ("PSNR RGB (dB) ↑", "PSNR Y (dB) ↑", "SSIM RGB ↑", "SSIM Y ↑", "NIQE ↓", "PIQE ↓",
+                "Time (s)", "Device", "Precision", "Tiling"):
+        assert col in headers
+    assert [r[0] for r in rows] == [_expected_label(m) for m in ALL]
+    for r in rows:
+        rec = dict(zip(headers, r))
+        assert float(rec["Time (s)"]) > 0
+        assert np.isfinite(float(rec["PSNR RGB (dB) ↑"])) and np.isfinite(float(rec["PSNR Y (dB) ↑"]))
+        assert -1 <= float(rec["SSIM Y ↑"]) <= 1
+        assert rec["NIQE ↓"] == "n/a"  # NIQE needs 96 px per side; 64x48 is below that
+        assert float(rec["PIQE ↓"]) >= 0
+        assert rec["Device"] == "cpu" and rec["Tiling"] == "whole image"
+        assert rec["Precision"] in ("fp32", "bf16", "fp16")
+    captions = [item["caption"] for item in out[GALLERY]]
+    assert captions == ["input", "ground truth"] + [_expected_label(m) for m in ALL]
+    for item in out[GALLERY]:
+        assert _pixels(item["image"]).shape == (48, 64, 3)
+    grid = _pixels(out[GRID])
+    assert grid.shape[0] > 2 * 48 and grid.shape[1] > 4 * 64  # 7 tiles in two rows
+    status = out[STATUS]
+    assert "Done" in status and "5 of 5" in status and "device cpu" in status and "whole image" in status
+
+
+def test_without_ground_truth_no_reference_metrics_only(run_without_gt):
+    out = run_without_gt
+    headers, rows = out[TABLE]["headers"], out[TABLE]["data"]
+    assert not any("PSNR" in h or "SSIM" in h for h in headers)
+    assert "NIQE ↓" in headers and "PIQE ↓" in headers
+    assert len(rows) == 5
+    assert [i["caption"] for i in out[GALLERY]] == ["input"] + [_expected_label(m) for m in ALL]
+    assert "no ground truth" in out[STATUS]
+
+
+def test_untrained_models_are_marked_everywhere(run_without_gt, app_url):
+    untrained = [m for m in ALL if not wts.available_variants(m)]
+    labels = [r[0] for r in run_without_gt[TABLE]["data"]]
+    for m, label in zip(ALL, labels):
+        assert label.endswith("(untrained)") == (m in untrained)
+    if untrained:
+        assert "Untrained" in run_without_gt[STATUS]
+    choices = dict((v, k) for k, v in run_without_gt[INSP_DD]["choices"])
+    assert all(choices[m].endswith("(untrained)") == (m in untrained) for m in ALL)
+
+
+def test_outputs_are_lossless_and_match_the_zip(run_with_gt):
+    out = run_with_gt
+    with zipfile.ZipFile(out[ZIP]) as zf:
+        for item, model_id in zip(out[GALLERY][2:], ALL):
+            shown = _pixels(item["image"])
+            saved = np.asarray(Image.open(_io.BytesIO(zf.read(f"outputs/{model_id}.png"))).convert("RGB"))
+            assert np.array_equal(shown, saved), model_id
+
+
+def test_zip_holds_outputs_and_metrics(run_with_gt, images):
+    with zipfile.ZipFile(run_with_gt[ZIP]) as zf:
+        names = set(zf.namelist())
+        assert {"input.png", "ground_truth.png", "metrics.csv", "metrics.json"} <= names
+        assert {f"outputs/{m}.png" for m in ALL} <= names
+        inp = np.asarray(Image.open(_io.BytesIO(zf.read("input.png"))).convert("RGB"))
+        assert np.array_equal(inp, np.asarray(Image.open(images["rainy"]).convert("RGB")))
+        rows = list(csv.DictReader(_io.StringIO(zf.read("metrics.csv").decode())))
+        doc = json.loads(zf.read("metrics.json"))
+    assert [r["model"] for r in rows] == ALL
+    for r in rows:
+        assert float(r["seconds"]) > 0 and np.isfinite(float(r["psnr_y"])) and r["device"] == "cpu"
+        assert r["trained"] in ("True", "False")
+    assert doc["size"] == [64, 48] and len(doc["results"]) == 5
+
+
+def test_results_stream_one_model_at_a_time(client, images):
+    job = client.submit(handle_file(str(images["rainy"])), None, ALL, DEFAULT, api_name="/derain")
+    job.result(timeout=300)
+    counts = [len(o[TABLE]["data"]) for o in job.outputs()]
+    assert counts == [0, 1, 2, 3, 4, 5]
+    assert "Running" in job.outputs()[0][STATUS]
+    assert job.outputs()[0][ZIP] is None and job.outputs()[-1][ZIP]
+
+
+def test_a_subset_of_models_and_a_variant(client, images):
+    out = _derain(client, images["rainy"], models=["rranet", "msamnet"], variant=engine.UNTRAINED)
+    assert [r[0] for r in out[TABLE]["data"]] == ["RRANet (untrained)", "MSAMNet (untrained)"]
+
+
+# ------------------------------------------------------------------------------ errors
+def test_text_file_named_png_gives_a_readable_error(client, images):
+    with pytest.raises(AppError) as err:
+        _derain(client, images["bad"])
+    msg = str(err.value)
+    assert "Could not read the photo" in msg and "not an image" in msg and "notes.png" in msg
+    assert "Traceback" not in msg
+
+
+def test_bad_ground_truth_and_size_mismatch(client, images):
+    with pytest.raises(AppError, match="Could not read the ground truth"):
+        _derain(client, images["rainy"], images["bad"])
+    with pytest.raises(AppError, match=r"ground truth is 60×40 but the photo is 64×48"):
+        _derain(client, images["rainy"], images["small_gt"])
+
+
+def test_missing_inputs(client, images):
+    with pytest.raises(AppError, match="Upload a rainy photo"):
+        client.predict(None, None, ALL, DEFAULT, api_name="/derain")
+    with pytest.raises(AppError, match="Choose at least one model"):
+        _derain(client, images["rainy"], models=[])
+
+
+def test_app_survives_errors(client, images):
+    with pytest.raises(AppError):
+        _derain(client, images["bad"])
+    out = _derain(client, images["rainy"], models=["jdnet"])
+    assert len(out[TABLE]["data"]) == 1
+
+
+# ------------------------------------------------------------------------------ inspector
+def test_inspector_maps_for_every_model(client, images):
+    _derain(client, images["rainy"])
+    for model_id in ALL:
+        group_dd, gallery, note = client.predict(model_id, None, False, api_name="/inspect")
+        specs = engine.MODELS.get(model_id).net.map_specs()
+        groups = list(viz.group_specs(specs, default="other"))
+        assert [g for g, _ in group_dd["choices"]] == groups
+        first = group_dd["value"]
+        assert first == groups[0]
+        want = [f"{s.title}: {s.meaning}" for s in viz.group_specs(specs, default="other")[first]]
+        assert [i["caption"] for i in gallery] == want, model_id
+        assert all(_pixels(i["image"]).ndim == 3 for i in gallery)
+        assert "maps at full resolution" in note and _expected_label(model_id) in note
+    # a named group and the overlay toggle
+    grouped = viz.group_specs(engine.MODELS.get("mfan").net.map_specs(), default="other")
+    group = next(g for g, ss in grouped.items()
+                 if any(s.kind == "attention" and s.scale > 0 and s.size is None for s in ss))
+    _, plain, _ = client.predict("mfan", group, False, api_name="/inspect")
+    _, over, _ = client.predict("mfan", group, True, api_name="/inspect")
+    assert len(plain) == len(over) == len(grouped[group])
+    assert any(not np.array_equal(_pixels(a["image"]), _pixels(b["image"])) for a, b in zip(plain, over))
+
+
+def test_inspector_before_a_run(app_url):
+    fresh = Client(app_url, verbose=False)
+    with pytest.raises(AppError, match="run it first|Run the models"):
+        fresh.predict("mfan", None, False, api_name="/inspect")
+
+
+# ------------------------------------------------------------------------------ module-level
+def test_examples_index(tmp_path, monkeypatch):
+    import app.gradio_app as ga
+
+    monkeypatch.setattr(ga, "EXAMPLES_DIR", tmp_path)
+    assert ga._load_examples() == ([], [])  # no index.json: no examples, the app still builds
+    assert isinstance(ga.build(), type(ga.demo))
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
+    Image.new("RGB", (32, 32)).save(tmp_path / "a_gt.png")
+    (tmp_path / "index.json").write_text(json.dumps({"examples": [
+        {"file": "a.png", "gt": "a_gt.png", "preset": "synthetic", "title": "Street"},
+        {"file": "a.png", "gt": None, "preset": "real", "title": "Real rain"},
+        {"file": "missing.png", "gt": None, "title": "gone"}]}))
+    rows, labels = ga._load_examples()
+    assert rows == [[str(tmp_path / "a.png"), str(tmp_path / "a_gt.png")], [str(tmp_path / "a.png"), None]]
+    assert labels == ["Street (with ground truth)", "Real rain"]
+
+
+def test_app_settings_offline_and_lossless():
+    import gradio as gr
+
+    import app.gradio_app as ga
+
+    assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"
+    assert ga.demo.analytics_enabled is False
+    shown = [b for b in ga.demo.blocks.values() if isinstance(b, (gr.Image, gr.Gallery, gr.ImageSlider))]
+    assert len(shown) >= 8
+    assert all(b.format == "png" for b in shown)
+    assert ga.GPU(len) is len  # the spaces.GPU stand-in changes nothing
+
+
+@pytest.mark.slow
+def test_starts_as_a_script():
+    port = _free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "DERAIN_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app" / "gradio_app.py"), "--host", "127.0.0.1",
+                             "--port", str(port)], env=env, cwd="/", stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("app did not answer within 120 s")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
