@@ -26,7 +26,6 @@ except ImportError:  # elsewhere: a decorator that does nothing
 
 import argparse
 import hashlib
-import json
 import logging
 import sys
 import tempfile
@@ -46,6 +45,7 @@ import torch  # noqa: E402
 import derain_core as dc  # noqa: E402
 from derain_core import engine, io, metrics, report, viz  # noqa: E402
 from derain_core import weights as wts  # noqa: E402
+from derain_core.dashboard_data import load_examples  # noqa: E402
 
 log = logging.getLogger("derain.gradio")
 
@@ -53,7 +53,6 @@ log = logging.getLogger("derain.gradio")
 if os.environ.get("DERAIN_THREADS"):
     torch.set_num_threads(max(1, int(os.environ["DERAIN_THREADS"])))
 
-EXAMPLES_DIR = ROOT / "assets" / "examples"
 DISPLAY_MAX_SIDE = int(os.environ.get("DERAIN_DISPLAY_MAX_SIDE", 1280))  # on-screen copies only
 TILE_MAX_SIDE = 512  # each tile of the side-by-side grid
 MAPS_OVERLAY_SIDE = 512  # input copy the maps are laid over
@@ -81,30 +80,14 @@ def _variant_choices() -> list[str]:
     return [DEFAULT_VARIANT, *names, engine.UNTRAINED]
 
 
-def _load_examples() -> tuple[list[list[str | None]], list[str]]:
-    """Rows ``[image, ground truth or None]`` and labels from ``assets/examples/index.json``."""
-    index = EXAMPLES_DIR / "index.json"
-    if not index.is_file():
-        return [], []
-    try:
-        data = json.loads(index.read_text())
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring %s: %s", index, exc)
-        return [], []
-    entries = data.get("examples", []) if isinstance(data, dict) else data
+def _load_examples(index: str | Path | None = None) -> tuple[list[list[str | None]], list[str]]:
+    """Rows ``[image, ground truth or None]`` and labels of the bundled examples (none if no index)."""
     rows, labels = [], []
-    for e in entries:
-        if not isinstance(e, dict) or not e.get("file"):
-            continue
-        img = EXAMPLES_DIR / e["file"]
-        gt_name = e.get("gt")
-        gt = EXAMPLES_DIR / gt_name if gt_name else None
-        if not img.is_file() or (gt is not None and not gt.is_file()):
-            log.warning("example %s: missing file, skipped", e)
-            continue
-        rows.append([str(img), str(gt) if gt else None])
-        title = e.get("title") or img.stem
-        labels.append(title + (" (with ground truth)" if gt else ""))
+    for ex in load_examples(index):
+        rows.append([str(ex.file), str(ex.gt) if ex.gt else None])
+        note = "" if "ground truth" in ex.title.lower() else (
+            " · with ground truth" if ex.has_gt else " · no ground truth")
+        labels.append(ex.title + note)
     return rows, labels
 
 

@@ -258,18 +258,29 @@ def test_inspector_before_a_run(app_url):
 def test_examples_index(tmp_path, monkeypatch):
     import app.gradio_app as ga
 
-    monkeypatch.setattr(ga, "EXAMPLES_DIR", tmp_path)
-    assert ga._load_examples() == ([], [])  # no index.json: no examples, the app still builds
+    monkeypatch.setenv("DERAIN_EXAMPLES_INDEX", str(tmp_path / "index.json"))
+    assert ga._load_examples() == ([], [])  # no index.json: no examples, and the app still builds
     assert isinstance(ga.build(), type(ga.demo))
     Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
     Image.new("RGB", (32, 32)).save(tmp_path / "a_gt.png")
     (tmp_path / "index.json").write_text(json.dumps({"examples": [
-        {"file": "a.png", "gt": "a_gt.png", "preset": "synthetic", "title": "Street"},
+        {"file": "a.png", "gt": "a_gt.png", "preset": "heavy", "title": "Street"},
         {"file": "a.png", "gt": None, "preset": "real", "title": "Real rain"},
         {"file": "missing.png", "gt": None, "title": "gone"}]}))
     rows, labels = ga._load_examples()
     assert rows == [[str(tmp_path / "a.png"), str(tmp_path / "a_gt.png")], [str(tmp_path / "a.png"), None]]
-    assert labels == ["Street (with ground truth)", "Real rain"]
+    assert labels == ["Street · with ground truth", "Real rain · no ground truth"]
+
+
+def test_bundled_examples_are_offered():
+    import app.gradio_app as ga
+
+    rows, labels = ga._load_examples(ROOT / "assets" / "examples" / "index.json")
+    if not rows:
+        pytest.skip("no bundled examples in assets/examples")
+    assert all(Path(r[0]).is_file() for r in rows)
+    assert any(r[1] for r in rows) and any(r[1] is None for r in rows)  # with and without ground truth
+    assert ga.demo.fns and any(type(b).__name__ == "Dataset" for b in ga.demo.blocks.values())
 
 
 def test_app_settings_offline_and_lossless():

@@ -1,0 +1,121 @@
+"""derain_core.report: metric formatting, the metrics table, CSV/JSON and the results zip."""
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+import math
+import zipfile
+
+import numpy as np
+import pytest
+
+from derain_core import io, report
+from derain_core.engine import ModelResult
+
+
+def _result(model_id="mfan", metrics=None, tile=None, trained=False, seconds=0.25, precision="fp32"):
+    rng = np.random.default_rng(len(model_id))
+    out = rng.random((20, 30, 3), dtype=np.float32)
+    label = model_id.upper() + ("" if trained else " (untrained)")
+    return ModelResult(model_id, label, "rain100l" if trained else "untrained", trained, out, seconds,
+                       dict(metrics or {}), "cpu", precision, tile)
+
+
+NR = {"niqe": math.nan, "piqe": 41.27}
+FR = {"psnr_rgb": 30.1234, "psnr_y": 31.5, "ssim_rgb": 0.912345, "ssim_y": 0.93, "delta_e": 2.5, **NR}
+
+
+def test_fmt_value():
+    assert report.fmt_value("psnr_y", 31.456) == "31.46"
+    assert report.fmt_value("ssim_y", 0.912345) == "0.9123"
+    assert report.fmt_value("niqe", math.nan) == "n/a"
+    assert report.fmt_value("niqe", None) == "n/a"
+    assert report.fmt_value("psnr_rgb", math.inf) == "inf"
+    assert report.fmt_value("something", 1.23456) == "1.235"
+
+
+def test_metric_keys_order_and_unknown_keys():
+    r1 = _result("a", {"piqe": 1.0, "psnr_y": 2.0, "zeta": 3.0})
+    r2 = _result("b", {"niqe": 1.0, "alpha": 0.0})
+    assert report.metric_keys([r1, r2]) == ["psnr_y", "niqe", "piqe", "alpha", "zeta"]
+    assert report.metric_keys([]) == []
+
+
+def test_tile_text_with_and_without_ground_truth():
+    with_gt = report.tile_text(_result(metrics=FR, seconds=0.4567))
+    assert with_gt.splitlines() == ["PSNR 30.12 / Y 31.50 dB", "SSIM 0.9123 / Y 0.9300",
+                                    "0.46 s | NIQE n/a | PIQE 41.3"]
+    no_gt = report.tile_text(_result(metrics=NR))
+    assert "PSNR" not in no_gt and no_gt == "0.25 s | NIQE n/a | PIQE 41.3"
+    assert report.tile_text(metrics=NR) == "NIQE n/a | PIQE 41.3"  # the input tile: no time
+    assert report.tile_text(metrics={}) == ""
+
+
+def test_metrics_table_columns_follow_the_metrics():
+    header, rows = report.metrics_table([_result("x", FR, tile=512, trained=True), _result("y", FR)])
+    assert header[:3] == ["Model", "Weights", "Time (s)"]
+    assert header[-3:] == ["Device", "Precision", "Tiling"]
+    assert "PSNR Y (dB) ↑" in header and "NIQE ↓" in header
+    rec = dict(zip(header, rows[0]))
+    assert rec["Model"] == "X" and rec["Weights"] == "rain100l" and rec["Tiling"] == "tiles of 512 px"
+    assert rec["PSNR RGB (dB) ↑"] == "30.12" and rec["NIQE ↓"] == "n/a"
+    assert dict(zip(header, rows[1]))["Model"] == "Y (untrained)"
+    header, _ = report.metrics_table([_result(metrics=NR)])
+    assert not any("PSNR" in h for h in header)
+
+
+def test_csv_text_has_one_row_per_model():
+    text = report.csv_text([_result("a", FR), _result("b", NR, tile=256)])
+    rows = list(csv.DictReader(_io.StringIO(text)))
+    assert [r["model"] for r in rows] == ["a", "b"]
+    assert rows[0]["psnr_y"] == "31.5" and rows[1]["psnr_y"] == ""  # missing metric: empty cell
+    assert rows[1]["tile"] == "256" and rows[0]["tile"] == ""
+    assert rows[0]["niqe"] == "nan"
+
+
+def test_run_summary():
+    s = report.run_summary([_result("a", precision="bf16"), _result("b", tile=512)])
+    assert s == "device cpu · precision bf16, fp32 · tiles of 512 px, whole image"
+    assert report.run_summary([]) == ""
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_zip_bytes_round_trip(bits):
+    rng = np.random.default_rng(1)
+    rgb = rng.random((20, 30, 3)).astype(np.float32)
+    alpha = np.linspace(0, 1, 600, dtype=np.float32).reshape(20, 30)
+    image = io.LoadedImage(rgb, alpha, bits, "RGBA", "photo.png")
+    gt = io.LoadedImage(rgb[::-1].copy(), None, 8, "RGB", "clean.png")
+    results = [_result("a", FR), _result("b", FR, trained=True)]
+    for r in results:
+        r.alpha = alpha
+    data = report.zip_bytes(results, image, gt, extra={"app": "test"})
+    with zipfile.ZipFile(_io.BytesIO(data)) as zf:
+        assert sorted(zf.namelist()) == ["ground_truth.png", "input.png", "metrics.csv", "metrics.json",
+                                         "outputs/a.png", "outputs/b.png"]
+        back = io.load_image(zf.read("outputs/a.png"))
+        doc = json.loads(zf.read("metrics.json"))
+        inp = io.load_image(zf.read("input.png"))
+    assert back.bit_depth == bits and back.alpha is not None
+    tol = 0.5 / (65535 if bits == 16 else 255) + 1e-7
+    assert np.abs(back.rgb - results[0].output).max() <= tol  # lossless up to quantisation
+    assert np.abs(inp.rgb - rgb).max() <= tol
+    assert doc["app"] == "test" and doc["size"] == [30, 20] and doc["ground_truth"] == "clean.png"
+    assert doc["results"][0]["niqe"] is None  # NaN becomes null in JSON
+    assert doc["results"][1]["trained"] is True
+
+
+def test_display_copy_matches_png_rounding_and_shrinks_big_images():
+    rgb = np.random.default_rng(2).random((40, 50, 3)).astype(np.float32)
+    small, scale = report.display_copy(rgb, 100)
+    assert scale == 1.0
+    from PIL import Image
+    assert np.array_equal(small, np.asarray(Image.open(_io.BytesIO(io.png_bytes(rgb)))))
+    big, scale = report.display_copy(rgb, 25)
+    assert big.shape == (20, 25, 3) and scale == 0.5 and big.dtype == np.uint8
+
+
+def test_safe_name():
+    assert report.safe_name("my photo (1).png") == "my_photo_1_.png"
+    assert report.safe_name("///") == "image"
