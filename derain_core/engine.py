@@ -31,6 +31,8 @@ from .registry import MODEL_IDS, ModelCard, create_model, get_card
 UNTRAINED = "untrained"
 DEFAULT_TILE = 512  # tile side used when an image is above the threshold
 TILE_THRESHOLD = int(os.environ.get("DERAIN_TILE_THRESHOLD", 1024 * 1024))  # pixels
+# Without a card default, photos get heavy-rain weights when shipped, else the Rain100L ones.
+VARIANT_PREFERENCE = ("heavy", "rain100l")
 MAPS_MAX_SIDE = int(os.environ.get("DERAIN_MAPS_MAX_SIDE", 512))  # maps of larger images: preview pass
 
 
@@ -107,7 +109,8 @@ class LoadedModel:
 
 
 def resolve_variant(model_id: str, variant: str | None) -> str:
-    """The weights variant to use: the asked one, else the card's default, else any shipped one.
+    """The weights variant to use: the asked one, else the card's default, else the first of
+    ``VARIANT_PREFERENCE`` that is shipped, else any shipped one.
 
     Returns ``"untrained"`` when no weights exist for the model.
     """
@@ -120,8 +123,9 @@ def resolve_variant(model_id: str, variant: str | None) -> str:
                              f"available: {', '.join(available) or 'none (untrained only)'}")
         return variant
     card = get_card(model_id)
-    if card.default_variant in available:
-        return card.default_variant
+    for preferred in (card.default_variant, *VARIANT_PREFERENCE):
+        if preferred in available:
+            return preferred
     return available[0] if available else UNTRAINED
 
 

@@ -51,8 +51,7 @@ class ModelCard:
     paper_results: tuple[PaperResult, ...] = ()
     provenance: tuple[str, ...] = ()  # "paper: ...", "choice: ...", "official code: ..."
     license: str = "MIT (this re-implementation)"
-    weights: dict[str, str] = field(default_factory=dict)  # variant -> file in weights/
-    default_variant: str | None = None
+    default_variant: str | None = None  # None: the engine's VARIANT_PREFERENCE decides
 
     def with_(self, **changes: Any) -> "ModelCard":
         return replace(self, **changes)
