@@ -1,0 +1,102 @@
+"""Ship a trained run: copy its exported weights into weights/ and complete the JSON card.
+
+    .venv/bin/python scripts/ship_weights.py runs/dsmnet_rain100l results/rain100l/dsmnet [--dataset rain100l_test]
+
+Adds to the card: the test metrics measured by ``derain eval`` (read from the eval folder's
+``eval_summary.json``, with the command that produced them), the validation curve from the
+run's ``log.csv``, and merges the eval rows into ``results/<variant>/eval_summary.json`` and
+``eval_per_image.csv`` (one file over all models, which the dashboard reads).
+Refuses to replace shipped weights that measured better unless ``--force``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from derain_core.weights import WEIGHTS_DIR, sha256_of  # noqa: E402
+
+
+def read_curve(log_csv: Path) -> list[dict]:
+    rows = []
+    with open(log_csv) as f:
+        for r in csv.DictReader(f):
+            if r.get("val_psnr_y"):
+                rows.append({"step": int(r["step"]), "elapsed_s": round(float(r["elapsed_s"]), 1),
+                             "val_psnr_y": round(float(r["val_psnr_y"]), 3),
+                             "val_ssim_y": round(float(r["val_ssim_y"]), 4) if r.get("val_ssim_y") else None})
+    return rows
+
+
+def merge_rows(path: Path, new_rows: list[dict], model: str, variant: str) -> None:
+    """Replace ``model``/``variant`` rows in a CSV or JSON list file by ``new_rows``."""
+    if path.suffix == ".json":
+        old = json.loads(path.read_text()) if path.is_file() else []
+    else:
+        old = list(csv.DictReader(open(path))) if path.is_file() else []
+    kept = [r for r in old if not (r["model"] == model and r["variant"] == variant)]
+    rows = kept + new_rows
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".json":
+        path.write_text(json.dumps(rows, indent=2) + "\n")
+    else:
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", type=Path, help="run folder (holds log.csv and export/)")
+    ap.add_argument("eval", type=Path, help="folder written by `derain eval` for this run")
+    ap.add_argument("--dataset", default="rain100l_test")
+    ap.add_argument("--data-arg", default="../shared/data/Rain100L_test")
+    ap.add_argument("--force", action="store_true")
+    args = ap.parse_args()
+
+    export = args.run / "export"
+    cards = sorted(export.glob("*.json"))
+    if len(cards) != 1:
+        sys.exit(f"expected one exported card in {export}, found {len(cards)}")
+    card = json.loads(cards[0].read_text())
+    model, variant = card["model_id"], card["variant"]
+    summary = [r for r in json.loads((args.eval / "eval_summary.json").read_text()) if r["model"] == model]
+    if not summary:
+        sys.exit(f"no eval row for {model} in {args.eval}")
+    metrics = {k: summary[0][k] for k in ("images", "psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y")}
+    metrics["command"] = (f"DERAIN_WEIGHTS_DIR={export} derain eval --data {args.data_arg} "
+                          f"--models {model} --variant {variant}")
+
+    shipped_card = WEIGHTS_DIR / f"{model}_{variant}.json"
+    if shipped_card.is_file() and not args.force:
+        old = json.loads(shipped_card.read_text()).get("metrics", {}).get(args.dataset, {})
+        if old.get("psnr_y", -1) >= metrics["psnr_y"]:
+            sys.exit(f"shipped {model}_{variant} measured {old['psnr_y']} dB >= {metrics['psnr_y']} dB; "
+                     "not replacing (use --force)")
+
+    src = export / card["file"]
+    dst = WEIGHTS_DIR / card["file"]
+    shutil.copyfile(src, dst)
+    card["metrics"] = {**card.get("metrics", {}), args.dataset: metrics}
+    card["validation_curve"] = read_curve(args.run / "log.csv")
+    card["sha256"] = sha256_of(dst)
+    shipped_card.write_text(json.dumps(card, indent=2) + "\n")
+
+    results = ROOT / "results" / variant
+    merge_rows(results / "eval_summary.json", summary, model, variant)
+    per_image = list(csv.DictReader(open(args.eval / "eval_per_image.csv")))
+    merge_rows(results / "eval_per_image.csv", per_image, model, variant)
+    print(f"shipped {dst.name}: {metrics['psnr_y']:.2f} dB Y / {metrics['ssim_y']:.4f} on {metrics['images']} images")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
