@@ -326,7 +326,7 @@ class PairwiseSelfAttention(nn.Module):
     def _record(self, weights: torch.Tensor, rec: Recorder) -> None:
         k = self.kernel_size
         centre = (k * k) // 2
-        rec("attention.centre", weights[:, :, centre])
+        rec("attention.centre", weights[:, :, centre].clone())  # a view would pin all k*k
         ent = -(weights * weights.clamp_min(1e-12).log()).sum(2) / torch.log(weights.new_tensor(float(k * k)))
         rec("attention.entropy", ent)
         offs = torch.arange(k, device=weights.device, dtype=weights.dtype) - k // 2

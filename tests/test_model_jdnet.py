@@ -253,3 +253,16 @@ def test_scale_maps_are_ceil_halvings():
         _, maps = model.forward_intermediates(torch.rand(1, 3, 33, 17))
     sizes = [tuple(maps[f"unit0.scale{i}"].shape[-2:]) for i in range(1, 5)]
     assert sizes == [(17, 9), (9, 5), (5, 3), (3, 2)]
+
+
+def test_scale_fusion_equals_official_concat_form():
+    # official: conv11(cat[x, up(X^1), .., up(X^4)]) with nearest up-sampling to (H, W)
+    model = _tiny(unit_num=1)
+    x = torch.rand(1, 3, 37, 29)
+    with torch.no_grad():
+        _, maps = model.forward_intermediates(x)
+        size = (37, 29)
+        cat = torch.cat([maps["unit0.san.out"]] + [F.interpolate(maps[f"unit0.scale{i}"], size=size)
+                                                    for i in range(1, 5)], dim=1)
+        ref = model.derain_net.units[0].conv11(cat)
+    assert torch.allclose(maps["unit0.fusion"], ref, atol=1e-5)

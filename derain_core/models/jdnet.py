@@ -72,6 +72,8 @@ CARD = ModelCard(
         "choice: SAN in pure PyTorch, one footprint offset at a time (architectures.md 1.6 (b)) "
         "instead of the official cupy kernels; without autograd gamma's two linear 1x1 convs "
         "are applied as one matrix and the softmax runs in place (same result to float rounding)",
+        "choice: the scale fusion applies conv11's 1x1 weights to each scale before the "
+        "nearest up-sampling (they commute exactly) instead of concatenating 160 channels",
         "choice: no padding to a multiple (stride-2 convs give ceil(H/2^i), nearest up-sampling "
         "restores exact sizes), like the official code",
         "choice: attention shown as per-pixel summaries (centre weight, normalised entropy, "
@@ -180,14 +182,19 @@ class JointUnit(nn.Module):
     def forward(self, x: torch.Tensor, rec: Recorder = _OFF, detail: bool = False) -> torch.Tensor:
         size = x.shape[-2:]
         x = self.san(x, rec.child("san."))
-        scales = [x]
+        # conv11(cat[x, Up(t_1), .., Up(t_n)]) as a sum of per-scale 1x1 convs; a 1x1 conv
+        # commutes with nearest up-sampling, so each is applied at its coarse scale first
+        conv, act = self.conv11
+        c = x.shape[1]
+        fusion = F.conv2d(x, conv.weight[:, :c], conv.bias)
         t = x
         for i, block in enumerate(self.res_list, start=1):
             t = block(t)
             if detail:
                 rec(f"scale{i}", t)
-            scales.append(F.interpolate(t, size=size, mode="nearest"))
-        fusion = self.conv11(torch.cat(scales, dim=1))
+            part = F.conv2d(t, conv.weight[:, i * c:(i + 1) * c])
+            fusion.add_(F.interpolate(part, size=size, mode="nearest"))
+        fusion = act(fusion)
         if detail:
             rec("san.out", x)
             rec("fusion", fusion)
