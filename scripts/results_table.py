@@ -1,0 +1,63 @@
+"""Print the README's results table (Markdown) from the shipped weight cards and results/.
+
+    .venv/bin/python scripts/results_table.py [--variant rain100l]
+
+Every measured number comes from ``derain eval`` (recorded in each weight card by
+scripts/ship_weights.py, or in results/<variant>/eval_summary.json for the control);
+parameter and MAC counts are computed by derain_core.stats; paper numbers come from the cards.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import derain_core as dc  # noqa: E402
+from derain_core import weights as wts  # noqa: E402
+from derain_core.stats import model_stats  # noqa: E402
+
+
+def paper_number(card, dataset: str) -> str:
+    for r in card.paper_results:
+        if r.dataset.lower().replace(" ", "") == dataset:
+            return f"{r.psnr:.2f} / {r.ssim:.3f} ({r.colour_space})"
+    return "-"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--variant", default="rain100l")
+    args = ap.parse_args()
+    summary_path = ROOT / "results" / args.variant / "eval_summary.json"
+    summary = {r["model"]: r for r in json.loads(summary_path.read_text())} if summary_path.is_file() else {}
+
+    print(f"| model | params | GMACs @512² | training (steps, wall time, device) | PSNR-Y | SSIM-Y | "
+          f"PSNR-RGB | SSIM-RGB | paper, Rain100L (PSNR / SSIM) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for card in dc.list_models():
+        st = model_stats(card.id)
+        wc = wts.read_card(card.id, args.variant)
+        m = (wc or {}).get("metrics", {}).get(f"{args.variant}_test") or summary.get(card.id)
+        if wc:
+            train = f"{wc.get('steps', '?')} steps, {wc.get('wall_time_s', 0) / 60:.0f} min, {wc.get('device', '?')}"
+        else:
+            train = "untrained"
+        cells = [f"{m['psnr_y']:.2f}", f"{m['ssim_y']:.4f}", f"{m['psnr_rgb']:.2f}", f"{m['ssim_rgb']:.4f}"] \
+            if m else ["-"] * 4
+        print(f"| {card.name} | {st['params'] / 1e6:.2f} M | {st['macs'] / 1e9:.0f} | {train} | "
+              + " | ".join(cells) + f" | {paper_number(card, 'rain100l')} |")
+    for name in ("control", "rainy input"):
+        if name in summary:
+            m = summary[name]
+            label = "plain CNN control (not an app model)" if name == "control" else "rainy input (no model)"
+            print(f"| {label} | - | - | {m.get('training', '-')} | {m['psnr_y']:.2f} | {m['ssim_y']:.4f} | "
+                  f"{m['psnr_rgb']:.2f} | {m['ssim_rgb']:.4f} | - |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
