@@ -5,7 +5,7 @@ Start it from the repository root::
     .venv/bin/streamlit run app/streamlit_app.py --server.headless true \
         --browser.gatherUsageStats false --server.fileWatcherType none
 
-Pages (files in ``app/pages/``): Compare, Inspect, Benchmark, Rain lab. All model, metric and
+Pages (files in ``app/views/``; not ``pages/``, which Streamlit would also auto-discover as legacy pages): Compare, Inspect, Benchmark, Rain lab. All model, metric and
 drawing logic lives in ``derain_core``; the pages only lay out widgets. Nothing is fetched
 from the network: weights and examples are local, usage statistics are off.
 """
@@ -23,13 +23,15 @@ for p in (APP_DIR, APP_DIR.parent):  # dashboard_ui, and derain_core when not pi
 
 import streamlit as st  # noqa: E402
 
-st.set_page_config(page_title="Deraining dashboard", page_icon=":material/rainy:", layout="wide")
+# An emoji favicon is drawn in the page; a ":material/...:" favicon would be fetched from
+# fonts.gstatic.com (the browser test checks that no request leaves the machine).
+st.set_page_config(page_title="Deraining dashboard", page_icon="🌧️", layout="wide")
 
 PAGES = [
-    st.Page("pages/compare.py", title="Compare", icon=":material/compare:", default=True),
-    st.Page("pages/inspect_maps.py", title="Inspect", icon=":material/biotech:", url_path="inspect"),
-    st.Page("pages/benchmark.py", title="Benchmark", icon=":material/monitoring:", url_path="benchmark"),
-    st.Page("pages/rain_lab.py", title="Rain lab", icon=":material/rainy:", url_path="rain-lab"),
+    st.Page("views/compare.py", title="Compare", icon=":material/compare:", default=True),
+    st.Page("views/inspect_maps.py", title="Inspect", icon=":material/biotech:", url_path="inspect"),
+    st.Page("views/benchmark.py", title="Benchmark", icon=":material/monitoring:", url_path="benchmark"),
+    st.Page("views/rain_lab.py", title="Rain lab", icon=":material/rainy:", url_path="rain-lab"),
 ]
 
 nav = st.navigation(PAGES)

@@ -327,10 +327,46 @@ def fit_for_display(img: Any, max_side: int, min_side: int = 0) -> np.ndarray:
         s = max_side / max(h, w)
         size = (max(1, round(w * s)), max(1, round(h * s)))
         return np.asarray(Image.fromarray(u8).resize(size, Image.Resampling.BOX)).copy()
-    k = max(1, min_side // max(h, w)) if min_side else 1
+    k = max(1, math.ceil(min_side / max(h, w))) if min_side else 1
     if k > 1 and max(h, w) * k <= max_side:
         u8 = np.repeat(np.repeat(u8, k, axis=0), k, axis=1)
     return np.ascontiguousarray(u8)
+
+
+def plotly_colorscale(cmap: str, n: int = 32) -> list[list[Any]]:
+    """A plotly colour scale sampled from ``viz``'s own colour map, so the interactive view
+    matches the rendered picture (``[[position, "rgb(r,g,b)"], ...]``, ``n`` stops)."""
+    from . import viz
+
+    rgb = viz.apply_colormap(np.linspace(0.0, 1.0, n)[None, :], cmap, vmin=0.0, vmax=1.0)[0]
+    return [[i / (n - 1), f"rgb({r},{g},{b})"] for i, (r, g, b) in enumerate(rgb.tolist())]
+
+
+@dataclass(frozen=True)
+class MapPanel:
+    """One panel of a map as :func:`viz.render_map` draws it, for an interactive chart."""
+
+    label: str
+    data: np.ndarray  # 2-D map, or H x W x 3 float RGB when ``rgb``
+    cmap: str
+    zmin: float | None
+    zmax: float | None
+    rgb: bool
+
+
+def map_panels(tensor: Any, spec: Any, max_panels: int = 8) -> list[MapPanel]:
+    """The panels of :func:`viz.map_to_2d` with the colour map and value range that
+    :func:`viz.render_map` uses for each (so a plotly view matches the rendered picture)."""
+    from . import viz
+
+    out = []
+    for p in viz._panels(tensor, spec, 0, max_panels):  # the same rules render_map applies
+        if p.rgb:
+            out.append(MapPanel(p.label, p.data, "gray", 0.0, 1.0, True))
+            continue
+        lo, hi = p.vrange if p.vrange is not None else viz._value_range(p.data, symmetric=p.symmetric)
+        out.append(MapPanel(p.label, p.data, p.cmap, float(lo), float(hi), False))
+    return out
 
 
 def downscale(rgb: np.ndarray, max_side: int) -> np.ndarray:

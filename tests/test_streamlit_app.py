@@ -178,7 +178,7 @@ def test_app_starts_without_examples_index(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------- Inspect
 def test_inspect_maps_groups_channels_histogram(env):
     at = _app()
-    at.switch_page("pages/inspect_maps.py").run()
+    at.switch_page("views/inspect_maps.py").run()
     _ok(at)
     assert at.selectbox(key="insp_model").value == list_models()[0].id
     at.selectbox(key="insp_model").set_value("dsmnet").run()
@@ -205,7 +205,7 @@ def test_inspect_maps_groups_channels_histogram(env):
 
 def test_inspect_every_model_renders(env):
     at = _app()
-    at.switch_page("pages/inspect_maps.py").run()
+    at.switch_page("views/inspect_maps.py").run()
     for card in list_models():
         at.selectbox(key="insp_model").set_value(card.id).run()
         _ok(at)
@@ -215,7 +215,7 @@ def test_inspect_every_model_renders(env):
 # -------------------------------------------------------------------------------- Benchmark
 def test_benchmark_without_results_still_shows_papers_and_params(env):
     at = _app()
-    at.switch_page("pages/benchmark.py").run()
+    at.switch_page("views/benchmark.py").run()
     _ok(at)
     assert any("No committed evaluation results" in i.value for i in at.info)
     charts = _plotly(at)
@@ -233,7 +233,7 @@ def test_benchmark_with_results(env):
     ids = [c.id for c in list_models()][:3]
     make_results(env / "results", ids)
     at = _app()
-    at.switch_page("pages/benchmark.py").run()
+    at.switch_page("views/benchmark.py").run()
     _ok(at)
     assert not any("No committed evaluation results" in i.value for i in at.info)
     charts = _plotly(at)
@@ -252,7 +252,7 @@ def test_benchmark_with_results(env):
 # --------------------------------------------------------------------------------- Rain lab
 def test_rain_lab_sliders_run_and_robustness_curve(env):
     at = _app()
-    at.switch_page("pages/rain_lab.py").run()
+    at.switch_page("views/rain_lab.py").run()
     _ok(at)
     assert at.selectbox(key="lab_preset").value == "heavy"
     at.select_slider(key="lab_side").set_value(64).run()
@@ -334,3 +334,17 @@ def test_robustness_curve_rows():
     assert base[0] > base[1]  # denser rain, lower PSNR of the rainy input
     with pytest.raises(ValueError):
         dd.robustness_curve(_clean(), [], ["dsmnet"])
+
+
+def test_map_panels_match_render_rules_and_colorscale():
+    from derain_core.base import MapSpec
+
+    band = MapSpec("b", "band", "band", "signed band", channels=1)
+    t = np.linspace(-2, 1, 16, dtype=np.float32).reshape(1, 1, 4, 4)
+    (p,) = dd.map_panels(t, band)
+    assert p.cmap == "coolwarm" and p.zmin == pytest.approx(-p.zmax) and p.zmax >= 2 - 1e-6
+    image = MapSpec("rain", "image", "rain layer", "rain", channels=3)
+    panels = dd.map_panels(np.random.rand(1, 3, 8, 8).astype(np.float32), image)
+    assert panels[0].rgb and len(panels) == 2  # the image and its magnified |rain|
+    scale = dd.plotly_colorscale("inferno", 8)
+    assert len(scale) == 8 and scale[0] == [0.0, "rgb(0,0,4)"] and scale[-1][0] == 1.0

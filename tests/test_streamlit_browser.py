@@ -91,7 +91,7 @@ def test_upload_run_and_see_outputs(server):
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 4200})
+            page = browser.new_page(viewport={"width": 1400, "height": 3000})
             external = []
             page.on("request", lambda req: external.append(req.url)
                     if not req.url.startswith((server["url"], "data:", "blob:", "about:")) else None)

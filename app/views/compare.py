@@ -64,7 +64,7 @@ with zc1:
 with zc2:
     zoom = st.select_slider("Zoom (nearest neighbour)", [1, 2, 3, 4, 6, 8], value=4, key="cmp_zoom")
 point = st.session_state.get("cmp_point", (w // 2, h // 2))
-shown = ui.display(viz.mark_point(img.rgb, point, crop))
+shown = ui.display(viz.mark_point(img.rgb, point, crop), min_side=320)
 click = streamlit_image_coordinates(shown, key="cmp_click", width=shown.shape[1])
 new_point = dd.click_to_native(click, (h, w))
 if new_point is not None and new_point != point:
@@ -86,7 +86,7 @@ with b3:
     pos = st.slider("Divider (wipe) or mix (blend), %", 0, 100, 50, key="cmp_ba_pos",
                     help="wipe: the input is left of the line, the output right of it; "
                          "blend: 0 = input only, 100 = output only")
-before, after = ui.display(img.rgb), ui.display(results[pick].output)
+before, after = ui.display(img.rgb, min_side=320), ui.display(results[pick].output, min_side=320)
 what = (f"input left of the line, {results[pick].label} right" if mode == "wipe"
         else f"{100 - pos}% input + {pos}% {results[pick].label}")
 ui.show_image(dd.before_after(before, after, pos / 100, mode), caption=what)

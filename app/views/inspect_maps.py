@@ -12,8 +12,6 @@ from derain_core import dashboard_data as dd
 from derain_core import viz
 from derain_core.engine import derain_one
 
-PLOTLY_SCALES = {"inferno": "Inferno", "viridis": "Viridis", "magma": "Magma", "gray": "gray",
-                 "coolwarm": "RdBu_r"}
 CACHE_ENTRIES = 2  # maps of big models are large: keep only the last few runs
 
 st.title("Inspect intermediate tensors")
@@ -90,23 +88,20 @@ ui.show_image(picture)
 
 # ---- interactive view: zoom and hover values ------------------------------------------
 st.subheader("Interactive view")
-panels = viz.map_to_2d(tensor, spec)
+panels = dd.map_panels(tensor, spec)
 pi = 0
 if len(panels) > 1:
-    pi = st.selectbox("Panel", range(len(panels)), format_func=lambda i: panels[i][0], key="insp_panel")
-label, data = panels[pi]
-if data.ndim == 3:  # an RGB image
-    fig = px.imshow(np.clip(data, 0, 1) * 255, binary_string=False, zmin=0, zmax=255)
+    pi = st.selectbox("Panel", range(len(panels)), format_func=lambda i: panels[i].label, key=f"insp_panel_{spec.key}")
+panel = panels[pi]
+label = panel.label
+if panel.rgb:
+    fig = px.imshow(np.clip(panel.data, 0, 1) * 255, zmin=0, zmax=255)
 else:
-    scale_name = cmap if cmap != "auto" else ("coolwarm" if spec.kind == "band" else "inferno")
-    kw = {}
-    finite = data[np.isfinite(data)]
-    if scale_name == "coolwarm" and finite.size:
-        m = float(np.abs(finite).max()) or 1.0
-        kw = {"zmin": -m, "zmax": m}
-    fig = px.imshow(data, color_continuous_scale=PLOTLY_SCALES[scale_name], aspect="equal", **kw)
-fig.update_layout(title=label, margin=dict(l=10, r=10, t=40, b=10), height=460)
-st.plotly_chart(fig, key="insp_imshow", config={"displaylogo": False})
+    # Same colour map and value range as the picture above (cmap "auto": the kind's default).
+    fig = px.imshow(panel.data, color_continuous_scale=dd.plotly_colorscale(panel.cmap if cmap == "auto" else cmap),
+                    zmin=panel.zmin, zmax=panel.zmax, aspect="equal")
+fig.update_layout(title=label, margin=dict(l=10, r=10, t=40, b=40), height=480)
+st.plotly_chart(fig, key="insp_imshow", theme=None, config={"displaylogo": False})
 
 # ---- channels: grid, statistics, histogram ---------------------------------------------
 values = tensor[0].numpy() if tensor.dim() == 4 else tensor.numpy()
@@ -114,7 +109,7 @@ if c > 1 and spatial:
     st.subheader(f"Channels ({c})")
     k1, k2 = st.columns([1, 1])
     with k1:
-        max_ch = st.slider("Channels shown", 1, min(c, 128), min(c, 32), key="insp_max_ch")
+        max_ch = st.slider("Channels shown", 1, min(c, 128), min(c, 32), key=f"insp_max_ch_{spec.key}")
     with k2:
         order = st.radio("Order", ["index", "std"], horizontal=True, key="insp_order",
                          help="std: the most varied channels first")

@@ -57,7 +57,7 @@ params = synth.preset(preset_name, seed=int(seed), density_scale=float(density),
 rainy, layer = synth.add_rain(clean, params)
 rain_psnr = mt.psnr(rainy, clean)
 ui.show_image(viz.labelled_grid(
-    [ui.display(clean, 360), ui.display(rainy, 360), ui.display(layer, 360)],
+    [ui.display(clean, 360, 240), ui.display(rainy, 360, 240), ui.display(layer, 360, 240)],
     ["clean (ground truth)", "rainy", "rain layer"],
     ["", f"PSNR {rain_psnr:.2f} dB vs clean", f"energy {synth.rain_energy(layer):.4f}"]))
 with st.expander("Generator parameters (JSON)"):
