@@ -91,6 +91,9 @@ LOSSES: dict[str, LossFn] = {
 # ------------------------------------------------------------------------------------------
 # Learning-rate schedules as functions of (step, total_steps)
 # ------------------------------------------------------------------------------------------
+TIME_SCHEDULE_STEPS = 100_000  # --minutes runs: LR schedule resolution over the time budget
+
+
 @dataclass(frozen=True)
 class Schedule:
     """LR multiplier of the base LR at a step (0-based) of a ``total``-step run.
@@ -254,7 +257,6 @@ class TrainConfig:
     tiny: bool = False  # start from the card's test_config (tests, smoke runs)
     flips: bool = True
     progress: bool = True
-    calib_steps: int = 10  # --minutes: steps timed before the step count is fixed
     stop_at: int | None = None  # pause (resumably) once this step is reached
 
 
@@ -657,7 +659,6 @@ def train(cfg: TrainConfig) -> TrainResult:
     loss_sum, loss_n, bad = 0.0, 0, 0
     last_val_step = -1
     stopped = "done"
-    provisional = 10 ** 9
     lr = base_lr
     model.train()
     bar = tqdm(total=total, initial=step, unit="step", dynamic_ncols=True, disable=not cfg.progress,
@@ -672,11 +673,15 @@ def train(cfg: TrainConfig) -> TrainResult:
             if cfg.stop_at is not None and step >= cfg.stop_at:
                 stopped = "paused"
                 break
-            if budget is not None and time.monotonic() - t_session >= budget:
-                stopped = "time"
+            if budget is not None and elapsed() >= budget:
+                stopped = "time" if fixed else "done"  # a --minutes run ends when its time is up
                 break
             t0 = time.perf_counter()
-            lr = base_lr * recipe.schedule(step, total if fixed else provisional)
+            if fixed:
+                lr = base_lr * recipe.schedule(step, total)
+            else:  # --minutes: the schedule follows the fraction of the wall-time budget spent
+                frac = min(elapsed() / budget, 1.0)
+                lr = base_lr * recipe.schedule(int(frac * TIME_SCHEDULE_STEPS), TIME_SCHEDULE_STEPS)
             for g in opt.param_groups:
                 g["lr"] = lr
             rainy, clean = data.batch(cfg.batch)
@@ -702,22 +707,6 @@ def train(cfg: TrainConfig) -> TrainResult:
             bar.update(1)
 
             vp = vs = None
-            if not fixed:  # --minutes: estimate the step count, fix it after calib_steps
-                timed = step_times[1:] or step_times
-                per_step = sorted(timed)[len(timed) // 2]
-                left = budget - (time.monotonic() - t_session)
-                provisional = step + max(1, int(left / per_step))
-                if len(step_times) > cfg.calib_steps or (len(step_times) > 2 and sum(timed) > 60):
-                    tv = time.perf_counter()
-                    vp, vs = run_validation()
-                    last_val_step = step
-                    v_cost = time.perf_counter() - tv if val else 0.0
-                    reserve = 2 * v_cost + min(5.0, 0.02 * budget)  # final validation + export
-                    left = budget - (time.monotonic() - t_session) - reserve
-                    per = per_step + (v_cost / val_every if val_every else 0.0)
-                    total, fixed = step + max(0, int(left / per)), True
-                    bar.total = total
-                    bar.refresh()
             due = (val_every and step % val_every == 0) or (fixed and step >= total)
             if due and step != last_val_step:
                 vp, vs = run_validation()
@@ -803,8 +792,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--data", help="paired training folder (default: ../shared/data/Rain100L_train)")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="number of optimizer steps")
-    budget.add_argument("--minutes", type=float, help="wall-time budget; the step count is estimated "
-                        "from the first steps' speed and then fixed")
+    budget.add_argument("--minutes", type=float, help="wall-time budget in minutes (resumes included); "
+                        "the LR schedule follows the fraction of the budget spent, robust to speed changes")
     parser.add_argument("--batch", type=int, default=d.batch, help="batch size (default %(default)s)")
     parser.add_argument("--patch", type=int, default=d.patch, help="crop size (default %(default)s)")
     parser.add_argument("--lr", type=float, help="base learning rate (default: the paper recipe's)")
