@@ -30,7 +30,11 @@ ENV APP=${APP} \
     STREAMLIT_SERVER_FILE_WATCHER_TYPE=none \
     HOME=/home/user
 
-RUN useradd --create-home --uid 1000 user
+# The app folder is created and handed to the user before switching: WORKDIR alone would
+# create it owned by root on some builders, and the venv below is written into it.
+RUN useradd --create-home --uid 1000 user \
+ && mkdir /home/user/app \
+ && chown 1000:1000 /home/user/app
 USER 1000:1000
 WORKDIR /home/user/app
 

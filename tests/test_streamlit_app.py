@@ -348,3 +348,27 @@ def test_map_panels_match_render_rules_and_colorscale():
     assert panels[0].rgb and len(panels) == 2  # the image and its magnified |rain|
     scale = dd.plotly_colorscale("inferno", 8)
     assert len(scale) == 8 and scale[0] == [0.0, "rgb(0,0,4)"] and scale[-1][0] == 1.0
+
+
+def test_compare_trained_variant_and_untrained_fallback(env, monkeypatch):
+    """A shipped weights variant is offered and used; a model without it runs untrained, marked."""
+    from derain_core import registry
+    from derain_core import weights as wts
+
+    wdir = env / "weights"
+    card = registry.get_card("dsmnet")
+    config = {k: list(v) if isinstance(v, tuple) else v for k, v in card.test_config.items()}
+    net = registry.create_model("dsmnet", **card.test_config)
+    wts.save_weights(net, "dsmnet", "apptest", config, {"note": "test fixture"}, directory=wdir)
+    monkeypatch.setattr(wts, "WEIGHTS_DIR", wdir)
+    at = _app()
+    assert "apptest" in at.selectbox(key="cmp_variant").options
+    names = at.multiselect(key="cmp_models").format_func
+    assert names("dsmnet") == "DSM-Net" and names("msamnet").endswith("(untrained)")
+    at.selectbox(key="cmp_variant").set_value("apptest").run()
+    at.multiselect(key="cmp_models").set_value(["dsmnet", "msamnet"]).run()
+    at.button(key="cmp_run").click().run()
+    _ok(at)
+    table = at.dataframe[0].value
+    assert list(table["Model"]) == ["rainy input", "DSM-Net", "MSAMNet (untrained)"]
+    assert list(table["Weights"]) == ["-", "apptest", "untrained"]
