@@ -27,6 +27,7 @@ except ImportError:  # elsewhere: a decorator that does nothing
 import argparse
 import hashlib
 import logging
+import shutil
 import sys
 import tempfile
 import time
@@ -41,6 +42,7 @@ if str(ROOT) not in sys.path:  # run as a script (or on Spaces) without installi
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 import derain_core as dc  # noqa: E402
 from derain_core import engine, io, metrics, report, viz  # noqa: E402
@@ -54,12 +56,15 @@ if os.environ.get("DERAIN_THREADS"):
     torch.set_num_threads(max(1, int(os.environ["DERAIN_THREADS"])))
 
 DISPLAY_MAX_SIDE = int(os.environ.get("DERAIN_DISPLAY_MAX_SIDE", 1280))  # on-screen copies only
-TILE_MAX_SIDE = 512  # each tile of the side-by-side grid
+TILE_MAX_SIDE, TILE_MIN_SIDE = 400, 300  # each tile of the side-by-side grid (small images enlarged)
+TILE_FONT = 20  # text on the grid tiles (px), readable when the grid is shown scaled down
+ZOOM_MIN_SIDE = 480  # the clickable photo: small images enlarged so a point is easy to pick
 MAPS_OVERLAY_SIDE = 512  # input copy the maps are laid over
 MAX_UPLOAD = "50mb"
-ZIP_DIR = Path(tempfile.gettempdir()) / "derain_gradio_zips"
-ZIP_MAX_AGE_S = 3600
+RUNS_DIR = Path(tempfile.gettempdir()) / "derain_gradio_runs"
+RUN_MAX_AGE_S = 3600
 DEFAULT_VARIANT = "default (each model's own)"
+INSPECT_HINT = "Pick a model that has run to see its intermediate maps (computed on demand, cached per photo)."
 ZOOM_FACTORS = [2, 3, 4, 6, 8]
 
 
@@ -71,7 +76,7 @@ def _model_choices() -> list[tuple[str, str]]:
     out = []
     for card in dc.list_models():
         trained = bool(wts.available_variants(card.id))
-        out.append((f"{card.name}{'' if trained else ' (untrained)'} · {card.venue} {card.year}", card.id))
+        out.append((f"{card.name}{'' if trained else ' (untrained)'} · {card.year}", card.id))
     return out
 
 
@@ -118,21 +123,30 @@ def _load(path: str, what: str) -> io.LoadedImage:
         raise gr.Error(f"Could not read the {what}: {exc}", title="Unreadable image") from None
 
 
-def _write_zip(data: bytes, stem: str) -> str:
-    """Write the results zip to a fresh temp folder (old ones are pruned) and return its path."""
-    ZIP_DIR.mkdir(parents=True, exist_ok=True)
+def _new_run_dir() -> Path:
+    """A fresh folder for one run's display PNGs and zip; folders older than an hour are removed."""
+    RUNS_DIR.mkdir(parents=True, exist_ok=True)
     now = time.time()
-    for old in ZIP_DIR.glob("*/*.zip"):
+    for old in RUNS_DIR.iterdir():
         try:
-            if now - old.stat().st_mtime > ZIP_MAX_AGE_S:
-                old.unlink()
-                old.parent.rmdir()
+            if now - old.stat().st_mtime > RUN_MAX_AGE_S:
+                shutil.rmtree(old, ignore_errors=True)
         except OSError:
             pass
-    folder = ZIP_DIR / uuid.uuid4().hex
+    folder = RUNS_DIR / uuid.uuid4().hex
     folder.mkdir()
-    path = folder / f"derain_{report.safe_name(stem)}.zip"
-    path.write_bytes(data)
+    return folder
+
+
+def _display_png(folder: Path, name: str, rgb, min_side: int = 0) -> str:
+    """Write an on-screen copy once and hand Gradio the file, not the array.
+
+    (Gradio re-encodes arrays on every yield and rewrites the same cache file each time,
+    which can truncate a copy the browser is reading; a file path is copied atomically once.)
+    """
+    img, _ = report.display_copy(rgb, DISPLAY_MAX_SIDE, min_side)
+    path = folder / f"{report.safe_name(name)}.png"
+    Image.fromarray(img).save(path)
     return str(path)
 
 
@@ -142,29 +156,31 @@ def _shown(scale: float) -> str:
 
 def _grid_image(st: dict) -> Any:
     """The side-by-side picture: input, ground truth, then every finished output."""
-    images, labels, texts = [report.display_copy(st["image"].rgb, TILE_MAX_SIDE)[0]], ["input"], \
-        [report.tile_text(metrics=st["input_metrics"])]
+    def tile(rgb):
+        return report.display_copy(rgb, TILE_MAX_SIDE, TILE_MIN_SIDE)[0]
+
+    images, labels, texts = [tile(st["image"].rgb)], ["input"], [report.tile_text(metrics=st["input_metrics"])]
     if st["gt"] is not None:
-        images.append(report.display_copy(st["gt"].rgb, TILE_MAX_SIDE)[0])
+        images.append(tile(st["gt"].rgb))
         labels.append("ground truth")
         texts.append("")
     for r in st["results"]:
-        images.append(report.display_copy(r.output, TILE_MAX_SIDE)[0])
+        images.append(tile(r.output))
         labels.append(r.label)
         texts.append(report.tile_text(r))
     n = len(images)
     cols = n if n <= 3 else -(-n // 2)
-    return viz.labelled_grid(images, labels, texts, cols=cols)
+    return viz.labelled_grid(images, labels, texts, cols=cols, font_size=TILE_FONT)
 
 
-def _gallery(st: dict) -> list[tuple[Any, str]]:
+def _gallery(st: dict) -> list[tuple[str, str]]:
     """Clean images (no text drawn on them) for the full-size gallery."""
-    img, scale = report.display_copy(st["image"].rgb, DISPLAY_MAX_SIDE)
-    items = [(img, "input" + _shown(scale))]
+    note = _shown(min(1.0, DISPLAY_MAX_SIDE / max(st["image"].width, st["image"].height)))
+    items = [(st["files"]["input"], "input" + note)]
     if st["gt"] is not None:
-        items.append((report.display_copy(st["gt"].rgb, DISPLAY_MAX_SIDE)[0], "ground truth" + _shown(scale)))
+        items.append((st["files"]["gt"], "ground truth" + note))
     for r in st["results"]:
-        items.append((report.display_copy(r.output, DISPLAY_MAX_SIDE)[0], r.label + _shown(scale)))
+        items.append((st["files"][r.model_id], r.label + note))
     return items
 
 
@@ -182,10 +198,7 @@ def _result(st: dict, model_id: str | None):
 
 def _slider_value(st: dict, model_id: str | None):
     r = _result(st, model_id)
-    if r is None:
-        return None
-    return (report.display_copy(st["image"].rgb, DISPLAY_MAX_SIDE)[0],
-            report.display_copy(r.output, DISPLAY_MAX_SIDE)[0])
+    return None if r is None else (st["files"]["input"], st["files"][r.model_id])
 
 
 def _status(st: dict, running: str | None, n_total: int, failures: list[str], started: float) -> str:
@@ -240,8 +253,13 @@ def run(image: Any, gt: Any, models: list[str] | None, variant: str | None, st: 
     digest = _file_digest(path)
     prev = st or {}
     maps_cache = prev.get("maps", {}) if prev.get("digest") == digest else {}
-    disp, disp_scale = report.display_copy(img.rgb, DISPLAY_MAX_SIDE)
-    st = {"digest": digest, "image": img, "gt": gt_img, "variant": variant, "results": [],
+    disp, disp_scale = report.display_copy(img.rgb, DISPLAY_MAX_SIDE, ZOOM_MIN_SIDE)
+    folder = _new_run_dir()
+    files = {"input": _display_png(folder, "input", img.rgb),
+             "zoom": _display_png(folder, "zoom_source", img.rgb, ZOOM_MIN_SIDE)}
+    if gt_img is not None:
+        files["gt"] = _display_png(folder, "ground_truth", gt_img.rgb)
+    st = {"digest": digest, "image": img, "gt": gt_img, "variant": variant, "results": [], "files": files,
           "maps": maps_cache, "display": disp, "display_scale": disp_scale, "point": None,
           "input_metrics": metrics.compute_metrics(img.rgb, gt_img.rgb if gt_img is not None else None)}
     started = time.perf_counter()
@@ -252,6 +270,7 @@ def run(image: Any, gt: Any, models: list[str] | None, variant: str | None, st: 
     def page(running: str | None, stage: str):
         """All outputs; ``stage`` is "start" (clears the old run), "more" or "end"."""
         ids = [(r.label, r.model_id) for r in st["results"]]
+        zoom_val = files["zoom"] if stage == "start" else skip
         if stage == "start":
             slider_dd, slider_val = gr.Dropdown(choices=[], value=None), None
         elif ids and not sent["slider"]:  # first result: show it in the before/after slider
@@ -263,7 +282,9 @@ def run(image: Any, gt: Any, models: list[str] | None, variant: str | None, st: 
         if stage == "end":
             data = report.zip_bytes(st["results"], img, gt_img,
                                     extra={"variant_asked": variant or "default", "app": "gradio"})
-            zip_path = _write_zip(data, Path(img.name).stem)
+            zip_path = folder / f"derain_{report.safe_name(Path(img.name).stem)}.zip"
+            zip_path.write_bytes(data)
+            zip_path = str(zip_path)
         return (
             _status(st, running, len(models), failures, started),
             _grid_image(st),
@@ -272,9 +293,12 @@ def run(image: Any, gt: Any, models: list[str] | None, variant: str | None, st: 
             zip_path,
             slider_dd,
             slider_val,
-            disp if stage == "start" else skip,
+            zoom_val,
             gr.Dropdown(choices=ids, value=None) if stage == "start" else gr.Dropdown(choices=ids),
             None if stage == "start" else skip,
+            gr.Dropdown(choices=[], value=None) if stage == "start" else skip,
+            [] if stage == "start" else skip,
+            INSPECT_HINT if stage == "start" else skip,
             st,
         )
 
@@ -289,6 +313,7 @@ def run(image: Any, gt: Any, models: list[str] | None, variant: str | None, st: 
             log.exception("model %s failed", model_id)
             failures.append(f"{name} failed: {exc}")
             continue
+        files[model_id] = _display_png(folder, model_id, result.output)
         st["results"].append(result)
         if i + 1 < len(models):
             yield page(dc.get_card(models[i + 1]).name, "more")
@@ -342,7 +367,7 @@ def zoom_settings(st: dict | None, factor: int, crop: int):
 def inspect_model(st: dict | None, model_id: str | None, group: str | None, show_overlay: bool):
     """Intermediate maps of one model (computed on demand, cached per image)."""
     if not model_id:
-        return gr.Dropdown(choices=[], value=None), [], "Run the models, then pick one to inspect.", gr.skip()
+        return gr.Dropdown(choices=[], value=None), [], INSPECT_HINT, gr.skip()
     r = _result(st or {}, model_id)
     if r is None:
         raise gr.Error("That model has no result for this photo; run it first.", title="Nothing to inspect")
@@ -381,8 +406,10 @@ def render_maps(st: dict, key: tuple[str, str], group: str | None, show_overlay:
                              size=192)
         items.append((pic, f"{spec.title}: {spec.meaning}"))
     label = _result(st, key[0]).label
-    text = (f"**{label}** · group **{group}** · {len(items)} map(s) · {note}. "
-            "Each map has its own colour bar; the caption under each says what it shows.")
+    lines = [f"**{label}** · group **{group}** · {len(items)} map(s) · {note}; each map has its own "
+             "colour bar (min / mid / max)."]
+    lines += [f"- **{spec.title}**: {spec.meaning}" for spec in chosen if spec.key in maps]
+    text = "\n".join(lines)
     return items, text
 
 
@@ -391,9 +418,9 @@ def render_maps(st: dict, key: tuple[str, str], group: str | None, show_overlay:
 # --------------------------------------------------------------------------------------
 INTRO = """# Single-image deraining: five networks side by side
 Upload a rainy photo (or pick an example), optionally its clean ground truth, choose models and
-weights, then **Derain**. Results appear as each model finishes. Click on the photo in the
-**Zoom** tab to compare the same crop everywhere; the **Inspector** shows each network's
-intermediate maps. Large photos are processed at full resolution (tiled), never downscaled.
+weights, then **Derain**. Results appear as each model finishes. Below the results: a
+before/after slider, synchronised zoom crops (click on the photo) and an inspector of each
+network's intermediate maps. Large photos are processed at full resolution (tiled), never downscaled.
 """
 
 
@@ -412,68 +439,73 @@ def build() -> gr.Blocks:
                 gt = gr.Image(label="Clean ground truth (optional, same size)", type="filepath",
                               image_mode=None, format="png", sources=["upload", "clipboard"],
                               elem_id="gt", height=200)
-                if examples:
-                    gr.Examples(examples, inputs=[inp, gt], example_labels=example_labels,
-                                label="Examples", examples_per_page=12)
                 models = gr.CheckboxGroup(model_choices, value=[m for _, m in model_choices],
                                           label="Models", elem_id="models")
                 variant = gr.Dropdown(_variant_choices(), value=DEFAULT_VARIANT, label="Weights variant",
                                       info="A variant a model does not ship falls back to its default.",
                                       elem_id="variant")
                 run_btn = gr.Button("Derain", variant="primary", elem_id="run-btn")
+                if examples:
+                    gr.Examples(examples, inputs=[inp, gt], example_labels=example_labels,
+                                label="Examples",
+                                examples_per_page=8)
             with gr.Column(scale=3):
                 status = gr.Markdown("Upload a photo and press **Derain**.", elem_id="status")
-                with gr.Tabs(elem_id="tabs"):
-                    with gr.Tab("Side by side", id="tab-results", elem_id="tab-results"):
-                        grid = gr.Image(label="Input and outputs (time and metrics drawn on each tile)",
-                                        format="png", interactive=False, elem_id="grid",
-                                        buttons=["download", "fullscreen"])
-                        table = gr.Dataframe(label="Metrics", interactive=False, elem_id="metrics", wrap=True)
-                        gr.Markdown(report.METRICS_NOTE, elem_id="metrics-note")
-                        zip_file = gr.File(label="Download all outputs + metrics (zip)", interactive=False,
-                                           elem_id="zip")
-                        outputs = gr.Gallery(label="Outputs (clean, lossless PNG)", format="png", columns=3,
-                                             height="auto", object_fit="contain", elem_id="outputs",
-                                             interactive=False)
-                    with gr.Tab("Before / after", id="tab-slider", elem_id="tab-slider"):
-                        slider_model = gr.Dropdown(choices=[], label="Output to compare with the input",
-                                                   elem_id="slider-model")
-                        slider = gr.ImageSlider(label="Input | output", format="png", interactive=False,
-                                                elem_id="slider", max_height=720)
-                    with gr.Tab("Zoom", id="tab-zoom", elem_id="tab-zoom"):
-                        with gr.Row():
-                            factor = gr.Radio(ZOOM_FACTORS, value=4, label="Zoom (nearest neighbour)",
-                                              elem_id="zoom-factor")
-                            crop = gr.Slider(8, 128, value=40, step=4, label="Crop size (px of the input)",
-                                             elem_id="zoom-size")
-                        zoom_src = gr.Image(label="Click a point on the photo", format="png", interactive=False,
-                                            elem_id="zoom-src")
-                        crops = gr.Image(label="Same crop: input, ground truth, outputs", format="png",
-                                         interactive=False, elem_id="crops", buttons=["download", "fullscreen"])
-                    with gr.Tab("Inspector", id="tab-inspector", elem_id="tab-inspector"):
-                        with gr.Row():
-                            insp_model = gr.Dropdown(choices=[], label="Model", allow_custom_value=True,
-                                                     elem_id="insp-model")
-                            insp_group = gr.Dropdown(choices=[], label="Group (stage / scale / branch)",
-                                                     allow_custom_value=True, elem_id="insp-group")
-                            insp_overlay = gr.Checkbox(False, label="Overlay on the photo", elem_id="insp-overlay")
-                        insp_note = gr.Markdown("Run the models, then pick one to inspect.", elem_id="insp-note")
-                        maps = gr.Gallery(label="Intermediate maps", format="png", columns=2, height="auto",
-                                          object_fit="contain", elem_id="maps", interactive=False)
+                grid = gr.Image(label="Input and outputs (time and metrics drawn on each tile)",
+                                show_label=False, format="png", interactive=False, elem_id="grid",
+                                buttons=["download", "fullscreen"])
+                table = gr.Dataframe(label="Metrics", interactive=False, elem_id="metrics", wrap=True)
+                gr.Markdown(report.METRICS_NOTE, elem_id="metrics-note")
+                zip_file = gr.File(label="Download all outputs + metrics (zip)", interactive=False, elem_id="zip",
+                                   height=90)
+
+                gr.Markdown("### Before / after")
+                slider_model = gr.Dropdown(choices=[], label="Output to compare with the input",
+                                           elem_id="slider-model")
+                slider = gr.ImageSlider(label="Input | output", format="png", interactive=False,
+                                        elem_id="slider", max_height=480)
+
+                gr.Markdown("### Zoom: click a point on the photo to compare the same crop everywhere")
+                with gr.Row():
+                    zoom_src = gr.Image(label="Click a point", format="png", interactive=False,
+                                        elem_id="zoom-src", scale=3)
+                    with gr.Column(scale=1, min_width=200):
+                        factor = gr.Radio(ZOOM_FACTORS, value=4, label="Zoom (nearest neighbour)",
+                                          elem_id="zoom-factor")
+                        crop = gr.Slider(8, 128, value=40, step=4, label="Crop size (px of the input)",
+                                         elem_id="zoom-size")
+                crops = gr.Image(label="Same crop: input, ground truth, outputs", show_label=False, format="png",
+                                 interactive=False, elem_id="crops", buttons=["download", "fullscreen"])
+
+                gr.Markdown("### Inspector: intermediate maps of one model")
+                with gr.Row():
+                    insp_model = gr.Dropdown(choices=[], label="Model", allow_custom_value=True,
+                                             elem_id="insp-model")
+                    insp_group = gr.Dropdown(choices=[], label="Group (stage / scale / branch)",
+                                             allow_custom_value=True, elem_id="insp-group")
+                    insp_overlay = gr.Checkbox(False, label="Overlay on the photo", elem_id="insp-overlay")
+                insp_note = gr.Markdown(INSPECT_HINT, elem_id="insp-note")
+                maps = gr.Gallery(label="Intermediate maps", format="png", columns=2, height="auto",
+                                  object_fit="contain", elem_id="maps", interactive=False)
+
+                gr.Markdown("### Full-size outputs")
+                outputs = gr.Gallery(label="Outputs (clean, lossless PNG)", format="png", columns=3,
+                                     height="auto", object_fit="contain", elem_id="outputs", interactive=False)
 
         run_btn.click(run, [inp, gt, models, variant, state],
                       [status, grid, outputs, table, zip_file, slider_model, slider, zoom_src, insp_model,
-                       crops, state],
-                      api_name="derain", preprocess=False, concurrency_limit=1, concurrency_id="torch")
-        slider_model.change(show_slider, [state, slider_model], slider, api_visibility="private")
+                       crops, insp_group, maps, insp_note, state],
+                      api_name="derain", preprocess=False, concurrency_limit=1, concurrency_id="torch",
+                      show_progress="full", show_progress_on=[status])
+        slider_model.input(show_slider, [state, slider_model], slider, api_visibility="private")
         zoom_src.select(zoom_click, [state, factor, crop], [zoom_src, crops, state], api_visibility="private")
-        for ctl in (factor, crop):
-            ctl.change(zoom_settings, [state, factor, crop], [zoom_src, crops], api_visibility="private")
-        insp_model.change(inspect_model, [state, insp_model, insp_group, insp_overlay],
+        factor.input(zoom_settings, [state, factor, crop], [zoom_src, crops], api_visibility="private")
+        crop.release(zoom_settings, [state, factor, crop], [zoom_src, crops], api_visibility="private")
+        insp_model.input(inspect_model, [state, insp_model, insp_group, insp_overlay],
                           [insp_group, maps, insp_note, state], api_name="inspect",
                           concurrency_limit=1, concurrency_id="torch")
         for ctl in (insp_group, insp_overlay):
-            ctl.change(change_group, [state, insp_model, insp_group, insp_overlay], [maps, insp_note],
+            ctl.input(change_group, [state, insp_model, insp_group, insp_overlay], [maps, insp_note],
                        api_visibility="private")
     app.queue(default_concurrency_limit=4, max_size=32)
     return app

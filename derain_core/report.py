@@ -164,11 +164,13 @@ def zip_bytes(results: Sequence[ModelResult], image: io.LoadedImage, gt: io.Load
     return buf.getvalue()
 
 
-def display_copy(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
-    """A uint8 copy of ``rgb`` no larger than ``max_side`` for on-screen display, and its scale.
+def display_copy(rgb: np.ndarray, max_side: int, min_side: int = 0) -> tuple[np.ndarray, float]:
+    """A uint8 copy of ``rgb`` for on-screen display, and its scale.
 
-    Used only for pictures shown on screen (the models and metrics always see full size);
-    the scale is 1.0 when the image already fits.
+    Images longer than ``max_side`` are shrunk (box filter); images shorter than ``min_side``
+    are enlarged by a whole nearest-neighbour factor (so pixels stay sharp blocks). Used only
+    for pictures shown on screen: the models and metrics always see the full-size image.
+    At scale 1.0 the copy equals the image as :func:`derain_core.io.png_bytes` saves it.
     """
     from PIL import Image
 
@@ -181,8 +183,12 @@ def display_copy(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     else:
         img = to_uint8_image(a)
     h, w = img.shape[:2]
-    scale = min(1.0, max_side / max(h, w))
-    if scale >= 1.0:
-        return img, 1.0
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(img).resize(size, Image.Resampling.BOX)).copy(), scale
+    if max(h, w) > max_side:
+        scale = max_side / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        return np.asarray(Image.fromarray(img).resize(size, Image.Resampling.BOX)).copy(), scale
+    k = min_side // max(h, w) if min_side > max(h, w) else 1
+    k = max(1, min(k, max_side // max(h, w)))
+    if k > 1:
+        return np.repeat(np.repeat(img, k, axis=0), k, axis=1), float(k)
+    return img, 1.0

@@ -36,7 +36,7 @@ from derain_core import weights as wts  # noqa: E402
 ALL = list(dc.MODEL_IDS)
 DEFAULT = "default (each model's own)"
 # Output order of the /derain endpoint (the session state is not part of the API).
-STATUS, GRID, GALLERY, TABLE, ZIP, SLIDER_DD, SLIDER, ZOOM_SRC, INSP_DD, CROPS = range(10)
+STATUS, GRID, GALLERY, TABLE, ZIP, SLIDER_DD, SLIDER, ZOOM_SRC, INSP_DD, CROPS, INSP_GROUP, MAPS, INSP_NOTE = range(13)
 
 
 def _free_port() -> int:
