@@ -403,7 +403,7 @@ def render_maps(st: dict, key: tuple[str, str], group: str | None, show_overlay:
         if spec.key not in maps:
             continue
         pic = viz.render_map(maps[spec.key], spec, image=base, overlay_alpha=0.55 if show_overlay else None,
-                             size=192)
+                             size=256)
         items.append((pic, f"{spec.title}: {spec.meaning}"))
     label = _result(st, key[0]).label
     lines = [f"**{label}** · group **{group}** · {len(items)} map(s) · {note}; each map has its own "
@@ -485,7 +485,7 @@ def build() -> gr.Blocks:
                                              allow_custom_value=True, elem_id="insp-group")
                     insp_overlay = gr.Checkbox(False, label="Overlay on the photo", elem_id="insp-overlay")
                 insp_note = gr.Markdown(INSPECT_HINT, elem_id="insp-note")
-                maps = gr.Gallery(label="Intermediate maps", format="png", columns=2, height="auto",
+                maps = gr.Gallery(label="Intermediate maps", format="png", columns=3, height="auto",
                                   object_fit="contain", elem_id="maps", interactive=False)
 
                 gr.Markdown("### Full-size outputs")
