@@ -25,6 +25,7 @@ except ImportError:  # elsewhere: a decorator that does nothing
         return fn if fn is not None else (lambda f: f)
 
 import argparse
+import dataclasses
 import hashlib
 import logging
 import shutil
@@ -373,11 +374,13 @@ def inspect_model(st: dict | None, model_id: str | None, group: str | None, show
         raise gr.Error("That model has no result for this photo; run it first.", title="Nothing to inspect")
     key = (model_id, r.variant)
     if key not in st["maps"]:
-        try:
-            res = engine.derain_one(st["image"], model_id, r.variant, maps=True, metrics=False)
+        try:  # only the maps pass (a preview pass for big photos); the output is already known
+            loaded = engine.MODELS.get(model_id, r.variant)
+            maps, scale = engine.run_maps(loaded, io.to_tensor(st["image"].rgb).to(loaded.device))
         except (ValueError, RuntimeError, MemoryError) as exc:
             log.exception("maps of %s failed", model_id)
             raise gr.Error(f"Could not compute the maps of {r.label}: {exc}") from None
+        res = dataclasses.replace(r, maps=maps, map_specs=loaded.net.map_specs(), maps_scale=scale)
         st["maps"][key] = (res.maps, res.map_specs, res.maps_note)
     groups = list(viz.group_specs(st["maps"][key][1], default="other"))
     group = group if group in groups else groups[0]
