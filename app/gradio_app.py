@@ -488,11 +488,11 @@ def build() -> gr.Blocks:
                                              allow_custom_value=True, elem_id="insp-group")
                     insp_overlay = gr.Checkbox(False, label="Overlay on the photo", elem_id="insp-overlay")
                 insp_note = gr.Markdown(INSPECT_HINT, elem_id="insp-note")
-                maps = gr.Gallery(label="Intermediate maps", format="png", columns=3, height="auto",
+                maps = gr.Gallery(label="Intermediate maps", show_label=False, format="png", columns=3, height="auto",
                                   object_fit="contain", elem_id="maps", interactive=False)
 
-                gr.Markdown("### Full-size outputs")
-                outputs = gr.Gallery(label="Outputs (clean, lossless PNG)", format="png", columns=3,
+                gr.Markdown("### Outputs (clean, lossless PNG; the zip above has them at full size)")
+                outputs = gr.Gallery(label="Outputs (clean, lossless PNG)", show_label=False, format="png", columns=3,
                                      height="auto", object_fit="contain", elem_id="outputs", interactive=False)
 
         run_btn.click(run, [inp, gt, models, variant, state],
