@@ -91,3 +91,14 @@ def test_model_cache_builds_once_under_threads(monkeypatch):
     for t in threads:
         t.join()
     assert len(calls) == 1 and len({id(o) for o in out}) == 1
+
+
+@pytest.mark.parametrize("model_id", IDS)
+def test_tiled_matches_whole_with_shipped_weights(model_id):
+    """The acceptance check: the models as the app runs them (shipped weights, fast path)."""
+    loaded = engine.MODELS.get(model_id, None, "cpu")
+    x = smooth_image(128, 160)
+    whole, _ = run_model(loaded, x, tile=0)
+    tiled, used = run_model(loaded, x, tile=96)
+    assert used == 96
+    assert psnr_db(whole, tiled) >= 45.0, f"{model_id} ({loaded.variant})"
