@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup.sh app
 export STREAMLIT_BROWSER_GATHER_USAGE_STATS=false HF_HUB_OFFLINE=1
+echo "Starting the dashboard: http://localhost:8501 (unless --server.port says otherwise)"
 exec .venv/bin/streamlit run app/streamlit_app.py --server.headless true \
   --browser.gatherUsageStats false --server.fileWatcherType none "$@"

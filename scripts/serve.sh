@@ -34,4 +34,5 @@ if [ "${DRY_RUN:-0}" = "1" ]; then
   echo "${cmd[*]}"
   exit 0
 fi
+echo "Serving the $app on http://0.0.0.0:$port"
 exec "${cmd[@]}"

@@ -372,3 +372,16 @@ def test_compare_trained_variant_and_untrained_fallback(env, monkeypatch):
     table = at.dataframe[0].value
     assert list(table["Model"]) == ["rainy input", "DSM-Net", "MSAMNet (untrained)"]
     assert list(table["Weights"]) == ["-", "apptest", "untrained"]
+
+
+def test_streamlit_config_is_offline_and_quiet():
+    try:
+        import tomllib
+        config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    except ModuleNotFoundError:  # Python 3.10: streamlit depends on the toml package
+        import toml
+        config = toml.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["browser"]["gatherUsageStats"] is False
+    assert config["server"]["fileWatcherType"] == "none" and config["server"]["headless"] is True
+    # No start-up banner, whose "External URL" line would query checkip.amazonaws.com.
+    assert config["logger"]["hideWelcomeMessage"] is True
