@@ -11,6 +11,10 @@ All images of a split are loaded once into memory as uint8 tensors (200 pairs of
 about 185 MB); :class:`PairedPatches` cuts random crops with random flips from them.
 The test split of a benchmark is never used here: checkpoints are picked on a validation split
 carved out of the training pairs by :func:`split_pairs`.
+
+:class:`SyntheticRainPatches` instead renders rain (:mod:`derain_core.synth`) over random crops of
+the pairs' *clean* images on the fly (optionally mixed with the real pairs), and
+:func:`make_synthetic_val` builds the matching fixed validation set from held-out clean images.
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 from PIL import Image
+
+from . import synth as _synth
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 FOLDER_LAYOUTS = (("rainy", "clean"), ("rain", "norain"), ("input", "target"))
@@ -190,4 +196,128 @@ def load_validation(pairs: Sequence[Pair], crop: int = 0) -> list[tuple[torch.Te
     out = []
     for r, c in load_pairs_uint8(pairs):
         out.append((to_float(center_crop(r, crop))[None], to_float(center_crop(c, crop))[None]))
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Synthetic rain over clean backgrounds
+# ------------------------------------------------------------------------------------------
+SYNTH_KINDS = tuple(sorted(_synth.PRESETS))
+
+
+def _check_kind(kind: str) -> str:
+    if kind != "mixed" and kind not in _synth.PRESETS:
+        raise ValueError(f"unknown rain kind {kind!r}; choose from {', '.join(SYNTH_KINDS)} or mixed")
+    return kind
+
+
+class SyntheticRainPatches:
+    """Random ``patch x patch`` clean crops (random flips) with rain synthesized on the fly.
+
+    Same interface as :class:`PairedPatches`: ``batch(n)`` returns ``(rainy, clean)`` float
+    tensors ``(n, 3, patch, patch)`` in [0, 1]; ``get_state`` / ``set_state`` hold all the
+    randomness (one seeded ``torch.Generator``: crop, flips, real-or-synthetic draw and the
+    per-patch rain seed), so a resumed run draws identical batches.
+
+    Backgrounds are the pairs' clean images only. Each patch gets its own random rain of
+    ``kind`` (a :mod:`derain_core.synth` preset or ``"mixed"``) via :func:`synth.random_rain`,
+    rendered on the patch and rounded to 8-bit levels. With probability ``mix`` a sample is a
+    real ``(rainy, clean)`` crop of the pairs instead (``mix=1``: only real pairs).
+    """
+
+    def __init__(self, pairs: Sequence[Pair], patch: int, kind: str = "heavy", mix: float = 0.0,
+                 flips: bool = True, seed: int = 0):
+        if not pairs:
+            raise ValueError("SyntheticRainPatches needs at least one pair")
+        if not 0.0 <= float(mix) <= 1.0:
+            raise ValueError(f"mix must be in [0, 1], got {mix}")
+        self.pairs = list(pairs)
+        self.patch = int(patch)
+        self.kind = _check_kind(kind)
+        self.mix = float(mix)
+        self.flips = flips
+        self.cleans = [load_rgb_uint8(c) for _, c in self.pairs]
+        self.rainys: list[torch.Tensor] | None = None
+        if self.mix > 0:  # real rainy images are only loaded when they are used
+            self.rainys = [load_rgb_uint8(r) for r, _ in self.pairs]
+            for (r, _), rt, ct in zip(self.pairs, self.rainys, self.cleans):
+                if rt.shape != ct.shape:
+                    raise ValueError(f"size mismatch in pair {r.name}: {tuple(rt.shape)} vs {tuple(ct.shape)}")
+        small = [c.name for (_, c), t in zip(self.pairs, self.cleans) if min(t.shape[-2:]) < self.patch]
+        if small:
+            raise ValueError(f"patch {self.patch} is larger than {len(small)} image(s), e.g. {small[0]}")
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.cleans)
+
+    def get_state(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def set_state(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state)
+
+    def _randint(self, high: int) -> int:
+        return int(torch.randint(high, (1,), generator=self.generator))
+
+    def sample(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """One random ``(rainy, clean, is_real)``: float ``(3, patch, patch)`` crops in [0, 1]."""
+        # the same draws in the same order for every sample, whichever branch it takes
+        i = self._randint(len(self.cleans))
+        h, w = self.cleans[i].shape[-2:]
+        top, left = self._randint(h - self.patch + 1), self._randint(w - self.patch + 1)
+        u = torch.rand(3, generator=self.generator)  # flip h, flip v, real-or-synthetic
+        rain_seed = self._randint(2 ** 31 - 1)
+        dims = [d for d, f in zip((2, 1), (u[:2] < 0.5).tolist()) if f] if self.flips else []
+        win = (slice(None), slice(top, top + self.patch), slice(left, left + self.patch))
+        clean = self.cleans[i][win]
+        clean = clean.flip(dims) if dims else clean
+        if self.rainys is not None and float(u[2]) < self.mix:
+            rainy = self.rainys[i][win]
+            rainy = rainy.flip(dims) if dims else rainy
+            return to_float(rainy), to_float(clean), True
+        rainy, _ = _synth.random_rain(clean.permute(1, 2, 0).numpy(), self.kind, rain_seed)
+        return torch.from_numpy(rainy).permute(2, 0, 1).contiguous(), to_float(clean), False
+
+    def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` random samples as float ``(n, 3, patch, patch)`` tensors in [0, 1]."""
+        samples = [self.sample() for _ in range(n)]
+        return torch.stack([s[0] for s in samples]), torch.stack([s[1] for s in samples])
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        while True:
+            r, c, _ = self.sample()
+            yield r, c
+
+
+def _clean_path(item: Pair | str | Path) -> Path:
+    return Path(item[1]) if isinstance(item, tuple) else Path(item)
+
+
+def synthetic_val_seed(kind: str, seed: int, name: str, k: int = 0) -> int:
+    """Rain seed of validation image ``name`` (``k``: repeat index); never used for training."""
+    return _synth.stable_seed(f"derain-val/{kind}/{seed}/{k}/{name}")
+
+
+def make_synthetic_val(clean_pairs: Sequence[Pair | str | Path], count: int, crop: int = 0,
+                       kind: str = "heavy", seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A fixed synthetic validation set: ``count`` float ``(1, 3, H, W)`` ``(rainy, clean)`` pairs.
+
+    Uses only the clean images of ``clean_pairs`` (pairs or clean paths; the held-out validation
+    pairs), in sorted order, cycling when ``count`` exceeds them (each repeat gets new rain).
+    Rain of ``kind`` is rendered on the full image with a seed from (kind, seed, file name, repeat)
+    (:func:`synthetic_val_seed`), rounded to 8 bits, then both images are center-cropped to
+    ``crop`` (0: full size). Deterministic; independent of the order of ``clean_pairs``.
+    """
+    _check_kind(kind)
+    paths = sorted(_clean_path(p) for p in clean_pairs)
+    if count <= 0 or not paths:
+        return []
+    out = []
+    for j in range(count):
+        path, k = paths[j % len(paths)], j // len(paths)
+        clean = load_rgb_uint8(path)
+        rainy, _ = _synth.random_rain(clean.permute(1, 2, 0).numpy(), kind, synthetic_val_seed(kind, seed, path.name, k))
+        rainy_t = torch.from_numpy(rainy).permute(2, 0, 1)
+        out.append((center_crop(rainy_t, crop)[None].contiguous(), to_float(center_crop(clean, crop))[None]))
     return out

@@ -56,7 +56,7 @@ COMPOSITES = ("screen", "additive")
 DEFAULT_HAZE_COLOR = (0.82, 0.84, 0.87)
 
 __all__ = ["StreakLayer", "RainParams", "PRESETS", "preset", "add_rain", "random_params",
-           "synth_batch", "streak_kernel", "rain_energy"]
+           "synth_batch", "streak_kernel", "rain_energy", "random_rain", "describe_generator"]
 
 
 @dataclass
@@ -400,6 +400,36 @@ def synth_batch(clean: "torch.Tensor", kind: str = "heavy",
     x = clean.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
     out = np.stack([add_rain(img, random_params(rng, kind))[0] for img in x])
     return torch.from_numpy(out).permute(0, 3, 1, 2).to(device=clean.device, dtype=clean.dtype)
+
+
+def random_rain(clean_rgb: np.ndarray, kind: str = "heavy", seed: int = 0,
+                quantize: bool = True) -> tuple[np.ndarray, RainParams]:
+    """Rainy version of one image with :func:`random_params` drawn from ``seed`` (deterministic).
+
+    ``clean_rgb`` is ``H x W x 3`` uint8 or float in [0, 1]. Returns ``(rainy, params)``:
+    ``rainy`` is float32 ``H x W x 3`` in [0, 1], rounded to 8-bit levels when ``quantize``
+    (what a PNG of it holds, like the benchmark inputs); ``params`` reproduces it with
+    :func:`add_rain`. Used for on-the-fly training pairs, the validation and test sets.
+    """
+    params = random_params(np.random.default_rng(int(seed)), kind)
+    rainy = add_rain(clean_rgb, params)[0]
+    if quantize:
+        rainy = np.round(rainy * 255.0) / np.float32(255.0)
+    return rainy.astype(np.float32), params
+
+
+def describe_generator(kind: str = "heavy") -> str:
+    """One line naming the generator and the preset behind ``kind`` (for weight cards)."""
+    if kind != "mixed" and kind not in PRESETS:
+        raise KeyError(f"unknown rain preset {kind!r}; choose from {sorted(PRESETS)} or 'mixed'")
+    base = ("derain_core.synth.random_rain: add_rain with random_params(kind={!r}) per image "
+            "(dominant angle U(-30, 30) deg, per-layer jitter of angle, length, width, density, "
+            "brightness; haze/accumulation/drop blur x0.6-1.4), 8-bit quantised").format(kind)
+    if kind == "mixed":
+        return base + f"; preset drawn from {sorted(PRESETS)}"
+    p = PRESETS[kind]
+    return (base + f"; preset {kind!r}: {len(p.layers)} streak layers, {p.composite} compositing, "
+            f"haze {p.haze:g}, accumulation {p.accumulation:g}, drop blur {p.drop_blur:g}")
 
 
 def stable_seed(text: str) -> int:

@@ -11,6 +11,11 @@ A run writes into ``runs/<model>_<variant>/``: ``log.csv``, ``last*`` (resumable
 (``.safetensors`` + ``.json`` card, written by :func:`derain_core.weights.save_weights`).
 Nothing is written into ``weights/``: the lead decides what ships.
 
+``--synth heavy`` (or light/storm) trains on synthetic rain rendered on the fly over the training
+pairs' clean images (:class:`derain_core.data.SyntheticRainPatches`; ``--synth-mix F``: fraction of
+real pairs), validates on a fixed synthetic split of the held-out clean images
+(:func:`derain_core.data.make_synthetic_val`) and names the variant after the rain kind.
+
 Checkpoints contain no pickle: model weights and optimizer/RNG tensors are safetensors files,
 scalars (step, schedule, best score, config) are JSON.
 """
@@ -41,7 +46,8 @@ from safetensors.torch import load_file, save_file
 
 from . import losses as L
 from .control import CONTROL_CONFIG, CONTROL_ID, CONTROL_TEST_CONFIG, create_control
-from .data import PairedPatches, center_crop, find_pairs, load_validation, split_pairs, to_float, load_rgb_uint8
+from .data import (SYNTH_KINDS, PairedPatches, SyntheticRainPatches, center_crop, find_pairs, load_rgb_uint8,
+                   load_validation, make_synthetic_val, split_pairs, to_float)
 
 Outputs = dict[str, torch.Tensor]
 LossFn = Callable[[Outputs, torch.Tensor], torch.Tensor]
@@ -258,6 +264,8 @@ class TrainConfig:
     flips: bool = True
     progress: bool = True
     stop_at: int | None = None  # pause (resumably) once this step is reached
+    synth: str = "none"  # none | light | heavy | storm: synthetic rain over the clean images
+    synth_mix: float = 0.0  # with synth: fraction of samples taken from the real pairs
 
 
 @dataclass
@@ -432,7 +440,7 @@ def _paths(out: Path) -> dict[str, Path]:
             "best_json": out / "best.json", "log": out / "log.csv"}
 
 
-def save_last(out: Path, model: nn.Module, opt: torch.optim.Optimizer, data: PairedPatches,
+def save_last(out: Path, model: nn.Module, opt: torch.optim.Optimizer, data: PairedPatches | SyntheticRainPatches,
               device: torch.device, scalars: dict[str, Any], model_id: str, config: dict[str, Any]) -> None:
     """Write the resumable ``last`` checkpoint: weights, optimizer + RNG tensors, JSON scalars."""
     p = _paths(out)
@@ -540,6 +548,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     """Run (or resume) one training run; see the module docstring for what it writes."""
     from tqdm import tqdm
 
+    from .synth import describe_generator
     from .weights import save_weights
 
     t_session = time.monotonic()
@@ -556,11 +565,18 @@ def train(cfg: TrainConfig) -> TrainResult:
         print("warning: bf16 autocast requested on a CPU without native bf16 (slow)", file=sys.stderr)
     recipe = RECIPES[model_id]
     loss_fn = LOSSES[model_id]
+    synth_on = cfg.synth != "none"
+    if cfg.synth not in ("none", *SYNTH_KINDS):
+        raise ValueError(f"unknown synth {cfg.synth!r}; choose from none, {', '.join(SYNTH_KINDS)}")
+    if not 0.0 <= cfg.synth_mix <= 1.0:
+        raise ValueError(f"synth_mix must be in [0, 1], got {cfg.synth_mix}")
+    if cfg.synth_mix and not synth_on:
+        raise ValueError("synth_mix needs synth (light, heavy or storm)")
 
     data_dir = Path(cfg.data) if cfg.data else default_data_dir()
     if data_dir is None:
         raise FileNotFoundError("no --data given and ../shared/data/Rain100L_train not found")
-    variant = cfg.variant or default_variant(data_dir)
+    variant = cfg.variant or (cfg.synth if synth_on else default_variant(data_dir))
     out = Path(cfg.out) if cfg.out else Path("runs") / f"{model_id}_{variant}"
     export_dir = Path(cfg.export_dir) if cfg.export_dir else out / "export"
     paths = _paths(out)
@@ -578,10 +594,11 @@ def train(cfg: TrainConfig) -> TrainResult:
             raise RuntimeError(f"--resume: inconsistent checkpoint files in {out} (steps {sorted(steps_meta)})")
         model_config = saved["model_config"]
         before = saved.get("run_config", {})
-        for key in ("seed", "val_count"):
+        before = {"synth": "none", "synth_mix": 0.0, **before}  # runs from before --synth existed
+        for key in ("seed", "val_count", "synth", "synth_mix"):
             if key in before and before[key] != getattr(cfg, key):
-                raise ValueError(f"--resume: {key} was {before[key]} (it fixes the validation split), "
-                                 f"now {getattr(cfg, key)}")
+                why = "it fixes the validation split" if key != "synth_mix" else "it fixes the training data"
+                raise ValueError(f"--resume: {key} was {before[key]} ({why}), now {getattr(cfg, key)}")
     else:
         if paths["json"].is_file() and not cfg.overwrite:
             raise FileExistsError(f"{out} already holds a run; use resume, another out/variant, or overwrite")
@@ -602,8 +619,13 @@ def train(cfg: TrainConfig) -> TrainResult:
         model.to(memory_format=torch.channels_last)
     base_lr = cfg.lr or recipe.lr
     opt = torch.optim.Adam(model.parameters(), lr=base_lr, betas=recipe.betas)
-    data = PairedPatches(train_pairs, cfg.patch, flips=cfg.flips, seed=cfg.seed)
-    val = load_validation(val_pairs, cfg.val_crop) if val_pairs else []
+    if synth_on:
+        data: PairedPatches | SyntheticRainPatches = SyntheticRainPatches(
+            train_pairs, cfg.patch, kind=cfg.synth, mix=cfg.synth_mix, flips=cfg.flips, seed=cfg.seed)
+        val = make_synthetic_val(val_pairs, len(val_pairs), cfg.val_crop, cfg.synth, cfg.seed)
+    else:
+        data = PairedPatches(train_pairs, cfg.patch, flips=cfg.flips, seed=cfg.seed)
+        val = load_validation(val_pairs, cfg.val_crop) if val_pairs else []
 
     step, total, fixed = 0, cfg.steps, cfg.steps is not None
     elapsed_before, best_psnr, best_ssim, best_step = 0.0, None, None, None
@@ -744,9 +766,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         per_step = (sorted(step_times[1:])[len(step_times[1:]) // 2] if len(step_times) > 1
                     else (step_times[0] if step_times else None))
         card = {
-            "training_data": (f"{data_dir.resolve().name}: {len(train_pairs)} training pairs; "
-                              f"{len(val_pairs)} pairs held out for validation (seed {cfg.seed}); "
-                              "no test images used"),
+            "training_data": _training_data_text(cfg, data_dir, len(train_pairs), len(val_pairs)),
             "data_dir": str(data_dir),
             "steps": step, "total_steps": total, "batch": cfg.batch, "patch": cfg.patch,
             "augmentation": "random horizontal/vertical flips" if cfg.flips else "none",
@@ -762,14 +782,39 @@ def train(cfg: TrainConfig) -> TrainResult:
             "best_val_psnr_y": None if best_psnr is None else round(best_psnr, 3),
             "best_val_ssim_y": None if best_ssim is None else round(best_ssim, 4),
             "validation": (f"{len(val_pairs)} images, " + (f"center crop {cfg.val_crop}" if cfg.val_crop > 0
-                                                           else "full size") + ", PSNR/SSIM on Y (BT.601)"),
+                                                           else "full size") + ", PSNR/SSIM on Y (BT.601)"
+                           + (f"; held-out clean images with fixed synthetic {cfg.synth} rain "
+                              f"(make_synthetic_val, seed {cfg.seed}), not the real rainy images"
+                              if synth_on else "")),
             "fp16_check_psnr_db": round(fp16_psnr, 2),
             "torch": torch.__version__, "trained_at": _dt.datetime.now().isoformat(timespec="seconds"),
         }
+        if synth_on:
+            card["synthetic_rain"] = {
+                "generator": describe_generator(cfg.synth), "kind": cfg.synth, "mix_real": cfg.synth_mix,
+                "backgrounds": f"{data_dir.resolve().name}/clean ({len(train_pairs)} training images)",
+                "seed": cfg.seed, "rendered_on": f"each {cfg.patch}x{cfg.patch} training patch; validation: "
+                "full image, then center crop", "validation_rain": f"make_synthetic_val(kind={cfg.synth!r}, "
+                f"seed={cfg.seed}): rain seeds hashed from kind, seed and file name (not the training stream)"}
         export_path = save_weights(best, model_id, variant, config, card, half=half, directory=export_dir)
 
     per_step = sorted(step_times[1:])[len(step_times[1:]) // 2] if len(step_times) > 1 else None
     return TrainResult(out, step, total, stopped, best_psnr, best_step, per_step, export_path, config)
+
+
+def _training_data_text(cfg: TrainConfig, data_dir: Path, n_train: int, n_val: int) -> str:
+    """The card's ``training_data`` line: real pairs, or synthetic rain (+ mix) over clean images."""
+    name = data_dir.resolve().name
+    if cfg.synth == "none":
+        return (f"{name}: {n_train} training pairs; {n_val} pairs held out for validation (seed {cfg.seed}); "
+                "no test images used")
+    real = (f"{cfg.synth_mix:.0%} of the patches are real {name} rainy/clean pairs" if cfg.synth_mix
+            else f"no real rainy images of {name} used")
+    return (f"synthetic {cfg.synth} rain (derain_core.synth, random_params(kind={cfg.synth!r}), new parameters "
+            f"per {cfg.patch}x{cfg.patch} patch, rain seeds drawn from seed {cfg.seed}) rendered on the fly over "
+            f"the clean backgrounds of {name}: {n_train} training images with random crops and flips; {real}; "
+            f"{n_val} images held out for validation with fixed synthetic {cfg.synth} rain (seed {cfg.seed}); "
+            "no test images used")
 
 
 # ------------------------------------------------------------------------------------------
@@ -824,6 +869,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--tiny", action="store_true", help="use the card's tiny test_config")
     parser.add_argument("--no-flips", dest="flips", action="store_false", help="no flip augmentation")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    parser.add_argument("--synth", choices=("none", *SYNTH_KINDS), default=d.synth,
+                        help="train on synthetic rain of this preset over the clean images, validate on a "
+                        "fixed synthetic split; the variant defaults to its name (default %(default)s)")
+    parser.add_argument("--synth-mix", type=float, default=d.synth_mix, metavar="F",
+                        help="with --synth: fraction of samples from the real pairs (default %(default)s)")
     return parser
 
 
@@ -836,7 +886,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         out=args.out, variant=args.variant, export_dir=args.export_dir, resume=args.resume,
         overwrite=args.overwrite, init=args.init, device=args.device, threads=args.threads,
         bf16=args.bf16, channels_last=args.channels_last, model_config=dict(args.config),
-        tiny=args.tiny, flips=args.flips, progress=args.progress, stop_at=args.stop_at)
+        tiny=args.tiny, flips=args.flips, progress=args.progress, stop_at=args.stop_at,
+        synth=getattr(args, "synth", "none"), synth_mix=getattr(args, "synth_mix", 0.0))
 
 
 def run_train(args: argparse.Namespace) -> int:
