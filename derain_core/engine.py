@@ -72,7 +72,7 @@ def choose_precision(card: ModelCard, device: torch.device) -> str:
             return "bf16"
         if card.supports_fp16:
             return "fp16"
-    if device.type == "cpu" and card.supports_bf16 and cpu_has_native_bf16():
+    if device.type == "cpu" and card.supports_bf16 and card.cpu_bf16 and cpu_has_native_bf16():
         return "bf16"
     return "fp32"
 
@@ -98,6 +98,7 @@ class LoadedModel:
     device: torch.device
     precision: str
     weights_card: dict[str, Any] | None = None
+    channels_last: bool = False
 
     @property
     def trained(self) -> bool:
@@ -140,11 +141,12 @@ def _build(model_id: str, variant: str, device: torch.device, fast: bool) -> Loa
         weights_card = wts.read_card(model_id, variant)
     net = net.eval().to(device)
     precision = choose_precision(card, device) if fast else "fp32"
-    if fast and device.type in ("cpu", "cuda"):
+    channels_last = fast and (device.type == "cuda" or (device.type == "cpu" and card.cpu_channels_last))
+    if channels_last:
         net = net.to(memory_format=torch.channels_last)
     for p in net.parameters():
         p.requires_grad_(False)
-    return LoadedModel(card, net, variant, device, precision, weights_card)
+    return LoadedModel(card, net, variant, device, precision, weights_card, channels_last)
 
 
 class ModelCache:
@@ -247,7 +249,7 @@ def run_model(loaded: LoadedModel, x: torch.Tensor, tile: int | None = None
     while True:
         try:
             with torch.inference_mode(), autocast_context(loaded.device, loaded.precision):
-                xin = x.contiguous(memory_format=torch.channels_last) if x.device.type != "mps" else x
+                xin = x.contiguous(memory_format=torch.channels_last) if loaded.channels_last else x
                 if tile and (h > tile or w > tile):
                     y = run_tiled(loaded.net, xin, tile, min(overlap, tile // 4))
                     used = tile

@@ -44,6 +44,11 @@ class ModelCard:
     min_size: int = 16  # smallest accepted side, in pixels
     supports_fp16: bool = False  # allowed on CUDA (checked by a test against fp32)
     supports_bf16: bool = False  # allowed on CUDA and on CPUs with native bf16
+    # Speed hints for the fast path on CPU, measured per network (scripts/fast_path_variants.py):
+    # channels_last helps convolution stacks but costs copies in slicing-heavy attention code, and
+    # bf16 autocast only pays where convolutions dominate.
+    cpu_channels_last: bool = True
+    cpu_bf16: bool = True  # use bf16 on CPUs with native bf16 (only if supports_bf16)
     tiling: str = "supported"  # "supported" | "discouraged"
     tile_overlap: int = 32  # pixels of overlap the engine uses when tiling
     default_config: dict[str, Any] = field(default_factory=dict)
