@@ -68,7 +68,8 @@ def cmd_models(args: argparse.Namespace) -> int:
             m = c.get("metrics", {}).get("rain100l_test") or {}
             if "psnr_y" in m:
                 measured.append(f"{v}: {m['psnr_y']:.2f} dB Y")
-        rows.append([card.id, card.name, f"{card.venue} {card.year}", card.predicts,
+        rows.append([card.id, card.name, f"{card.venue.split(' (')[0][:32]} {card.year}",
+                     card.predicts.split(" (")[0],
                      f"{st['params'] / 1e6:.3f} M", f"{st['macs'] / 1e9:.0f} G",
                      ", ".join(variants) or "untrained", "; ".join(measured) or "-"])
     _print_table(["id", "name", "venue", "predicts", "params", "MACs@512", "weights", "measured (Rain100L test)"], rows)
