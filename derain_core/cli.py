@@ -138,7 +138,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .data import find_pairs
     from .engine import derain_one
 
-    models = _models_arg(args.models)
+    models = [] if args.models == [] else _models_arg(args.models)  # bare --models: input baseline only
     pairs = find_pairs(args.data)
     if args.limit:
         pairs = pairs[: args.limit]
@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="PSNR/SSIM (RGB and Y) on a paired folder")
     e.add_argument("--data", required=True, help="folder with rainy/ + clean/ or rain-NNN/norain-NNN pairs")
-    e.add_argument("--models", nargs="*")
+    e.add_argument("--models", nargs="*", help="model ids (default: all five; bare --models: none)")
     e.add_argument("--variant")
     e.add_argument("--limit", type=int, default=0, help="only the first N pairs")
     e.add_argument("--tile", type=int, default=0, help="tile side (default 0: whole images)")
