@@ -21,10 +21,13 @@ from derain_core import weights as wts  # noqa: E402
 from derain_core.stats import model_stats  # noqa: E402
 
 
-def paper_number(card, dataset: str) -> str:
-    for r in card.paper_results:
-        if r.dataset.lower().replace(" ", "") == dataset:
-            return f"{r.psnr:.2f} / {r.ssim:.3f} ({r.colour_space})"
+def paper_number(card, dataset: str, fallback: str = "rain200l") -> str:
+    """The paper's number on ``dataset`` (or, marked, on ``fallback`` when it reports none)."""
+    for name in (dataset, fallback):
+        for r in card.paper_results:
+            if r.dataset.lower().replace(" ", "") == name:
+                where = "" if name == dataset else f"{r.dataset}: "
+                return f"{where}{r.psnr:.2f} / {r.ssim:.3f} ({r.colour_space})"
     return "-"
 
 
