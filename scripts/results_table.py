@@ -46,7 +46,7 @@ def main() -> int:
         wc = wts.read_card(card.id, args.variant)
         m = (wc or {}).get("metrics", {}).get(f"{args.variant}_test") or summary.get(card.id)
         if wc:
-            train = f"{wc.get('steps', '?')} steps, {wc.get('wall_time_s', 0) / 60:.0f} min, {wc.get('device', '?')}"
+            train = f"{wc.get('steps', '?')} steps, {wc.get('wall_time_s', 0) / 60:.0f} min, {wc.get('device', '?')}, {wc.get('threads', '?')} threads"
         else:
             train = "untrained"
         cells = [f"{m['psnr_y']:.2f}", f"{m['ssim_y']:.4f}", f"{m['psnr_rgb']:.2f}", f"{m['ssim_rgb']:.4f}"] \
