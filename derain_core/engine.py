@@ -239,12 +239,14 @@ def run_model(loaded: LoadedModel, x: torch.Tensor, tile: int | None = None
               ) -> tuple[torch.Tensor, int | None]:
     """Clean image for ``x`` (1x3xHxW on the model's device) and the tile size used.
 
-    ``tile=None`` tiles only above ``TILE_THRESHOLD`` pixels; ``tile=0`` forces whole-image.
+    ``tile=None`` tiles only above ``TILE_THRESHOLD`` pixels (4x that for cards whose
+    ``tiling`` is "discouraged"); ``tile=0`` forces whole-image.
     On CUDA out-of-memory the tile size is halved until it fits (down to 64 px).
     """
     h, w = x.shape[-2:]
-    if tile is None:
-        tile = DEFAULT_TILE if h * w > TILE_THRESHOLD else 0
+    if tile is None:  # cards that discourage tiling (whole-image statistics) tile only when huge
+        threshold = TILE_THRESHOLD * (4 if loaded.card.tiling == "discouraged" else 1)
+        tile = DEFAULT_TILE if h * w > threshold else 0
     overlap = loaded.card.tile_overlap
     while True:
         try:

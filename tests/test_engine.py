@@ -93,7 +93,10 @@ def test_model_cache_builds_once_under_threads(monkeypatch):
     assert len(calls) == 1 and len({id(o) for o in out}) == 1
 
 
-@pytest.mark.parametrize("model_id", IDS)
+TILEABLE = [m for m in IDS if dc.get_card(m).tiling == "supported"]
+
+
+@pytest.mark.parametrize("model_id", TILEABLE)
 def test_tiled_matches_whole_with_shipped_weights(model_id):
     """The acceptance check: the models as the app runs them (shipped weights, fast path)."""
     loaded = engine.MODELS.get(model_id, None, "cpu")
@@ -102,3 +105,23 @@ def test_tiled_matches_whole_with_shipped_weights(model_id):
     tiled, used = run_model(loaded, x, tile=96)
     assert used == 96
     assert psnr_db(whole, tiled) >= 45.0, f"{model_id} ({loaded.variant})"
+
+
+def test_discouraged_tiling_is_explained_and_avoided():
+    """Cards that discourage tiling say why, and the engine does not tile them at sizes where it
+    tiles the others (it still does when an image is huge)."""
+    for model_id in set(IDS) - set(TILEABLE):
+        card = dc.get_card(model_id)
+        assert card.tiling == "discouraged"
+        assert any("til" in line for line in card.provenance), "the card must say why"
+        calls = []
+
+        class Spy(torch.nn.Module):
+            def forward(self, x):
+                calls.append(tuple(x.shape[-2:]))
+                return x
+
+        loaded = LoadedModel(card, Spy(), "untrained", torch.device("cpu"), "fp32")
+        x = torch.rand(1, 3, 1100, 1000)  # above TILE_THRESHOLD, below 4x of it
+        _, used = run_model(loaded, x)
+        assert used is None and calls == [(1100, 1000)]
