@@ -714,8 +714,12 @@ def train(cfg: TrainConfig) -> TrainResult:
             opt.zero_grad(set_to_none=True)
             if not torch.isfinite(loss):
                 bad += 1
-                if bad >= 10:
-                    raise RuntimeError(f"{bad} non-finite losses in a row at step {step}; lower the LR")
+                if bad >= 10:  # diverged: stop, keep and export the best checkpoint so far
+                    print(f"warning: {bad} non-finite losses in a row at step {step}; stopping "
+                          "(the best validated checkpoint is exported; lower the LR to go further)",
+                          file=sys.stderr)
+                    stopped = "diverged"
+                    break
             else:
                 bad = 0
                 loss.backward()

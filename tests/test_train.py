@@ -371,3 +371,19 @@ def test_cli_standalone(tmp_path, capsys):
     assert card["config"] == {"channels": 16, "blocks": 1} and card["bf16_autocast"] is False
     assert T.main(["control", "--data", str(tmp_path / "nope"), "--steps", "1", "--no-progress"]) == 2
     assert T.main(["nonet", "--data", str(data), "--steps", "1", "--no-progress"]) == 2
+
+
+def test_divergence_stops_and_exports_the_best_checkpoint(tmp_path, monkeypatch):
+    data = make_data(tmp_path / "d", n=4)
+    real_loss = T.compute_loss
+    calls = []
+
+    def loss(*a, **k):
+        calls.append(1)
+        value = real_loss(*a, **k)
+        return value * float("nan") if len(calls) > 2 else value
+
+    monkeypatch.setattr(T, "compute_loss", loss)
+    res = T.train(_cfg(tmp_path, data, steps=40))
+    assert res.stopped == "diverged" and res.step < 40
+    assert res.best_step == 2 and res.export_path is not None and res.export_path.is_file()
