@@ -6,7 +6,7 @@ import functools
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .registry import create_model
+from .registry import create_model, get_card
 
 
 def count_params(model: torch.nn.Module) -> int:
@@ -32,6 +32,7 @@ def model_stats(model_id: str, height: int = 512, width: int = 512) -> dict[str,
     Counted on the meta device (no memory, no time); a network whose forward pass needs
     real data at some size is counted on CPU instead.
     """
+    get_card(model_id)  # import the network modules outside the meta-device context
     with torch.device("meta"):
         model = create_model(model_id)
     params = count_params(model)

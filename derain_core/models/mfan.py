@@ -100,7 +100,7 @@ def binomial_kernel() -> torch.Tensor:
 
 # Rows LL, LH, HL, HH (as in blocks.haar_dwt); columns the 2x2 block's pixels a, b / c, d.
 _HAAR = torch.tensor([[1.0, 1.0, 1.0, 1.0], [-1.0, -1.0, 1.0, 1.0],
-                      [-1.0, 1.0, -1.0, 1.0], [1.0, -1.0, -1.0, 1.0]]) / 2
+                      [-1.0, 1.0, -1.0, 1.0], [1.0, -1.0, -1.0, 1.0]], device="cpu") / 2
 
 
 def frcb(x: torch.Tensor, rec: Recorder = _OFF) -> torch.Tensor:
