@@ -3,7 +3,7 @@
 # Rain100L test split with `derain eval`. Reproduces the shipped `rain100l` weights:
 #   bash scripts/train_all.sh [MINUTES_PER_MODEL] [MODELS...]
 # Outputs: runs/<model>_rain100l/ (log.csv, checkpoints, export/), results/rain100l/<model>/.
-# Ship a run with: .venv/bin/python scripts/ship_weights.py runs/<model>_rain100l/export results/rain100l/<model>
+# Ship a run with: .venv/bin/python scripts/ship_weights.py runs/<model>_rain100l results/rain100l/<model>
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MIN="${1:-17}"; shift || true
