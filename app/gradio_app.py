@@ -26,7 +26,6 @@ except ImportError:  # elsewhere: a decorator that does nothing
 
 import argparse
 import dataclasses
-import hashlib
 import logging
 import shutil
 import sys
@@ -46,6 +45,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import derain_core as dc  # noqa: E402
+from derain_core.weights import sha256_of
 from derain_core import engine, io, metrics, report, viz  # noqa: E402
 from derain_core import weights as wts  # noqa: E402
 from derain_core.dashboard_data import load_examples  # noqa: E402
@@ -107,14 +107,6 @@ def _upload_path(value: Any) -> str | None:
     if isinstance(value, dict):
         return value.get("path")
     return str(value)
-
-
-def _file_digest(path: str) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _load(path: str, what: str) -> io.LoadedImage:
@@ -251,7 +243,7 @@ def run(image: Any, gt: Any, models: list[str] | None, variant: str | None, st: 
         raise gr.Error(f"The ground truth is {gt_img.width}×{gt_img.height} but the photo is "
                        f"{img.width}×{img.height}; they must be the same size.", title="Size mismatch")
 
-    digest = _file_digest(path)
+    digest = sha256_of(path)
     prev = st or {}
     maps_cache = prev.get("maps", {}) if prev.get("digest") == digest else {}
     disp, disp_scale = report.display_copy(img.rgb, DISPLAY_MAX_SIDE, ZOOM_MIN_SIDE)

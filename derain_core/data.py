@@ -121,7 +121,22 @@ def to_float(t: torch.Tensor) -> torch.Tensor:
     return t.float().div_(255.0)
 
 
-class PairedPatches:
+class _SeededSampler:
+    """Shared by the patch samplers: one seeded generator whose state checkpoints resume."""
+
+    generator: torch.Generator
+
+    def get_state(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def set_state(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state)
+
+    def _randint(self, high: int) -> int:
+        return int(torch.randint(high, (1,), generator=self.generator))
+
+
+class PairedPatches(_SeededSampler):
     """Random ``patch x patch`` crops of in-memory pairs, with random horizontal/vertical flips.
 
     ``batch(n)`` returns ``(rainy, clean)`` float tensors ``(n, 3, patch, patch)`` in [0, 1];
@@ -145,14 +160,6 @@ class PairedPatches:
     def __len__(self) -> int:
         return len(self.images)
 
-    def get_state(self) -> torch.Tensor:
-        return self.generator.get_state()
-
-    def set_state(self, state: torch.Tensor) -> None:
-        self.generator.set_state(state)
-
-    def _randint(self, high: int) -> int:
-        return int(torch.randint(high, (1,), generator=self.generator))
 
     def crop(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One random uint8 crop pair ``(3, patch, patch)``."""
@@ -211,7 +218,7 @@ def _check_kind(kind: str) -> str:
     return kind
 
 
-class SyntheticRainPatches:
+class SyntheticRainPatches(_SeededSampler):
     """Random ``patch x patch`` clean crops (random flips) with rain synthesized on the fly.
 
     Same interface as :class:`PairedPatches`: ``batch(n)`` returns ``(rainy, clean)`` float
@@ -251,14 +258,6 @@ class SyntheticRainPatches:
     def __len__(self) -> int:
         return len(self.cleans)
 
-    def get_state(self) -> torch.Tensor:
-        return self.generator.get_state()
-
-    def set_state(self, state: torch.Tensor) -> None:
-        self.generator.set_state(state)
-
-    def _randint(self, high: int) -> int:
-        return int(torch.randint(high, (1,), generator=self.generator))
 
     def sample(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """One random ``(rainy, clean, is_real)``: float ``(3, patch, patch)`` crops in [0, 1]."""
