@@ -13,7 +13,9 @@ The base class gives the uniform public API::
 """
 from __future__ import annotations
 
+import contextvars
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,6 +24,27 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 MapKind = Literal["image", "attention", "feature", "band", "vector"]
+
+_FAST_KERNELS = contextvars.ContextVar("derain_fast_kernels", default=True)
+
+
+def use_fast_kernels() -> bool:
+    """True when blocks may take their inference-only fast code.
+
+    That is: autograd is off and the caller is not inside :func:`reference_kernels`. The fast
+    code gives the same result to float rounding (tests compare it with the reference).
+    """
+    return _FAST_KERNELS.get() and not torch.is_grad_enabled()
+
+
+@contextmanager
+def reference_kernels(enabled: bool = True):
+    """Run the straightforward module code (the benchmark's reference path) inside."""
+    token = _FAST_KERNELS.set(not enabled)
+    try:
+        yield
+    finally:
+        _FAST_KERNELS.reset(token)
 
 
 @dataclass(frozen=True)

@@ -266,3 +266,26 @@ def test_scale_fusion_equals_official_concat_form():
                                                     for i in range(1, 5)], dim=1)
         ref = model.derain_net.units[0].conv11(cat)
     assert torch.allclose(maps["unit0.fusion"], ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fast_kernels_equal_reference_kernels(channels_last):
+    # fast: matrix-product attention logits, block buffers (3 groups of 2 blocks here),
+    # per-scale fusion; reference: the plain module code, under reference_kernels()
+    from derain_core.base import reference_kernels
+    from derain_core.models.jdnet import DenseConnection
+    model = _tiny(unit_num=5)
+    x = torch.rand(2, 3, 21, 30)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), reference_kernels():
+        ref = model(x)
+    old = DenseConnection.group
+    try:
+        DenseConnection.group = 2
+        with torch.inference_mode():
+            fast = model(x)
+    finally:
+        DenseConnection.group = old
+    assert torch.allclose(fast, ref, atol=1e-5)

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..base import DerainNet, MapSpec, Recorder
+from ..base import DerainNet, MapSpec, Recorder, use_fast_kernels
 from ..blocks import PairwiseSelfAttention
 from ..registry import ModelCard, PaperResult, register
 
@@ -40,8 +40,8 @@ CARD = ModelCard(
     min_size=16,
     supports_fp16=True,
     supports_bf16=True,
-    cpu_channels_last=False,  # measured: NCHW fp32 is fastest on CPU (attention slicing)
-    cpu_bf16=False,
+    cpu_channels_last=True,  # measured: oneDNN's 1x1 convs are ~10x faster in NHWC on CPU
+    cpu_bf16=True,  # measured: 54.6 dB against fp32 on a 481x321 photo, 1.8x faster
     tiling="supported",
     tile_overlap=64,
     default_config={"channel": 32, "unit_num": 32, "num_scales": 4, "pooling_r": 4,
@@ -184,19 +184,25 @@ class JointUnit(nn.Module):
     def forward(self, x: torch.Tensor, rec: Recorder = _OFF, detail: bool = False) -> torch.Tensor:
         size = x.shape[-2:]
         x = self.san(x, rec.child("san."))
-        # conv11(cat[x, Up(t_1), .., Up(t_n)]) as a sum of per-scale 1x1 convs; a 1x1 conv
-        # commutes with nearest up-sampling, so each is applied at its coarse scale first
         conv, act = self.conv11
-        c = x.shape[1]
-        fusion = F.conv2d(x, conv.weight[:, :c], conv.bias)
-        t = x
+        scales, t = [], x
         for i, block in enumerate(self.res_list, start=1):
             t = block(t)
+            scales.append(t)
             if detail:
                 rec(f"scale{i}", t)
-            part = F.conv2d(t, conv.weight[:, i * c:(i + 1) * c])
-            fusion.add_(F.interpolate(part, size=size, mode="nearest"))
-        fusion = act(fusion)
+        if use_fast_kernels():
+            # conv11(cat[x, Up(t_1), .., Up(t_n)]) as a sum of per-scale 1x1 convs; a 1x1
+            # conv commutes with nearest up-sampling, so each is applied at its coarse scale
+            c = x.shape[1]
+            fusion = F.conv2d(x, conv.weight[:, :c], conv.bias)
+            for i, t in enumerate(scales, start=1):
+                part = F.conv2d(t, conv.weight[:, i * c:(i + 1) * c])
+                fusion.add_(F.interpolate(part, size=size, mode="nearest"))
+            fusion = act(fusion)
+        else:
+            ups = [F.interpolate(t, size=size, mode="nearest") for t in scales]
+            fusion = self.conv11(torch.cat([x, *ups], dim=1))
         if detail:
             rec("san.out", x)
             rec("fusion", fusion)
@@ -207,6 +213,8 @@ class DenseConnection(nn.Module):
     """Dense chain (official ``DenseConnection``): after unit i, a 1x1 conv + LeakyReLU fuses
     the entry features and all unit outputs so far ((i+2)*C -> C channels)."""
 
+    group = 8  # fast path: features are kept in buffers of this many blocks of C channels
+
     def __init__(self, channel: int, unit_num: int, **unit_kwargs):
         super().__init__()
         self.channel = channel
@@ -216,25 +224,55 @@ class DenseConnection(nn.Module):
 
     def forward(self, x: torch.Tensor, rec: Recorder = _OFF, detail: tuple[int, ...] = ()
                 ) -> torch.Tensor:
-        grad = torch.is_grad_enabled()
-        c = self.channel
-        if grad:
-            feats = [x]
-        else:  # one buffer instead of a growing torch.cat: no copies, half the memory
-            buf = x.new_empty(x.shape[0], (len(self.units) + 1) * c, *x.shape[-2:])
-            buf[:, :c] = x
+        fast = use_fast_kernels()
+        feats = _BlockBuffers(x, self.group) if fast else [x]
         out = x
         for i, (unit, fuse) in enumerate(zip(self.units, self.conv1x1)):
-            tmp = unit(out, rec.child(f"unit{i}."), detail=i in detail)
-            if grad:
-                feats.append(tmp)
-                out = fuse(torch.cat(feats, dim=1))
-            else:
-                buf[:, (i + 1) * c:(i + 2) * c] = tmp
-                out = fuse(buf[:, :(i + 2) * c])
+            feats.append(unit(out, rec.child(f"unit{i}."), detail=i in detail))
+            out = feats.fuse(fuse) if fast else fuse(torch.cat(feats, dim=1))
             if i in detail:
                 rec(f"dense{i}.out", out)
         return out
+
+
+class _BlockBuffers:
+    """The dense chain's growing feature stack, kept without copies (fast path).
+
+    ``torch.cat`` of all features before every fusion copies O(units^2) data, and a 1x1 conv
+    on a channel slice of one big buffer falls off oneDNN's fast path. Here the C-channel
+    blocks live in zero-filled buffers of ``group`` blocks each, in the input's memory
+    format; a fusion is a sum of one 1x1 conv per buffer, with the weights of blocks not
+    written yet padded by zeros, so every conv reads a whole contiguous buffer.
+    """
+
+    def __init__(self, x: torch.Tensor, group: int):
+        self.like, self.group, self.c = x, group, x.shape[1]
+        self.buffers: list[torch.Tensor] = []
+        self.count = 0
+        self.append(x)
+
+    def append(self, t: torch.Tensor) -> None:
+        slot = self.count % self.group
+        if slot == 0:
+            fmt = (torch.channels_last if self.like.is_contiguous(memory_format=torch.channels_last)
+                   and not self.like.is_contiguous() else torch.contiguous_format)
+            self.buffers.append(torch.empty(
+                self.like.shape[0], self.group * self.c, *self.like.shape[-2:],
+                dtype=t.dtype, device=t.device, memory_format=fmt).zero_())
+        self.buffers[-1][:, slot * self.c:(slot + 1) * self.c] = t
+        self.count += 1
+
+    def fuse(self, fuse: nn.Sequential) -> torch.Tensor:
+        conv, act = fuse
+        width = self.group * self.c
+        out = None
+        for g, buf in enumerate(self.buffers):
+            weight = conv.weight[:, g * width:(g + 1) * width]
+            if weight.shape[1] < width:
+                weight = F.pad(weight, (0, 0, 0, 0, 0, width - weight.shape[1]))
+            y = F.conv2d(buf, weight.to(buf.dtype), conv.bias.to(buf.dtype) if g == 0 else None)
+            out = y if out is None else out.add_(y)
+        return act(out)
 
 
 def detail_units(unit_num: int) -> tuple[int, ...]:
