@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from . import weights as wts
 from .base import MapSpec, reference_kernels
 from .registry import MODEL_IDS, ModelCard, create_model, get_card
+from .tiling import run_tiled
 
 UNTRAINED = "untrained"
 DEFAULT_TILE = 512  # tile side used when an image is above the threshold
@@ -232,44 +233,6 @@ def load_model(model_id: str, variant: str | None = None, device: torch.device |
 # --------------------------------------------------------------------------------------
 # Running a model on an image tensor: whole or tiled
 # --------------------------------------------------------------------------------------
-def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    if length <= tile:
-        return [0]
-    step = tile - overlap
-    starts = list(range(0, length - tile, step))
-    starts.append(length - tile)
-    return starts
-
-
-def _blend_window(h: int, w: int, overlap: int, device, dtype) -> torch.Tensor:
-    """Weights that ramp linearly from ~0 to 1 over ``overlap`` pixels at each tile edge."""
-    def ramp(n: int) -> torch.Tensor:
-        r = torch.ones(n, device=device, dtype=dtype)
-        k = min(overlap, n // 2)
-        if k > 0:
-            edge = (torch.arange(k, device=device, dtype=dtype) + 1) / (k + 1)
-            r[:k] = edge
-            r[n - k:] = edge.flip(0)
-        return r
-    return ramp(h)[:, None] * ramp(w)[None, :]
-
-
-def run_tiled(net: torch.nn.Module, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
-    """Overlapped tiled inference with linearly blended seams (``x``: 1x3xHxW)."""
-    _, _, h, w = x.shape
-    th, tw = min(tile, h), min(tile, w)
-    out = torch.zeros_like(x, dtype=torch.float32)
-    weight = torch.zeros(1, 1, h, w, device=x.device, dtype=torch.float32)
-    for top in _tile_starts(h, th, overlap):
-        for left in _tile_starts(w, tw, overlap):
-            patch = x[:, :, top:top + th, left:left + tw]
-            y = net(patch).float()
-            win = _blend_window(th, tw, overlap, x.device, torch.float32)
-            out[:, :, top:top + th, left:left + tw] += y * win
-            weight[:, :, top:top + th, left:left + tw] += win
-    return out / weight
-
-
 def run_model(loaded: LoadedModel, x: torch.Tensor, tile: int | None = None
               ) -> tuple[torch.Tensor, int | None]:
     """Clean image for ``x`` (1x3xHxW on the model's device) and the tile size used.
@@ -289,7 +252,9 @@ def run_model(loaded: LoadedModel, x: torch.Tensor, tile: int | None = None
                     reference_kernels(not loaded.fast):
                 xin = x.contiguous(memory_format=torch.channels_last) if loaded.channels_last else x
                 if tile and (h > tile or w > tile):
-                    y = run_tiled(loaded.net, xin, tile, min(overlap, tile // 4))
+                    tiled = getattr(loaded.net, "forward_tiled", None)  # DerainNet's, or generic
+                    ov = min(overlap, tile // 4)
+                    y = (tiled(xin, tile, ov) if tiled else run_tiled(loaded.net, xin, tile, ov)).float()
                     used = tile
                 else:
                     y = loaded.net(xin).float()

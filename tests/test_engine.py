@@ -7,6 +7,7 @@ import torch
 import derain_core as dc
 from derain_core import engine
 from derain_core.engine import LoadedModel, psnr_db, run_model
+from derain_core.tiling import tile_starts
 
 IDS = [c.id for c in dc.list_models()]
 
@@ -53,7 +54,7 @@ def test_tiled_matches_whole_image(model_id):
 
 def test_tile_starts_cover_everything():
     for length, tile, overlap in [(100, 40, 10), (512, 512, 32), (513, 256, 64), (37, 64, 16)]:
-        starts = engine._tile_starts(length, min(tile, length), overlap)
+        starts = tile_starts(length, min(tile, length), overlap)
         covered = set()
         for s in starts:
             covered.update(range(s, s + min(tile, length)))
@@ -107,21 +108,22 @@ def test_tiled_matches_whole_with_shipped_weights(model_id):
     assert psnr_db(whole, tiled) >= 45.0, f"{model_id} ({loaded.variant})"
 
 
-def test_discouraged_tiling_is_explained_and_avoided():
-    """Cards that discourage tiling say why, and the engine does not tile them at sizes where it
-    tiles the others (it still does when an image is huge)."""
-    for model_id in set(IDS) - set(TILEABLE):
-        card = dc.get_card(model_id)
-        assert card.tiling == "discouraged"
-        assert any("til" in line for line in card.provenance), "the card must say why"
-        calls = []
+def test_every_shipped_model_tiles():
+    assert TILEABLE == IDS
 
-        class Spy(torch.nn.Module):
-            def forward(self, x):
-                calls.append(tuple(x.shape[-2:]))
-                return x
 
-        loaded = LoadedModel(card, Spy(), "untrained", torch.device("cpu"), "fp32")
-        x = torch.rand(1, 3, 1100, 1000)  # above TILE_THRESHOLD, below 4x of it
-        _, used = run_model(loaded, x)
-        assert used is None and calls == [(1100, 1000)]
+def test_discouraged_tiling_is_avoided():
+    """A card may discourage tiling; the engine then does not tile at sizes where it tiles the
+    others (it still does when an image is huge)."""
+    card = dc.get_card(IDS[0]).with_(tiling="discouraged")
+    calls = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, x):
+            calls.append(tuple(x.shape[-2:]))
+            return x
+
+    loaded = LoadedModel(card, Spy(), "untrained", torch.device("cpu"), "fp32")
+    x = torch.rand(1, 3, 1100, 1000)  # above TILE_THRESHOLD, below 4x of it
+    _, used = run_model(loaded, x)
+    assert used is None and calls == [(1100, 1000)]

@@ -125,3 +125,34 @@ def test_default_size_matches_spec():
     model = dc.create_model("rranet")
     assert sum(p.numel() for p in model.parameters()) == 8_539_052
     assert model.stages == 6
+
+
+def test_head_stats_equal_instance_norm_statistics():
+    model = _tiny(input_norm="instance")
+    inp = torch.rand(2, 9, 37, 29)
+    with torch.no_grad():
+        mean, var = model._head_stats(inp, rows=8)  # several strips, halo rows included
+        y = model.head[0](inp)
+        normed = model.head[1](y)
+        mine = (y - mean) * torch.rsqrt(var + model.head[1].eps)
+    assert torch.allclose(mean.flatten(), y.mean(dim=(2, 3)).flatten(), atol=1e-5)
+    assert torch.allclose(mine, normed, atol=1e-4)
+
+
+@pytest.mark.parametrize("input_norm", ["instance", "none"])
+def test_staged_tiling_matches_whole_image(input_norm):
+    # whole-image InstanceNorm statistics and blended ConvLSTM states: tiles see what the
+    # whole image sees; independent tiles (the generic path) do not
+    from derain_core.tiling import run_tiled
+    model = _tiny(input_norm=input_norm, stages=3)
+    g = torch.Generator().manual_seed(5)
+    x = torch.nn.functional.interpolate(torch.rand(1, 3, 13, 17, generator=g), size=(100, 130),
+                                        mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        whole = model(x)
+        staged = model.forward_tiled(x, 64, 32)
+        independent = run_tiled(model, x, 64, 32)
+    err = (staged - whole).abs().max().item()
+    assert staged.shape == whole.shape and err < 2e-3
+    if input_norm == "instance":
+        assert (independent - whole).abs().max().item() > 10 * err
