@@ -6,6 +6,7 @@ import functools
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .base import reference_kernels
 from .registry import create_model, get_card
 
 
@@ -16,11 +17,13 @@ def count_params(model: torch.nn.Module) -> int:
 def count_macs(model: torch.nn.Module, height: int = 512, width: int = 512) -> int:
     """MACs of one forward pass (convolutions, matmuls, attention; FLOPs / 2).
 
-    Runs on the device the model's parameters are on (``meta`` makes it free).
+    Counts the straightforward module code (:func:`~derain_core.base.reference_kernels`), the
+    network as published, so the number does not depend on the fast path's shortcuts or
+    padding. Runs on the device the model's parameters are on (``meta`` makes it free).
     """
     x = torch.zeros(1, 3, height, width, device=next(model.parameters()).device)
     counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
+    with counter, torch.no_grad(), reference_kernels():
         model(x)
     return counter.get_total_flops() // 2
 
