@@ -8,7 +8,6 @@ import csv
 import io as _io
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 import derain_core as dc  # noqa: E402
 from derain_core import engine, viz  # noqa: E402
 from derain_core import weights as wts  # noqa: E402
+from _support import free_port
 
 ALL = list(dc.MODEL_IDS)
 DEFAULT = "default (each model's own)"
@@ -39,17 +39,11 @@ DEFAULT = "default (each model's own)"
 STATUS, GRID, GALLERY, TABLE, ZIP, SLIDER_DD, SLIDER, ZOOM_SRC, INSP_DD, CROPS, INSP_GROUP, MAPS, INSP_NOTE = range(13)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url():
     from app.gradio_app import demo
 
-    port = _free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/"
@@ -298,7 +292,7 @@ def test_app_settings_offline_and_lossless():
 
 @pytest.mark.slow
 def test_starts_as_a_script():
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "DERAIN_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, str(ROOT / "app" / "gradio_app.py"), "--host", "127.0.0.1",
                              "--port", str(port)], env=env, cwd="/", stdout=subprocess.DEVNULL,

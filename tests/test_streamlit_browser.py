@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,23 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _support import ARTIFACTS, BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = ROOT / "test-artifacts"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's Chromium is not installed"),
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = BROWSER_MARKS
 
 
 def _rainy_png(path: Path, w: int = 128, h: int = 96) -> tuple[Path, Path]:
@@ -52,7 +39,7 @@ def server(tmp_path_factory):
     rainy, clean = _rainy_png(tmp)
     (tmp / "index.json").write_text(json.dumps([
         {"file": str(rainy), "gt": str(clean), "preset": "heavy", "title": "Test gradient (heavy)"}]))
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DERAIN_EXAMPLES_INDEX": str(tmp / "index.json"),
            "DERAIN_RESULTS_DIR": str(tmp / "no_results"), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
            "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
