@@ -72,10 +72,15 @@ CARD = ModelCard(
         "official code: trained on OpenCV (BGR) images; official checkpoints need the channel "
         "order flipped, this module takes RGB like the other networks",
         "choice: SAN in pure PyTorch, one footprint offset at a time (architectures.md 1.6 (b)) "
-        "instead of the official cupy kernels; without autograd gamma's two linear 1x1 convs "
-        "are applied as one matrix and the softmax runs in place (same result to float rounding)",
-        "choice: the scale fusion applies conv11's 1x1 weights to each scale before the "
-        "nearest up-sampling (they commute exactly) instead of concatenating 160 channels",
+        "instead of the official cupy kernels; on the fast path gamma's two linear 1x1 convs "
+        "are one matrix applied by a plain matrix product (as a 1x1 conv with 4 input channels "
+        "it was ~50x slower on CPU) and the softmax runs in place (same result to float rounding)",
+        "choice: on the fast path the dense chain keeps its features in zero-filled buffers of "
+        "8 blocks and fuses with one 1x1 conv per buffer (weights zero-padded): no torch.cat "
+        "copies, and every conv reads a contiguous channels_last buffer (oneDNN's fast path)",
+        "choice: on the fast path the scale fusion applies conv11's 1x1 weights to each scale "
+        "before the nearest up-sampling (they commute exactly) instead of concatenating 160 "
+        "channels",
         "choice: no padding to a multiple (stride-2 convs give ceil(H/2^i), nearest up-sampling "
         "restores exact sizes), like the official code",
         "choice: attention shown as per-pixel summaries (centre weight, normalised entropy, "
