@@ -268,7 +268,15 @@ class PairwiseSelfAttention(nn.Module):
         pos = self.conv_p(position_grid(h, w, x)).contiguous()
         pos_pad = F.pad(pos, pad, mode="reflect")
         if use_fast_kernels() and isinstance(self.conv_w[0], nn.LeakyReLU):
-            out, weights = self._attend_inference(phi, psi, pos, pos_pad, value, rec.enabled)
+            # float32 on CPU, autocast off: bf16 element-wise ops and casts cost more there than
+            # they save, and these tensors have few channels
+            if x.device.type == "cpu":
+                with torch.autocast("cpu", enabled=False):
+                    out, weights = self._attend_inference(phi.float(), psi.float(), pos.float(),
+                                                          pos_pad.float(), value.float(), rec.enabled)
+                out = out.to(phi.dtype)
+            else:
+                out, weights = self._attend_inference(phi, psi, pos, pos_pad, value, rec.enabled)
         else:
             out, weights = self._attend(phi, psi, pos, pos_pad, value)
         if rec.enabled:
