@@ -183,11 +183,12 @@ def spatial_attention_fast(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sc
     qt = q.transpose(-1, -2)  # (B, G, N, d), a view
     kf, vt = k.float(), v.float().transpose(-1, -2)
     out = []
-    for n0 in range(0, qt.shape[-2], chunk):
-        logits = qt[:, :, n0:n0 + chunk].float() @ kf  # (B, G, n, S)
-        if scale != 1.0:
-            logits = logits * scale
-        out.append(torch.softmax(logits, dim=-1) @ vt)
+    with torch.autocast(q.device.type, enabled=False):  # float32 for real (and faster on CPU)
+        for n0 in range(0, qt.shape[-2], chunk):
+            logits = qt[:, :, n0:n0 + chunk].float() @ kf  # (B, G, n, S)
+            if scale != 1.0:
+                logits = logits * scale
+            out.append(torch.softmax(logits, dim=-1) @ vt)
     return torch.cat(out, dim=-2).transpose(-1, -2).to(q.dtype)
 
 
@@ -204,14 +205,15 @@ def spatial_attention_explicit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     qt = q.transpose(-1, -2)
     kf, vt = k.float(), v.float().transpose(-1, -2)
     ys, ents, args, sims = [], [], [], []
-    for n0 in range(0, qt.shape[-2], chunk):
-        logm = torch.log_softmax((qt[:, :, n0:n0 + chunk].float() @ kf) * scale, dim=-1)
-        m = logm.exp()  # (B, G, n, S)
-        ys.append(m @ vt)
-        ents.append(-(m * logm).sum(dim=-1) / math.log(s))
-        args.append(m.argmax(dim=-1).float())
-        if full:
-            sims.append(m)
+    with torch.autocast(q.device.type, enabled=False):  # float32, as the fast form
+        for n0 in range(0, qt.shape[-2], chunk):
+            logm = torch.log_softmax((qt[:, :, n0:n0 + chunk].float() @ kf) * scale, dim=-1)
+            m = logm.exp()  # (B, G, n, S)
+            ys.append(m @ vt)
+            ents.append(-(m * logm).sum(dim=-1) / math.log(s))
+            args.append(m.argmax(dim=-1).float())
+            if full:
+                sims.append(m)
     summary = {"entropy": torch.cat(ents, -1), "argmax": torch.cat(args, -1)}
     if full:
         summary["similarity"] = torch.cat(sims, -2)
