@@ -127,3 +127,21 @@ def test_discouraged_tiling_is_avoided():
     x = torch.rand(1, 3, 1100, 1000)  # above TILE_THRESHOLD, below 4x of it
     _, used = run_model(loaded, x)
     assert used is None and calls == [(1100, 1000)]
+
+
+def test_fold_batchnorm_keeps_results():
+    torch.manual_seed(0)
+    net = dc.create_model("rranet", **dc.get_card("rranet").test_config)
+    for m in net.modules():  # non-trivial running statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    net.eval()
+    x = torch.rand(1, 3, 40, 48)
+    with torch.no_grad():
+        before = net(x)
+        folded = engine.fold_batchnorm(net)
+        after = net(x)
+    assert folded > 10
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())  # all follow a conv
+    assert torch.allclose(before, after, atol=1e-5)
