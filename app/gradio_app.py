@@ -45,7 +45,6 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import derain_core as dc  # noqa: E402
-from derain_core.weights import sha256_of
 from derain_core import engine, io, metrics, report, viz  # noqa: E402
 from derain_core import weights as wts  # noqa: E402
 from derain_core.dashboard_data import load_examples  # noqa: E402
@@ -243,7 +242,7 @@ def run(image: Any, gt: Any, models: list[str] | None, variant: str | None, st: 
         raise gr.Error(f"The ground truth is {gt_img.width}×{gt_img.height} but the photo is "
                        f"{img.width}×{img.height}; they must be the same size.", title="Size mismatch")
 
-    digest = sha256_of(path)
+    digest = wts.sha256_of(path)
     prev = st or {}
     maps_cache = prev.get("maps", {}) if prev.get("digest") == digest else {}
     disp, disp_scale = report.display_copy(img.rgb, DISPLAY_MAX_SIDE, ZOOM_MIN_SIDE)

@@ -125,7 +125,7 @@ def matmul_peak_gflops(device: torch.device, dtype: torch.dtype = torch.float32,
 
     An ``n x n x n`` product, timed twice: ``torch.matmul`` (BLAS) and the same product as a
     1x1 convolution in channels_last (oneDNN on CPU, cuDNN on CUDA); the faster counts. Both are
-    needed: on AMD CPUs MKL's fp32 GEMM reaches about half of what oneDNN does.
+    needed: on AMD CPUs MKL's fp32 GEMM can fall well short of oneDNN's.
     """
     import torch.nn.functional as F
     a = torch.randn(n, n, device=device).to(dtype)

@@ -10,6 +10,8 @@ Blocks that hold something worth showing take an optional ``rec`` (a
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -215,6 +217,13 @@ def rlcn(image: torch.Tensor, window: int = 9, eps: float = 1e-5, clamp: bool = 
 # --------------------------------------------------------------------------------------
 # SAN pairwise self-attention (JDNet), pure PyTorch
 # --------------------------------------------------------------------------------------
+def no_autocast(t: torch.Tensor):
+    """Autocast switched off for ``t``'s device (a no-op where autocast does not apply)."""
+    if t.device.type in ("cpu", "cuda"):
+        return torch.autocast(t.device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
 def position_grid(height: int, width: int, like: torch.Tensor) -> torch.Tensor:
     """SAN's position map ``(1, 2, H, W)``: x then y, each ``linspace(-1, 1)`` over the image."""
     loc_w = torch.linspace(-1.0, 1.0, width, device=like.device, dtype=like.dtype)
@@ -271,7 +280,7 @@ class PairwiseSelfAttention(nn.Module):
             # float32 on CPU, autocast off: bf16 element-wise ops and casts cost more there than
             # they save, and these tensors have few channels
             if x.device.type == "cpu":
-                with torch.autocast("cpu", enabled=False):
+                with no_autocast(x):
                     out, weights = self._attend_inference(phi.float(), psi.float(), pos.float(),
                                                           pos_pad.float(), value.float(), rec.enabled)
                 out = out.to(phi.dtype)
@@ -310,7 +319,7 @@ class PairwiseSelfAttention(nn.Module):
         """Same result without autograd, fast and memory-light (one offset at a time).
 
         gamma's two 1x1 convs are linear in a row, so they are one ``(Cw, rel + 2)`` matrix,
-        applied with a plain matrix product: a 1x1 conv with so few channels is ~50x slower
+        applied with a plain matrix product: a 1x1 conv with so few channels is far slower
         on CPU (oneDNN). The differences ``[phi_i - psi_j, p_i - p_j]`` live in one small
         buffer that stays in cache; the softmax runs in place on the ``(B, Cw, k*k, H, W)``
         logits, the only large buffer.

@@ -20,7 +20,6 @@ edges), HL = column differences (vertical edges, e.g. near-vertical streaks).
 """
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
@@ -28,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..base import DerainNet, MapSpec, Recorder
-from ..blocks import HAAR_BAND_MEANING, HAAR_BANDS, SPP_ANCHORS, haar_dwt, spp_anchors
+from ..blocks import HAAR_BAND_MEANING, HAAR_BANDS, SPP_ANCHORS, haar_dwt, no_autocast, spp_anchors
 from ..registry import ModelCard, PaperResult, register
 
 _OFF = Recorder.off()
@@ -166,13 +165,6 @@ class AdaptivePyramid(nn.Module):
         return out
 
 
-def _no_autocast(t: torch.Tensor):
-    """Autocast switched off for ``t``'s device (a no-op where autocast does not apply)."""
-    if t.device.type in ("cpu", "cuda"):
-        return torch.autocast(t.device.type, enabled=False)
-    return contextlib.nullcontext()
-
-
 def spatial_attention_fast(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float = 1.0,
                            chunk: int = 2048, use_sdpa: bool | None = None) -> torch.Tensor:
     """``softmax(scale * Q K^T) V`` per band group, nothing recorded, memory-light.
@@ -191,7 +183,7 @@ def spatial_attention_fast(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sc
     qt = q.transpose(-1, -2)  # (B, G, N, d), a view
     kf, vt = k.float(), v.float().transpose(-1, -2)
     out = []
-    with _no_autocast(q):  # float32 for real (and faster on CPU)
+    with no_autocast(q):  # float32 for real (and faster on CPU)
         for n0 in range(0, qt.shape[-2], chunk):
             logits = qt[:, :, n0:n0 + chunk].float() @ kf  # (B, G, n, S)
             if scale != 1.0:
@@ -213,7 +205,7 @@ def spatial_attention_explicit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     qt = q.transpose(-1, -2)
     kf, vt = k.float(), v.float().transpose(-1, -2)
     ys, ents, args, sims = [], [], [], []
-    with _no_autocast(q):  # float32, as the fast form
+    with no_autocast(q):  # float32, as the fast form
         for n0 in range(0, qt.shape[-2], chunk):
             logm = torch.log_softmax((qt[:, :, n0:n0 + chunk].float() @ kf) * scale, dim=-1)
             m = logm.exp()  # (B, G, n, S)
