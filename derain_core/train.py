@@ -156,9 +156,12 @@ class Recipe:
     grad_clip: float | None = None
     betas: tuple[float, float] = (0.9, 0.999)
     source: str = ""
+    ema: float | None = None  # decay of an exponential moving average of the weights (None: off)
 
 
-RECIPES: dict[str, Recipe] = {
+PAPER_RECIPES: dict[str, Recipe] = {
+    # The papers' own schedules, scaled to the run's step budget (``--recipe paper``). They assume
+    # hundreds of epochs; compressed into minutes they decay before anything is learned.
     "msamnet": Recipe(2e-4, Schedule("cosine", min_ratio=1e-6 / 2e-4, warmup=0.012),
                       "Charbonnier + 0.05 edge on output and SAM estimate",
                       source="paper 2.2: Adam 2e-4 cosine to 1e-6; MPRNet-style warm-up 3/250 epochs"),
@@ -175,10 +178,30 @@ RECIPES: dict[str, Recipe] = {
                        source="choice: plain CNN control, Adam 5e-4 cosine to 1e-6"),
 }
 
+def _short(lr: float, loss: str, paper: str, clip: float = 1.0) -> Recipe:
+    return Recipe(lr, Schedule("cosine", min_ratio=0.01, warmup=0.02), loss, grad_clip=clip, ema=0.999,
+                  source=f"short-budget recipe (training.md): Adam {lr:g}, warm-up 2% then cosine to 1% over "
+                  f"the chunk, gradient-norm clip {clip:g}, EMA 0.999 (better of raw/EMA exported); "
+                  f"paper: {paper}")
 
-def lr_at(model_id: str, step: int, total: int, base_lr: float | None = None) -> float:
-    """Learning rate of ``model_id``'s recipe at ``step`` of a ``total``-step run."""
-    recipe = RECIPES[model_id]
+
+# Short-budget recipes (the default): each paper's loss, warm-up + cosine over the chunk's budget,
+# gradient clipping and an EMA of the weights. Peak LRs: see results/lr_trials/ for what was tried.
+RECIPES: dict[str, Recipe] = {
+    "msamnet": _short(2e-4, PAPER_RECIPES["msamnet"].loss, PAPER_RECIPES["msamnet"].source),
+    "dsmnet": _short(5e-4, PAPER_RECIPES["dsmnet"].loss, PAPER_RECIPES["dsmnet"].source),
+    "mfan": _short(5e-4, PAPER_RECIPES["mfan"].loss, PAPER_RECIPES["mfan"].source),
+    "rranet": _short(5e-4, PAPER_RECIPES["rranet"].loss, PAPER_RECIPES["rranet"].source),
+    "jdnet": _short(5e-4, PAPER_RECIPES["jdnet"].loss, PAPER_RECIPES["jdnet"].source),
+    CONTROL_ID: _short(1e-3, "L1", "choice: plain CNN control (training.md: Adam 1e-3 cosine, batch 16 of 64x64)"),
+}
+RECIPE_SETS: dict[str, dict[str, Recipe]] = {"short": RECIPES, "paper": PAPER_RECIPES}
+
+
+def lr_at(model_id: str, step: int, total: int, base_lr: float | None = None,
+          recipes: dict[str, Recipe] | None = None) -> float:
+    """Learning rate of ``model_id``'s recipe (default: the short-budget one) at ``step`` of ``total``."""
+    recipe = (recipes or RECIPES)[model_id]
     return (base_lr or recipe.lr) * recipe.schedule(step, total)
 
 
@@ -266,6 +289,7 @@ class TrainConfig:
     stop_at: int | None = None  # pause (resumably) once this step is reached
     synth: str = "none"  # none | light | heavy | storm: synthetic rain over the clean images
     synth_mix: float = 0.0  # with synth: fraction of samples taken from the real pairs
+    recipe: str = "short"  # short (warm-up + cosine, clip, EMA) | paper (the papers' schedules)
 
 
 @dataclass
@@ -437,15 +461,18 @@ def optimizer_from_safe(opt: torch.optim.Optimizer, tensors: dict[str, torch.Ten
 def _paths(out: Path) -> dict[str, Path]:
     return {"last": out / "last.safetensors", "state": out / "last_state.safetensors",
             "json": out / "last_state.json", "best": out / "best.safetensors",
-            "best_json": out / "best.json", "log": out / "log.csv"}
+            "best_json": out / "best.json", "log": out / "log.csv", "ema": out / "last_ema.safetensors"}
 
 
 def save_last(out: Path, model: nn.Module, opt: torch.optim.Optimizer, data: PairedPatches | SyntheticRainPatches,
-              device: torch.device, scalars: dict[str, Any], model_id: str, config: dict[str, Any]) -> None:
-    """Write the resumable ``last`` checkpoint: weights, optimizer + RNG tensors, JSON scalars."""
+              device: torch.device, scalars: dict[str, Any], model_id: str, config: dict[str, Any],
+              ema: Ema | None = None) -> None:
+    """Write the resumable ``last`` checkpoint: weights (and EMA), optimizer + RNG tensors, JSON scalars."""
     p = _paths(out)
     step = scalars["step"]
     save_model_file(model, p["last"], model_id, config, step)
+    if ema is not None:
+        save_model_file(ema.model, p["ema"], model_id, config, step)
     tensors, opt_scalars = optimizer_to_safe(opt)
     tensors["rng.torch"] = torch.get_rng_state()
     tensors["rng.data"] = data.get_state()
@@ -467,7 +494,8 @@ def _meta_step(path: Path) -> int:
 # ------------------------------------------------------------------------------------------
 # Log
 # ------------------------------------------------------------------------------------------
-LOG_FIELDS = ("step", "elapsed_s", "lr", "loss", "val_psnr_y", "val_ssim_y")
+LOG_FIELDS = ("step", "elapsed_s", "lr", "loss", "val_psnr_y", "val_ssim_y", "grad_norm", "ema_val_psnr_y",
+              "ema_val_ssim_y", "skipped")
 
 
 class CsvLog:
@@ -485,13 +513,16 @@ class CsvLog:
             w.writerows(rows)
 
     def write(self, step: int, elapsed_s: float, lr: float, loss: float | None,
-              val_psnr_y: float | None = None, val_ssim_y: float | None = None) -> None:
+              val_psnr_y: float | None = None, val_ssim_y: float | None = None, grad_norm: float | None = None,
+              ema_val: tuple[float, float] | None = None, skipped: int = 0) -> None:
         def fmt(v, spec):
             return "" if v is None else format(v, spec)
 
         with open(self.path, "a", newline="") as f:
             csv.writer(f).writerow([step, f"{elapsed_s:.1f}", f"{lr:.4g}", fmt(loss, ".6f"),
-                                    fmt(val_psnr_y, ".3f"), fmt(val_ssim_y, ".4f")])
+                                    fmt(val_psnr_y, ".3f"), fmt(val_ssim_y, ".4f"), fmt(grad_norm, ".4g"),
+                                    fmt(ema_val and ema_val[0], ".3f"), fmt(ema_val and ema_val[1], ".4f"),
+                                    skipped])
 
 
 # ------------------------------------------------------------------------------------------
@@ -544,6 +575,54 @@ def _fp16_check_psnr(model: nn.Module, x: torch.Tensor) -> float:
     return 200.0 if mse <= 1e-20 else min(200.0, 10 * math.log10(1.0 / mse))
 
 
+class Ema:
+    """Exponential moving average of a model's floating-point parameters (buffers are copied).
+
+    ``decay`` ramps up as ``min(decay, (1 + n) / (10 + n))`` over the first updates so that an
+    average started from fresh weights follows them quickly.
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        import copy
+
+        self.decay = decay
+        self.updates = 0
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        ema_p = [p for p in self.model.parameters()]
+        src_p = [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(ema_p, src_p, 1.0 - d)
+        for b_ema, b in zip(self.model.buffers(), model.buffers()):
+            b_ema.copy_(b)
+
+    @torch.no_grad()
+    def reset_to(self, model: nn.Module) -> None:
+        """Restart the average at ``model``'s weights."""
+        self.model.load_state_dict(model.state_dict())
+        self.updates = 0
+
+
+def grad_norm_(params: list[torch.Tensor], max_norm: float | None) -> float:
+    """Total gradient L2 norm (float32); clips to ``max_norm`` when given and the norm is finite."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+    value = float(norm)
+    if max_norm and math.isfinite(value) and value > max_norm:
+        torch._foreach_mul_(grads, max_norm / (value + 1e-6))
+    return value
+
+
+MAX_ROLLBACKS = 3  # a run that diverges more often than this stops and exports its best checkpoint
+
+
 def train(cfg: TrainConfig) -> TrainResult:
     """Run (or resume) one training run; see the module docstring for what it writes."""
     from tqdm import tqdm
@@ -563,7 +642,9 @@ def train(cfg: TrainConfig) -> TrainResult:
     use_bf16 = bf16_available(device) if cfg.bf16 is None else bool(cfg.bf16)
     if use_bf16 and device.type == "cpu" and not cpu_bf16_supported():
         print("warning: bf16 autocast requested on a CPU without native bf16 (slow)", file=sys.stderr)
-    recipe = RECIPES[model_id]
+    if cfg.recipe not in RECIPE_SETS:
+        raise ValueError(f"unknown recipe {cfg.recipe!r}; choose from {', '.join(RECIPE_SETS)}")
+    recipe = RECIPE_SETS[cfg.recipe][model_id]
     loss_fn = LOSSES[model_id]
     synth_on = cfg.synth != "none"
     if cfg.synth not in ("none", *SYNTH_KINDS):
@@ -618,7 +699,9 @@ def train(cfg: TrainConfig) -> TrainResult:
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     base_lr = cfg.lr or recipe.lr
-    opt = torch.optim.Adam(model.parameters(), lr=base_lr, betas=recipe.betas)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=base_lr, betas=recipe.betas)
+    ema = Ema(model, recipe.ema) if recipe.ema else None
     if synth_on:
         data: PairedPatches | SyntheticRainPatches = SyntheticRainPatches(
             train_pairs, cfg.patch, kind=cfg.synth, mix=cfg.synth_mix, flips=cfg.flips, seed=cfg.seed)
@@ -629,6 +712,7 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     step, total, fixed = 0, cfg.steps, cfg.steps is not None
     elapsed_before, best_psnr, best_ssim, best_step = 0.0, None, None, None
+    best_source, last_ema_val = "raw", None
     if saved is not None:
         load_model_file(model, paths["last"])
         st = load_file(str(paths["state"]))
@@ -638,7 +722,16 @@ def train(cfg: TrainConfig) -> TrainResult:
         if device.type == "cuda" and "rng.cuda" in st:
             torch.cuda.set_rng_state(st["rng.cuda"], device)
         step, elapsed_before = saved["step"], saved["elapsed_s"]
+        if ema is not None:
+            if paths["ema"].is_file():
+                load_model_file(ema.model, paths["ema"])
+                ema.updates = int(saved.get("ema_updates", step))
+            else:
+                ema.reset_to(model)
+        lr_scale, rollbacks, skipped = (saved.get("lr_scale", 1.0), saved.get("rollbacks", 0),
+                                        saved.get("skipped_steps", 0))
         best_psnr, best_ssim, best_step = saved["best_psnr_y"], saved["best_ssim_y"], saved["best_step"]
+        best_source = saved.get("best_source", "raw")
         if cfg.steps is not None:
             total, fixed = cfg.steps, True
         elif saved["total_fixed"]:
@@ -647,6 +740,8 @@ def train(cfg: TrainConfig) -> TrainResult:
             total, fixed = None, False
         if not fixed and cfg.minutes is None:
             raise ValueError("--resume of a run whose step count was never fixed needs steps or minutes")
+    if saved is None:
+        lr_scale, rollbacks, skipped = 1.0, 0, 0
     start_step = step
     out.mkdir(parents=True, exist_ok=True)
     log = CsvLog(paths["log"], resume_step=step if saved is not None else None)
@@ -661,24 +756,34 @@ def train(cfg: TrainConfig) -> TrainResult:
         return {"version": 1, "model_id": model_id, "model_config": model_config, "variant": variant,
                 "step": step, "total_steps": total, "total_fixed": fixed, "elapsed_s": round(elapsed(), 2),
                 "best_psnr_y": best_psnr, "best_ssim_y": best_ssim, "best_step": best_step,
+                "best_source": best_source, "lr_scale": lr_scale, "rollbacks": rollbacks,
+                "skipped_steps": skipped, "ema_updates": ema.updates if ema is not None else 0,
                 "run_config": {k: v for k, v in asdict(cfg).items() if k not in ("resume", "overwrite")}}
 
     def run_validation() -> tuple[float | None, float | None]:
-        nonlocal best_psnr, best_ssim, best_step
+        """Validate the raw weights (and the EMA); keep the better as ``best``. Returns the raw score."""
+        nonlocal best_psnr, best_ssim, best_step, best_source, last_ema_val
         if not val:
             return None, None
         p, s = validate(model, val, device, cfg.channels_last)
-        if best_psnr is None or p > best_psnr:
-            best_psnr, best_ssim, best_step = p, s, step
-            save_model_file(model, paths["best"], model_id, config, step)
+        candidates = [(p, s, "raw", model)]
+        last_ema_val = None
+        if ema is not None:
+            ep, es = validate(ema.model, val, device, cfg.channels_last)
+            last_ema_val = (ep, es)
+            candidates.append((ep, es, "ema", ema.model))
+        cp, cs, src, net = max(candidates, key=lambda c: c[0])
+        if best_psnr is None or cp > best_psnr:
+            best_psnr, best_ssim, best_step, best_source = cp, cs, step, src
+            save_model_file(net, paths["best"], model_id, config, step)
             paths["best_json"].write_text(json.dumps(
-                {"step": step, "val_psnr_y": p, "val_ssim_y": s}, indent=1) + "\n")
+                {"step": step, "val_psnr_y": cp, "val_ssim_y": cs, "source": src}, indent=1) + "\n")
         return p, s
 
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16
                 else torch.autocast(device.type, enabled=False))
     step_times: list[float] = []
-    loss_sum, loss_n, bad = 0.0, 0, 0
+    loss_sum, loss_n, bad, gnorm_sum = 0.0, 0, 0, 0.0
     last_val_step = -1
     stopped = "done"
     lr = base_lr
@@ -700,10 +805,10 @@ def train(cfg: TrainConfig) -> TrainResult:
                 break
             t0 = time.perf_counter()
             if fixed:
-                lr = base_lr * recipe.schedule(step, total)
+                lr = base_lr * lr_scale * recipe.schedule(step, total)
             else:  # --minutes: the schedule follows the fraction of the wall-time budget spent
                 frac = min(elapsed() / budget, 1.0)
-                lr = base_lr * recipe.schedule(int(frac * TIME_SCHEDULE_STEPS), TIME_SCHEDULE_STEPS)
+                lr = base_lr * lr_scale * recipe.schedule(int(frac * TIME_SCHEDULE_STEPS), TIME_SCHEDULE_STEPS)
             for g in opt.param_groups:
                 g["lr"] = lr
             rainy, clean = data.batch(cfg.batch)
@@ -712,22 +817,39 @@ def train(cfg: TrainConfig) -> TrainResult:
                 rainy = rainy.contiguous(memory_format=torch.channels_last)
             loss = compute_loss(model, loss_fn, rainy, clean, autocast)
             opt.zero_grad(set_to_none=True)
-            if not torch.isfinite(loss):
-                bad += 1
-                if bad >= 10:  # diverged: stop, keep and export the best checkpoint so far
-                    print(f"warning: {bad} non-finite losses in a row at step {step}; stopping "
-                          "(the best validated checkpoint is exported; lower the LR to go further)",
-                          file=sys.stderr)
-                    stopped = "diverged"
-                    break
-            else:
-                bad = 0
+            finite = bool(torch.isfinite(loss))
+            if finite:
                 loss.backward()
-                if recipe.grad_clip:
-                    nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+                gnorm = grad_norm_(params, recipe.grad_clip)
+                finite = math.isfinite(gnorm)
+            if finite:  # apply the step; a non-finite loss or gradient is skipped, never applied
+                bad = 0
                 opt.step()
+                if ema is not None:
+                    ema.update(model)
                 loss_sum += loss.item()
                 loss_n += 1
+                gnorm_sum += gnorm
+            else:
+                bad += 1
+                skipped += 1
+                opt.zero_grad(set_to_none=True)
+                if bad >= 10:  # diverged: roll back to the best weights with half the LR, or stop
+                    if rollbacks >= MAX_ROLLBACKS or not paths["best"].is_file():
+                        print(f"warning: {bad} non-finite steps in a row at step {step} after {rollbacks} "
+                              "rollbacks; stopping (the best validated checkpoint is exported)", file=sys.stderr)
+                        stopped = "diverged"
+                        break
+                    rollbacks += 1
+                    lr_scale *= 0.5
+                    bad = 0
+                    print(f"warning: 10 non-finite steps in a row at step {step}; rolling back to the best "
+                          f"checkpoint (step {best_step}) with LR x{lr_scale:g} (rollback {rollbacks})",
+                          file=sys.stderr)
+                    load_model_file(model, paths["best"])
+                    opt = torch.optim.Adam(params, lr=base_lr * lr_scale, betas=recipe.betas)
+                    if ema is not None:
+                        ema.reset_to(model)
             step += 1
             step_times.append(time.perf_counter() - t0)
             bar.update(1)
@@ -738,21 +860,23 @@ def train(cfg: TrainConfig) -> TrainResult:
                 vp, vs = run_validation()
                 last_val_step = step
             if step % cfg.log_every == 0 or vp is not None:
-                log.write(step, elapsed(), lr, loss_sum / loss_n if loss_n else None, vp, vs)
+                log.write(step, elapsed(), lr, loss_sum / loss_n if loss_n else None, vp, vs,
+                          gnorm_sum / loss_n if loss_n else None, last_ema_val if vp is not None else None, skipped)
                 bar.set_postfix(loss=f"{loss_sum / loss_n:.4f}" if loss_n else "nan", lr=f"{lr:.2g}",
                                 **({"val": f"{vp:.2f}"} if vp is not None else {}))
-                loss_sum, loss_n = 0.0, 0
+                loss_sum, loss_n, gnorm_sum = 0.0, 0, 0.0
             if save_every and step % save_every == 0:
-                save_last(out, model, opt, data, device, scalars(), model_id, config)
+                save_last(out, model, opt, data, device, scalars(), model_id, config, ema)
 
         # ---- end: validate the final weights (time-out, interrupt), checkpoint, export
         if step != last_val_step and step > start_step and stopped != "paused":
             vp, vs = run_validation()
             last_val_step = step
-            log.write(step, elapsed(), lr, loss_sum / loss_n if loss_n else None, vp, vs)
+            log.write(step, elapsed(), lr, loss_sum / loss_n if loss_n else None, vp, vs,
+                      gnorm_sum / loss_n if loss_n else None, last_ema_val, skipped)
         if total is None:
             total = step
-        save_last(out, model, opt, data, device, scalars(), model_id, config)
+        save_last(out, model, opt, data, device, scalars(), model_id, config, ema)
     bar.close()
 
     # ---- export the best weights (fp16 if outputs stay within 50 dB of fp32)
@@ -775,7 +899,9 @@ def train(cfg: TrainConfig) -> TrainResult:
             "steps": step, "total_steps": total, "batch": cfg.batch, "patch": cfg.patch,
             "augmentation": "random horizontal/vertical flips" if cfg.flips else "none",
             "loss": recipe.loss, "optimizer": f"Adam betas {recipe.betas}, lr {base_lr:g}",
-            "schedule": recipe.schedule.describe(), "grad_clip": recipe.grad_clip,
+            "schedule": recipe.schedule.describe(), "grad_clip": recipe.grad_clip, "recipe": cfg.recipe,
+            "ema_decay": recipe.ema, "best_source": best_source if val else "raw",
+            "skipped_steps": skipped, "rollbacks": rollbacks,
             "recipe_source": recipe.source, "seed": cfg.seed,
             "device": device_description(device), "device_type": device.type,
             "threads": torch.get_num_threads(), "bf16_autocast": use_bf16,
@@ -845,7 +971,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         "the LR schedule follows the fraction of the budget spent, robust to speed changes")
     parser.add_argument("--batch", type=int, default=d.batch, help="batch size (default %(default)s)")
     parser.add_argument("--patch", type=int, default=d.patch, help="crop size (default %(default)s)")
-    parser.add_argument("--lr", type=float, help="base learning rate (default: the paper recipe's)")
+    parser.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
+    parser.add_argument("--recipe", choices=tuple(RECIPE_SETS), default=d.recipe,
+                        help="short: warm-up + cosine over the budget, gradient clipping, EMA (default); "
+                        "paper: the paper's own schedule scaled to the budget")
     parser.add_argument("--val-every", type=int, default=d.val_every, help="steps between validations")
     parser.add_argument("--val-count", type=int, default=d.val_count,
                         help="validation pairs carved out of the training set (default %(default)s)")
@@ -891,7 +1020,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         overwrite=args.overwrite, init=args.init, device=args.device, threads=args.threads,
         bf16=args.bf16, channels_last=args.channels_last, model_config=dict(args.config),
         tiny=args.tiny, flips=args.flips, progress=args.progress, stop_at=args.stop_at,
-        synth=getattr(args, "synth", "none"), synth_mix=getattr(args, "synth_mix", 0.0))
+        synth=getattr(args, "synth", "none"), synth_mix=getattr(args, "synth_mix", 0.0),
+        recipe=getattr(args, "recipe", "short"))
 
 
 def run_train(args: argparse.Namespace) -> int:

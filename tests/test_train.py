@@ -4,6 +4,7 @@ Everything runs on tiny synthetic pairs written into tmp_path (never ../shared/d
 """
 import csv
 import json
+from pathlib import Path
 import math
 
 import numpy as np
@@ -160,23 +161,24 @@ def test_loss_is_fp32_under_bf16_autocast():
 
 # ------------------------------------------------------------------------------------------ schedules
 def test_schedules_follow_recipes():
+    P = T.PAPER_RECIPES  # the papers' schedules (--recipe paper)
     total = 1000
-    assert T.lr_at("msamnet", 0, total) < 2e-4 / 5  # warm-up
-    assert T.lr_at("msamnet", 100, total) == pytest.approx(2e-4, rel=0.05)
-    assert T.lr_at("msamnet", total - 1, total) == pytest.approx(1e-6, rel=0.1)
-    assert T.lr_at("dsmnet", 500, total) == pytest.approx(1e-3)
-    assert T.lr_at("dsmnet", 700, total) == pytest.approx(1e-4)
-    assert T.lr_at("dsmnet", 900, total) == pytest.approx(1e-5)
-    assert T.lr_at("mfan", 100, total) == pytest.approx(2e-4)
-    assert T.lr_at("mfan", 150, total) == pytest.approx(1e-4)
-    assert T.lr_at("mfan", 999, total) == pytest.approx(2e-4 / 64)
-    assert [T.lr_at("rranet", s, total) for s in (200, 300, 600, 800)] == pytest.approx([1e-3, 2e-4, 4e-5, 8e-6])
-    assert T.RECIPES["rranet"].grad_clip == 5.0
-    assert [T.lr_at("jdnet", s, total) for s in (500, 650, 850)] == pytest.approx([5e-4, 5e-5, 5e-6])
+    assert T.lr_at("msamnet", 0, total, recipes=P) < 2e-4 / 5  # warm-up
+    assert T.lr_at("msamnet", 100, total, recipes=P) == pytest.approx(2e-4, rel=0.05)
+    assert T.lr_at("msamnet", total - 1, total, recipes=P) == pytest.approx(1e-6, rel=0.1)
+    assert T.lr_at("dsmnet", 500, total, recipes=P) == pytest.approx(1e-3)
+    assert T.lr_at("dsmnet", 700, total, recipes=P) == pytest.approx(1e-4)
+    assert T.lr_at("dsmnet", 900, total, recipes=P) == pytest.approx(1e-5)
+    assert T.lr_at("mfan", 100, total, recipes=P) == pytest.approx(2e-4)
+    assert T.lr_at("mfan", 150, total, recipes=P) == pytest.approx(1e-4)
+    assert T.lr_at("mfan", 999, total, recipes=P) == pytest.approx(2e-4 / 64)
+    assert [T.lr_at("rranet", s, total, recipes=P) for s in (200, 300, 600, 800)] == pytest.approx([1e-3, 2e-4, 4e-5, 8e-6])
+    assert P["rranet"].grad_clip == 5.0
+    assert [T.lr_at("jdnet", s, total, recipes=P) for s in (500, 650, 850)] == pytest.approx([5e-4, 5e-5, 5e-6])
     # cosine midpoint after the 2% warm-up (20 steps): (1000 + 20) / 2
-    assert T.lr_at("control", 510, total, base_lr=1e-3) == pytest.approx(0.5e-3, rel=0.01)
+    assert T.lr_at("control", 510, total, base_lr=1e-3, recipes=P) == pytest.approx(0.5e-3, rel=0.01)
     # functions of (step, total): the same fraction of any budget gives the same LR
-    assert T.lr_at("dsmnet", 70, 100) == T.lr_at("dsmnet", 7000, 10000)
+    assert T.lr_at("dsmnet", 70, 100, recipes=P) == T.lr_at("dsmnet", 7000, 10000, recipes=P)
 
 
 # ------------------------------------------------------------------------------------------ control
@@ -220,7 +222,7 @@ def test_train_control_resume_and_export(tmp_path):
     assert (a.step, a.total_steps, a.stopped) == (4, 4, "done")
     rows = _log_rows(tmp_path / "a")
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
-    assert list(rows[0]) == ["step", "elapsed_s", "lr", "loss", "val_psnr_y", "val_ssim_y"]
+    assert list(rows[0]) == list(T.LOG_FIELDS)
     assert rows[1]["val_psnr_y"] and rows[3]["val_psnr_y"] and not rows[0]["val_psnr_y"]
     assert all(math.isfinite(float(r["loss"])) for r in rows)
 
@@ -384,6 +386,11 @@ def test_divergence_stops_and_exports_the_best_checkpoint(tmp_path, monkeypatch)
         return value * float("nan") if len(calls) > 2 else value
 
     monkeypatch.setattr(T, "compute_loss", loss)
-    res = T.train(_cfg(tmp_path, data, steps=40))
-    assert res.stopped == "diverged" and res.step < 40
+    res = T.train(_cfg(tmp_path, data, steps=80))
+    # each run of 10 non-finite steps rolls back to the best checkpoint with half the LR, at most
+    # MAX_ROLLBACKS times; then the run stops
+    assert res.stopped == "diverged" and res.step == 2 + 10 * (T.MAX_ROLLBACKS + 1) - 1
+    state = json.loads((Path(res.out_dir) / "last_state.json").read_text())
+    assert state["rollbacks"] == T.MAX_ROLLBACKS and state["lr_scale"] == 0.5 ** T.MAX_ROLLBACKS
+    assert state["skipped_steps"] == 10 * (T.MAX_ROLLBACKS + 1)
     assert res.best_step == 2 and res.export_path is not None and res.export_path.is_file()
