@@ -99,7 +99,8 @@ class SubspaceAttention(nn.Module):
         t = F.relu(self.bn1(self.depthwise(x)))
         t = F.max_pool2d(t, 3, stride=1, padding=1)
         t = F.relu(self.bn2(self.pointwise(t)))  # (B, g, H, W)
-        att = torch.softmax(t.flatten(2), dim=-1).view(b, self.groups, 1, h, w)
+        # softmax in float32 (CPU autocast leaves it in bf16), weights back in x's dtype
+        att = torch.softmax(t.flatten(2).float(), dim=-1).to(x.dtype).view(b, self.groups, 1, h, w)
         rec("subspace_att", att.view(b, self.groups, h, w) * (h * w))
         out = x.view(b, self.groups, c // self.groups, h, w)
         return (out * att + out).view(b, c, h, w)
@@ -197,7 +198,16 @@ def rlcn(image: torch.Tensor, window: int = 9, eps: float = 1e-5, clamp: bool = 
     deviation ``sigma = sqrt(var + eps)`` over a ``window x window`` neighbourhood that
     counts only pixels inside the image. ``clamp`` caps the result at 1 (the successor
     code's choice; the paper only rectifies).
+
+    Always float32 with autocast off: under bf16 the window sums lose the small differences
+    ``I - mu`` (12.6 % of the pixels were off by more than 0.1), so returns float32 whatever
+    ``image``'s dtype.
     """
+    with no_autocast(image):
+        return _rlcn_fp32(image.float(), window, eps, clamp)
+
+
+def _rlcn_fp32(image: torch.Tensor, window: int, eps: float, clamp: bool) -> torch.Tensor:
     b, c, h, w = image.shape
     pad = window // 2
     ones_k = image.new_ones(1, 1, window, window)
@@ -225,9 +235,13 @@ def no_autocast(t: torch.Tensor):
 
 
 def position_grid(height: int, width: int, like: torch.Tensor) -> torch.Tensor:
-    """SAN's position map ``(1, 2, H, W)``: x then y, each ``linspace(-1, 1)`` over the image."""
-    loc_w = torch.linspace(-1.0, 1.0, width, device=like.device, dtype=like.dtype)
-    loc_h = torch.linspace(-1.0, 1.0, height, device=like.device, dtype=like.dtype)
+    """SAN's position map ``(1, 2, H, W)``: x then y, each ``linspace(-1, 1)`` over the image.
+
+    Always float32 (on ``like``'s device): in bf16 neighbouring positions of a 481-px row
+    (2/480 apart) round to the same value and their differences vanish.
+    """
+    loc_w = torch.linspace(-1.0, 1.0, width, device=like.device, dtype=torch.float32)
+    loc_h = torch.linspace(-1.0, 1.0, height, device=like.device, dtype=torch.float32)
     return torch.stack([loc_w.expand(height, width), loc_h[:, None].expand(height, width)])[None]
 
 
@@ -274,8 +288,7 @@ class PairwiseSelfAttention(nn.Module):
         phi = self.conv1(x).contiguous()
         psi = F.pad(self.conv2(x).contiguous(), pad, mode="reflect")
         value = F.pad(self.conv3(x).contiguous(), pad, mode="reflect")
-        pos = self.conv_p(position_grid(h, w, x)).contiguous()
-        pos_pad = F.pad(pos, pad, mode="reflect")
+        pos, pos_pad = self.positions(h, w, x)
         if use_fast_kernels() and isinstance(self.conv_w[0], nn.LeakyReLU):
             # float32 on CPU, autocast off: bf16 element-wise ops and casts cost more there than
             # they save, and these tensors have few channels
@@ -294,6 +307,13 @@ class PairwiseSelfAttention(nn.Module):
             out = out.contiguous(memory_format=torch.channels_last)
         return out
 
+    def positions(self, h: int, w: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``conv_p`` of the position grid and its reflection-padded copy, float32 under any autocast."""
+        pad = [self.kernel_size // 2] * 4
+        with no_autocast(like):
+            pos = F.conv2d(position_grid(h, w, like), self.conv_p.weight.float(), self.conv_p.bias.float())
+        return pos.contiguous(), F.pad(pos, pad, mode="reflect")
+
     def _offsets(self):
         k = self.kernel_size
         return [divmod(idx, k) for idx in range(k * k)]
@@ -305,9 +325,11 @@ class PairwiseSelfAttention(nn.Module):
         logits = []
         for dy, dx in self._offsets():
             d_rel = phi - psi[:, :, dy:dy + h, dx:dx + w]
-            d_pos = (pos - pos_pad[:, :, dy:dy + h, dx:dx + w]).expand(b, -1, -1, -1)
+            # differences in float32, then cast: small as they are, they keep their digits
+            d_pos = (pos - pos_pad[:, :, dy:dy + h, dx:dx + w]).to(d_rel.dtype).expand(b, -1, -1, -1)
             logits.append(self.conv_w(torch.cat([d_rel, d_pos], dim=1)))
-        weights = torch.softmax(torch.stack(logits, dim=2), dim=2)  # (B, Cw, k*k, H, W)
+        # softmax and the weighted sum in float32 (CPU autocast would keep them in bf16)
+        weights = torch.softmax(torch.stack(logits, dim=2).float(), dim=2)  # (B, Cw, k*k, H, W)
         cw = weights.shape[1]
         out = 0
         for idx, (dy, dx) in enumerate(self._offsets()):

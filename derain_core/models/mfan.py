@@ -323,9 +323,7 @@ class ChannelCSSAB(nn.Module):
         nh, d = self.heads, c // self.heads
         al = spp_anchors(xl).unsqueeze(-1)  # (B, C, 110, 1)
         as_ = al if xs is xl else spp_anchors(xs).unsqueeze(-1)
-        q = self.q(al).view(b, nh, d, SPP_ANCHORS).float()
-        k = self.k(as_).view(b, nh, d, SPP_ANCHORS).float()
-        att = torch.softmax((k @ q.transpose(-1, -2)) * self.qk_scale, dim=-2)  # (B, nh, i, j)
+        att = self.channel_attention(al, as_)
         v = self.v(xl).view(b, nh, d, h * w)
         o = att.transpose(-1, -2).to(v.dtype) @ v  # (B, nh, d, hw)
         if rec.enabled:
@@ -334,6 +332,19 @@ class ChannelCSSAB(nn.Module):
             if rec.full:
                 rec("head_out", o.reshape(b, c, h, w))
         return xl + self.proj(o.reshape(b, c, h, w))
+
+    def channel_attention(self, al: torch.Tensor, as_: torch.Tensor) -> torch.Tensor:
+        """``softmax_i(K Q^T)`` ``(B, heads, i, j)`` from the anchors, float32 under any autocast.
+
+        The Q/K convs run on only 110 anchors, so float32 costs nothing here and keeps the
+        logits exact (under bf16 they lose about 3 significant digits).
+        """
+        b, c = al.shape[:2]
+        nh, d = self.heads, c // self.heads
+        with no_autocast(al):
+            q = F.conv2d(al.float(), self.q.weight.float(), self.q.bias.float()).view(b, nh, d, SPP_ANCHORS)
+            k = F.conv2d(as_.float(), self.k.weight.float(), self.k.bias.float()).view(b, nh, d, SPP_ANCHORS)
+            return torch.softmax((k @ q.transpose(-1, -2)) * self.qk_scale, dim=-2)
 
     def specs(self, prefix: str, channels: int, scale: int, group: str,
               full: bool = False) -> list[MapSpec]:

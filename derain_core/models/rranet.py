@@ -180,8 +180,8 @@ class RRANet(DerainNet):
         self.tail = nn.Conv2d(c[0], 3, 1)
 
     def rlcn_image(self, x: torch.Tensor, rec: Recorder = Recorder.off()) -> torch.Tensor:
-        """RLCN image fed to the network (computed in float32, returned in x's dtype)."""
-        raw = rlcn(x.float(), window=self.rlcn_window, clamp=False)
+        """RLCN image fed to the network (float32 under any autocast, returned in x's dtype)."""
+        raw = rlcn(x, window=self.rlcn_window, clamp=False)
         rec("rlcn_raw", raw)
         out = raw.clamp(max=1.0) if self.rlcn_clamp else raw
         rec("rlcn", out)
