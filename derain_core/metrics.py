@@ -1,7 +1,11 @@
 """Image quality metrics: full-reference (PSNR, SSIM, error map, CIE76 delta E) and
 no-reference ("NIQE (this project's pristine model)", PIQE).
 
-Conventions: images are numpy float arrays ``H x W x 3`` (RGB) in [0, data_range]; the
+PSNR and SSIM have one implementation, in torch (:func:`psnr_torch`, :func:`ssim_torch`,
+:func:`ssim_map_torch` on ``(B, C, H, W)`` tensors, differentiable, so losses and training
+validation can use them); the numpy functions :func:`psnr` and :func:`ssim` call it in float64.
+
+Conventions: numpy images are float arrays ``H x W x 3`` (RGB) in [0, data_range]; the
 default ``data_range`` is 1.0. ``on="y"`` evaluates the BT.601 luma of :func:`rgb_to_y`,
 rescaled to the input's range (PSNR and SSIM are unchanged by a common rescaling of the
 images and the data range, so the numbers equal those computed on Y in 0..255 with
@@ -10,19 +14,23 @@ every side before measuring. Nothing here imports scikit-image.
 """
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import numpy as np
-from scipy import ndimage
+import torch
+import torch.nn.functional as F
 
 from .niqe import LABEL as NIQE_LABEL
 from .niqe import mscn, niqe, rgb_to_gray255
 
 __all__ = ["rgb_to_y", "rgb_to_lab", "psnr", "ssim", "error_map", "delta_e", "niqe", "piqe",
-           "compute_metrics", "NIQE_LABEL"]
+           "compute_metrics", "NIQE_LABEL", "rgb_to_y_torch", "psnr_torch", "ssim_torch",
+           "ssim_map_torch"]
 
 Channel = Literal["rgb", "y"]
+_Y_WEIGHTS = (65.481, 128.553, 24.966)  # BT.601, MATLAB rgb2ycbcr, for RGB in [0, 1]
+SSIM_WINDOW, SSIM_SIGMA = 11, 1.5  # Wang et al. 2004
+_K1, _K2 = 0.01, 0.03
 
 
 def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
@@ -32,7 +40,87 @@ def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
     scale** (16 for black, 235 for white), not rounded. Use ``data_range=255`` with it.
     """
     rgb = np.asarray(rgb, dtype=np.float64)
-    return 16.0 + rgb @ np.array([65.481, 128.553, 24.966])
+    return 16.0 + rgb @ np.array(_Y_WEIGHTS)
+
+
+# --------------------------------------------------------------------------------------
+# PSNR and SSIM on tensors (the one implementation)
+# --------------------------------------------------------------------------------------
+def rgb_to_y_torch(x: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """``(B, 3, H, W)`` RGB in [0, data_range] -> ``(B, 1, H, W)`` BT.601 Y on the same scale
+    (``(16 + 65.481 R + 128.553 G + 24.966 B) / 255`` for data range 1), differentiable."""
+    w = torch.tensor(_Y_WEIGHTS, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (16.0 * data_range + (x * w).sum(1, keepdim=True)) / 255.0
+
+
+def _on(x: torch.Tensor, y: torch.Tensor, data_range: float, on: Channel) -> tuple[torch.Tensor, torch.Tensor]:
+    if x.shape != y.shape or x.dim() != 4:
+        raise ValueError(f"expected two (B, C, H, W) tensors of one shape, got {tuple(x.shape)} "
+                         f"and {tuple(y.shape)}")
+    if on == "y":
+        if x.shape[1] != 3:
+            raise ValueError("on='y' needs RGB inputs")
+        return rgb_to_y_torch(x, data_range), rgb_to_y_torch(y, data_range)
+    if on != "rgb":
+        raise ValueError(f"on must be 'rgb' or 'y', got {on!r}")
+    return x, y
+
+
+def psnr_torch(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, on: Channel = "rgb") -> torch.Tensor:
+    """PSNR in dB of each image of a batch, ``(B,)``: ``10 log10(data_range^2 / MSE)``, the MSE
+    over channels and pixels; ``inf`` for identical images. Differentiable."""
+    x, y = _on(x, y, data_range, on)
+    mse = ((x - y) ** 2).mean(dim=(1, 2, 3))
+    return 10.0 * torch.log10(data_range ** 2 / mse)
+
+
+def _gaussian_1d(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    r = SSIM_WINDOW // 2
+    t = torch.arange(-r, r + 1, device=device, dtype=dtype)
+    g = torch.exp(-(t * t) / (2 * SSIM_SIGMA ** 2))
+    return g / g.sum()
+
+
+def ssim_map_torch(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0,
+                   padding: Literal["valid", "zeros"] = "valid") -> torch.Tensor:
+    """Per-pixel SSIM ``(B, C, h, w)`` of each channel: 11x11 Gaussian window (sigma 1.5),
+    K1 0.01, K2 0.03, population statistics. Differentiable.
+
+    ``padding="valid"``: only windows inside the image (``h = H - 10``), the evaluation
+    convention (scikit-image, MATLAB); ``"zeros"``: zero-padded windows, same size as the
+    input, the convention of JDNet's training code.
+    """
+    if min(x.shape[-2:]) < SSIM_WINDOW and padding == "valid":
+        raise ValueError(f"SSIM needs at least {SSIM_WINDOW} px per side, got {tuple(x.shape[-2:])}")
+    c = x.shape[1]
+    g = _gaussian_1d(x.device, x.dtype)
+    rows, cols = g.view(1, 1, -1, 1).expand(c, 1, -1, 1), g.view(1, 1, 1, -1).expand(c, 1, 1, -1)
+    pad = SSIM_WINDOW // 2 if padding == "zeros" else 0
+
+    def filt(a: torch.Tensor) -> torch.Tensor:  # the separable Gaussian, per channel
+        a = F.conv2d(a, rows, padding=(pad, 0), groups=c)
+        return F.conv2d(a, cols, padding=(0, pad), groups=c)
+
+    ux, uy = filt(x), filt(y)
+    vx = filt(x * x) - ux * ux
+    vy = filt(y * y) - uy * uy
+    vxy = filt(x * y) - ux * uy
+    c1, c2 = (_K1 * data_range) ** 2, (_K2 * data_range) ** 2
+    return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+
+
+def ssim_torch(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, on: Channel = "rgb",
+               padding: Literal["valid", "zeros"] = "valid") -> torch.Tensor:
+    """Mean SSIM of each image of a batch, ``(B,)`` (see :func:`ssim_map_torch`). Differentiable;
+    for a loss use ``1 - ssim_torch(out, target).mean()``."""
+    x, y = _on(x, y, data_range, on)
+    return ssim_map_torch(x, y, data_range, padding).mean(dim=(1, 2, 3))
+
+
+def _as_batch(a: np.ndarray) -> torch.Tensor:
+    """numpy ``H x W`` or ``H x W x C`` -> float64 ``(1, C, H, W)``."""
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
+    return t[None, None] if t.dim() == 2 else t.permute(2, 0, 1)[None]
 
 
 def _prepare(x: np.ndarray, y: np.ndarray, data_range: float, crop_border: int,
@@ -60,28 +148,7 @@ def psnr(x: np.ndarray, y: np.ndarray, data_range: float = 1.0, crop_border: int
     """PSNR in dB, ``10 log10(data_range^2 / MSE)`` with the MSE over all pixels and channels
     (same as ``skimage.metrics.peak_signal_noise_ratio``). Identical images give ``inf``."""
     x, y = _prepare(x, y, data_range, crop_border, on)
-    mse = float(np.mean((x - y) ** 2))
-    if mse == 0.0:
-        return math.inf
-    return 10.0 * math.log10(data_range ** 2 / mse)
-
-
-def _ssim_2d(x: np.ndarray, y: np.ndarray, data_range: float) -> float:
-    sigma, truncate = 1.5, 3.5
-    pad = int(truncate * sigma + 0.5)  # window 11x11; borders of 5 px are excluded
-    if min(x.shape) < 2 * pad + 1:
-        raise ValueError(f"SSIM needs at least {2 * pad + 1} px per side, got {x.shape}")
-
-    def filt(a: np.ndarray) -> np.ndarray:
-        return ndimage.gaussian_filter(a, sigma=sigma, truncate=truncate, mode="reflect")
-
-    ux, uy = filt(x), filt(y)
-    vx = filt(x * x) - ux * ux
-    vy = filt(y * y) - uy * uy
-    vxy = filt(x * y) - ux * uy
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-    return float(s[pad:-pad, pad:-pad].mean())
+    return float(psnr_torch(_as_batch(x), _as_batch(y), data_range)[0])
 
 
 def ssim(x: np.ndarray, y: np.ndarray, data_range: float = 1.0, crop_border: int = 0,
@@ -93,9 +160,7 @@ def ssim(x: np.ndarray, y: np.ndarray, data_range: float = 1.0, crop_border: int
     use_sample_covariance=False, data_range=data_range, channel_axis=-1)``.
     """
     x, y = _prepare(x, y, data_range, crop_border, on)
-    if x.ndim == 2:
-        return _ssim_2d(x, y, data_range)
-    return float(np.mean([_ssim_2d(x[..., c], y[..., c], data_range) for c in range(x.shape[-1])]))
+    return float(ssim_torch(_as_batch(x), _as_batch(y), data_range)[0])
 
 
 def error_map(x: np.ndarray, y: np.ndarray) -> np.ndarray:

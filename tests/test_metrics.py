@@ -89,6 +89,32 @@ def test_ssim_matches_skimage(crop):
     assert ssim(x, x) == pytest.approx(1.0)
 
 
+def test_torch_psnr_ssim_are_the_numpy_ones_and_differentiable():
+    import torch
+
+    from derain_core import losses
+    from derain_core.metrics import psnr_torch, rgb_to_y_torch, ssim_map_torch, ssim_torch
+
+    x, y = pair()
+    tx, ty = (torch.from_numpy(a).permute(2, 0, 1)[None] for a in (x, y))
+    assert psnr_torch(tx, ty).item() == pytest.approx(peak_signal_noise_ratio(x, y, data_range=1.0), abs=1e-9)
+    assert ssim_torch(tx, ty).item() == pytest.approx(sk_ssim(x, y, 1.0), abs=1e-9)
+    ref_y = sk_ssim(rgb_to_y(x), rgb_to_y(y), 255.0, channel_axis=None)
+    assert ssim_torch(tx, ty, on="y").item() == pytest.approx(ref_y, abs=1e-9)
+    assert psnr_torch(tx, ty, on="y").item() == pytest.approx(psnr(x, y, on="y"), abs=1e-9)
+    assert torch.allclose(rgb_to_y_torch(tx)[0, 0] * 255, torch.from_numpy(rgb_to_y(x)))
+    # a batch gives one value per image; identical images give inf and 1
+    batch = torch.cat([tx, ty]).float()
+    assert psnr_torch(batch, batch).isinf().all() and torch.allclose(ssim_torch(batch, batch), torch.ones(2))
+    # the zero-padded map is the training convention of losses.py
+    assert torch.allclose(ssim_map_torch(tx, ty, padding="zeros"), losses.ssim_loss_map(tx, ty), atol=1e-9)
+    xf, yf = tx.float(), ty.float()
+    assert ssim_map_torch(xf, yf).shape[-2:] == (48 - 10, 64 - 10)
+    out = xf.clone().requires_grad_(True)
+    (1 - ssim_torch(out, yf).mean() - psnr_torch(out, yf).mean()).backward()
+    assert out.grad is not None and torch.isfinite(out.grad).all() and out.grad.abs().sum() > 0
+
+
 def test_ssim_rejects_bad_input():
     x, y = pair()
     with pytest.raises(ValueError, match="shape"):
