@@ -23,7 +23,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-MapKind = Literal["image", "attention", "feature", "band", "vector"]
+# What a recorded map is; the apps choose how to draw a map from its kind alone:
+#   image     an image in [0, 1] (an intermediate clean estimate, an RLCN image, the output)
+#   residual  a signed image the network removes or adds (a rain layer, R = input - output)
+#   attention weights in [0, 1] or a distribution (spatial, or per head as a fixed-size matrix)
+#   feature   a feature tensor (drawn as its per-pixel magnitude)
+#   band      a signed frequency band (wavelet LH/HL/HH, pyramid detail)
+#   vector    one value per channel, e.g. channel attention (B, C, 1, 1)
+MapKind = Literal["image", "residual", "attention", "feature", "band", "vector"]
 
 _FAST_KERNELS = contextvars.ContextVar("derain_fast_kernels", default=True)
 
@@ -54,6 +61,10 @@ class MapSpec:
     Spatial maps (``scale`` > 0) have shape ``(B, channels, ceil(H/scale), ceil(W/scale))``
     for an input of size ``H x W``; other maps have the fixed shape ``(B, channels, *size)``.
     ``group`` is a "/"-separated path the apps use to arrange maps (e.g. ``"stage 3/scale 2"``).
+
+    Until every network declares its rain layers as ``"residual"``, an ``"image"`` whose key
+    has a ``rain`` component (``rain``, ``sam.rain``, ``stage1.rain``, ``rain.linear``) is
+    read as one; this is the only place that looks at a key to decide what a map is.
     """
 
     key: str
@@ -64,6 +75,15 @@ class MapSpec:
     scale: int = 1
     size: tuple[int, int] | None = None
     group: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind == "image" and "rain" in self.key.split("."):
+            object.__setattr__(self, "kind", "residual")
+
+    @property
+    def spatial(self) -> bool:
+        """True when the map lies on the input's frame (it can be laid over the photo)."""
+        return self.scale > 0 and self.size is None and self.kind != "vector"
 
     def shape(self, batch: int, height: int, width: int) -> tuple[int, int, int, int]:
         """Expected tensor shape for an input of ``batch x 3 x height x width``."""

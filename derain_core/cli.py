@@ -14,16 +14,17 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .registry import MODEL_IDS
+from .registry import model_ids
 
 
 def _models_arg(values: Sequence[str] | None) -> list[str]:
     ids = []
-    for v in values or MODEL_IDS:
+    known = model_ids()
+    for v in values or known:
         ids.extend(p for p in v.split(",") if p)
-    unknown = [m for m in ids if m not in MODEL_IDS]
+    unknown = [m for m in ids if m not in known]
     if unknown:
-        raise ValueError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODEL_IDS)}")
+        raise ValueError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     return ids
 
 
@@ -69,7 +70,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             if "psnr_y" in m:
                 measured.append(f"{v}: {m['psnr_y']:.2f} dB Y")
         rows.append([card.id, card.name, f"{card.venue.split(' (')[0][:32]} {card.year}",
-                     card.predicts.split(" (")[0],
+                     card.predicts,
                      f"{st['params'] / 1e6:.3f} M", f"{st['macs'] / 1e9:.0f} G",
                      ", ".join(variants) or "untrained", "; ".join(measured) or "-"])
     _print_table(["id", "name", "venue", "predicts", "params", "MACs@512", "weights", "measured (Rain100L test)"], rows)

@@ -8,12 +8,13 @@ A network module declares its card and registers its class::
     class MSAMNet(DerainNet): ...
 
 The engine reads everything it needs (size multiple, half-precision support, tiling,
-weights files) from the card, so it needs no per-model special cases.
+weights files) from the card, so it needs no per-model special cases. The registry is the
+only list of models: adding a network means adding a file to ``derain_core/models/``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any, Callable, Literal, get_args
 
 import torch.nn as nn
 
@@ -29,6 +30,11 @@ class PaperResult:
     note: str = ""
 
 
+# What a network's last layer estimates: the rain layer (the output is derived from it) or
+# the clean image directly.
+Predicts = Literal["rain layer", "clean image"]
+
+
 @dataclass(frozen=True)
 class ModelCard:
     """Everything the engine and the apps need to know about one network."""
@@ -38,7 +44,7 @@ class ModelCard:
     paper: str
     venue: str
     year: int
-    predicts: str  # "rain layer" (output = input - R) or "clean image"
+    predicts: Predicts
     description: str
     size_multiple: int = 1  # the network pads to this multiple internally
     min_size: int = 16  # smallest accepted side, in pixels
@@ -57,13 +63,22 @@ class ModelCard:
     provenance: tuple[str, ...] = ()  # "paper: ...", "choice: ...", "official code: ..."
     license: str = "MIT (this re-implementation)"
     default_variant: str | None = None  # None: the engine's VARIANT_PREFERENCE decides
+    predicts_note: str = ""  # how the output follows, e.g. "output = input - R"
+
+    def __post_init__(self) -> None:
+        # Cards written before ``predicts_note`` existed say "rain layer (output = input - R)".
+        kind, _, note = self.predicts.partition(" (")
+        if note:
+            object.__setattr__(self, "predicts", kind)
+            object.__setattr__(self, "predicts_note", self.predicts_note or note.removesuffix(")"))
+        if self.predicts not in get_args(Predicts):
+            raise ValueError(f"{self.id}: predicts must be one of {get_args(Predicts)}, got {self.predicts!r}")
 
     def with_(self, **changes: Any) -> "ModelCard":
         return replace(self, **changes)
 
 
 _REGISTRY: dict[str, tuple[ModelCard, type[nn.Module]]] = {}
-MODEL_IDS = ("msamnet", "dsmnet", "mfan", "rranet", "jdnet")
 
 
 def register(card: ModelCard) -> Callable[[type[nn.Module]], type[nn.Module]]:
@@ -84,17 +99,27 @@ def _ensure_loaded() -> None:
 
 
 def list_models() -> list[ModelCard]:
-    """All model cards, in the product's fixed order."""
+    """Every registered model card, newest paper first (ties by id)."""
     _ensure_loaded()
-    order = {m: i for i, m in enumerate(MODEL_IDS)}
-    return sorted((c for c, _ in _REGISTRY.values()), key=lambda c: order.get(c.id, 99))
+    return sorted((c for c, _ in _REGISTRY.values()), key=lambda c: (-c.year, c.id))
+
+
+def model_ids() -> tuple[str, ...]:
+    """The ids of every registered model, in :func:`list_models` order."""
+    return tuple(c.id for c in list_models())
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MODEL_IDS":  # the old hand-kept tuple, now read from the registry
+        return model_ids()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get_card(model_id: str) -> ModelCard:
     """The card of one model; raises ``KeyError`` with the known ids."""
     _ensure_loaded()
     if model_id not in _REGISTRY:
-        raise KeyError(f"unknown model {model_id!r}; known: {', '.join(MODEL_IDS)}")
+        raise KeyError(f"unknown model {model_id!r}; known: {', '.join(model_ids())}")
     return _REGISTRY[model_id][0]
 
 

@@ -30,8 +30,8 @@ from PIL import Image, ImageDraw, ImageFont
 from .base import MapSpec
 
 __all__ = ["CMAPS", "apply_colormap", "heatmap", "overlay", "to_uint8_image", "map_to_2d",
-           "render_map", "channel_grid", "crop_window", "synced_crops", "mark_point",
-           "crops_strip", "labelled_grid", "group_specs"]
+           "MapPanel", "map_panels", "is_spatial", "render_map", "channel_grid", "crop_window",
+           "synced_crops", "mark_point", "crops_strip", "labelled_grid", "group_specs"]
 
 # ----------------------------------------------------------------------------- colour maps
 # 33 control points (LUT indices 0, 8, ..., 248, 255 of matplotlib's 256-entry maps) as
@@ -389,17 +389,22 @@ def overlay(image: Any, map2d: Any, alpha: float = 0.5, cmap: str = "inferno",
 
 # ----------------------------------------------------------------------------- map kinds
 @dataclass
-class _Panel:
-    """One picture of a map: a 2-D array (coloured) or an RGB float image."""
+class MapPanel:
+    """One picture of a map: a 2-D array (coloured with ``cmap`` over ``vrange``) or, when
+    ``rgb``, an ``H x W x 3`` float image in [0, 1]. An interactive chart that uses these
+    fields draws what :func:`render_map` draws."""
 
     label: str
     data: np.ndarray
     cmap: str = "inferno"
-    symmetric: bool = False
-    vrange: tuple[float, float] | None = None  # shared with sibling panels
-    spatial: bool = True  # can be laid over the input image
+    symmetric: bool = False  # range centred on 0 (signed maps)
+    vrange: tuple[float, float] | None = None  # (min, max) of the colours; set by map_panels
+    spatial: bool = True  # lies on the input's frame: can be laid over the photo
     strip: bool = False  # a vector drawn as a heat strip
     rgb: bool = False
+
+
+_Panel = MapPanel
 
 
 def _chw(tensor: Any, batch: int = 0) -> np.ndarray:
@@ -420,8 +425,11 @@ def _shared_range(a: np.ndarray, symmetric: bool = False) -> tuple[float, float]
     return _value_range(a, symmetric=symmetric)
 
 
-def _is_rain(spec: MapSpec) -> bool:
-    return "rain" in spec.key.lower() or "rain" in spec.title.lower()
+def is_spatial(tensor: Any, spec: MapSpec) -> bool:
+    """Whether a recorded map is a picture on the input's frame that can be laid over the
+    photo: a spatial spec (:attr:`MapSpec.spatial`) with more than one row and column."""
+    h, w = _as_array(tensor).shape[-2:]
+    return spec.spatial and h > 1 and w > 1
 
 
 def _per_channel(a: np.ndarray, what: str, cmap: str, spatial: bool, max_panels: int,
@@ -436,11 +444,22 @@ def _per_channel(a: np.ndarray, what: str, cmap: str, spatial: bool, max_panels:
     return [_Panel(f"{what} {i}", a[i], cmap, symmetric, vr, spatial) for i in range(c)]
 
 
+def map_panels(tensor: Any, spec: MapSpec, batch: int = 0, max_panels: int = 8) -> list[MapPanel]:
+    """The panels :func:`render_map` draws for one map, each with its colour map and value
+    range (the rules are documented in :func:`map_to_2d`)."""
+    panels = _panels(tensor, spec, batch, max_panels)
+    for p in panels:
+        if p.rgb:
+            p.cmap, p.vrange = "gray", (0.0, 1.0)
+        elif p.vrange is None:
+            p.vrange = _value_range(p.data, symmetric=p.symmetric)
+    return panels
+
+
 def _panels(tensor: Any, spec: MapSpec, batch: int = 0, max_panels: int = 8) -> list[_Panel]:
-    """How one recorded map is shown; the rules are documented in :func:`map_to_2d`."""
     a = _chw(tensor, batch)
     c, h, w = a.shape
-    spatial = spec.scale > 0 and spec.size is None
+    spatial = is_spatial(a, spec)
     if spec.kind == "vector" or (h == 1 and w == 1):
         v = a.reshape(-1)
         n = v.size
@@ -450,11 +469,11 @@ def _panels(tensor: Any, spec: MapSpec, batch: int = 0, max_panels: int = 8) -> 
         strip[:n] = v
         label = f"{n} values" + (f" (rows of {cols})" if rows > 1 else "")
         return [_Panel(label, strip.reshape(rows, cols), "viridis", spatial=False, strip=True)]
-    if spec.kind == "image":
+    if spec.kind in ("image", "residual"):
         if c == 3:
             rgb = np.transpose(a, (1, 2, 0))
             panels = [_Panel("image", np.clip(np.nan_to_num(rgb), 0.0, 1.0), rgb=True)]
-            if _is_rain(spec):
+            if spec.kind == "residual":
                 mag = np.abs(np.nan_to_num(rgb))
                 p = float(np.percentile(mag, 99.5)) if mag.size else 0.0
                 gain = float(np.clip(1.0 / p, 1.0, 100.0)) if p > 0 else 1.0
@@ -488,9 +507,10 @@ def map_to_2d(tensor: Any, spec: MapSpec, batch: int = 0,
               max_panels: int = 8) -> list[tuple[str, np.ndarray]]:
     """What to draw for one recorded map: ``[(label, 2-D float map or H x W x 3 float image)]``.
 
-    * image, 3 channels: the RGB image clipped to [0, 1]; rain layers also ``|rain|`` scaled so
-      its 99.5th percentile is white (gain 1-100, given in the label), since rain is faint;
-    * image, 1 channel: the grey map (range 0-1);
+    * image or residual, 3 channels: the RGB image clipped to [0, 1]; a residual (rain layer)
+      also as ``|rain|`` scaled so its 99.5th percentile is white (gain 1-100, given in the
+      label), since rain is faint;
+    * image or residual, 1 channel: the grey map (range 0-1);
     * attention: one panel per channel up to ``max_panels`` (shared range), else their mean;
     * feature: channel mean of ``|x|`` and the L2 norm over channels;
     * band (signed wavelet/frequency band): the map, or its channel mean (plus the mean of
@@ -517,13 +537,13 @@ def render_map(tensor: Any, spec: MapSpec, image: Any = None, overlay_alpha: flo
     a = _chw(tensor, batch)
     tiles = []
     base = to_uint8_image(image) if image is not None and overlay_alpha else None
-    for p in _panels(a, spec, 0, max_panels):
+    for p in map_panels(a, spec, 0, max_panels):
         if p.rgb:
             rgb = to_uint8_image(p.data)
             tiles.append(_titled(_resize_rgb(rgb, _display_hw(rgb.shape[:2], size)), p.label))
             continue
         cm = cmap or p.cmap
-        lo, hi = p.vrange if p.vrange is not None else _value_range(p.data, symmetric=p.symmetric)
+        lo, hi = p.vrange
         if p.strip:
             rows, n = p.data.shape
             cw = max(1, size // n)

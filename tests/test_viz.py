@@ -242,3 +242,25 @@ def test_group_specs_keeps_order():
     assert [s.key for s in groups["stage 1"]] == ["d1/clean", "gray", "sam/att"]
     assert sum(len(v) for v in groups.values()) == len(SPECS)
     assert list(viz.group_specs([MapSpec("k", "feature", "t", "", 1)], default="other")) == ["other"]
+
+
+def test_map_kinds_decide_the_panels_not_titles():
+    rain = MapSpec("stage1.rain", "image", "rain removed by stage 1", "", 3, 1)
+    derained = MapSpec("output", "image", "Derained image", "", 3, 1)  # "rain" in the title only
+    assert rain.kind == "residual" and derained.kind == "image"
+    assert MapSpec("rain", "residual", "R", "", 3).kind == "residual"
+    t = torch.rand(1, 3, 12, 12) * 0.05
+    assert len(viz.map_to_2d(t, rain)) == 2 and len(viz.map_to_2d(t, derained)) == 1
+
+
+def test_map_panels_carry_the_drawn_colours_and_spatial_rule():
+    band = MapSpec("b", "band", "band", "signed band", channels=1)
+    t = np.linspace(-2, 1, 16, dtype=np.float32).reshape(1, 1, 4, 4)
+    (p,) = viz.map_panels(t, band)
+    assert p.cmap == "coolwarm" and p.vrange[0] == pytest.approx(-p.vrange[1]) and p.vrange[1] >= 2 - 1e-6
+    image = viz.map_panels(np.random.rand(1, 3, 8, 8), MapSpec("x", "image", "img", "", 3))
+    assert image[0].rgb and image[0].vrange == (0.0, 1.0)
+    vec = MapSpec("ca", "vector", "ca", "", 4, 0, (1, 1))
+    assert not vec.spatial and not viz.is_spatial(np.zeros((1, 4, 1, 1)), vec)
+    att = MapSpec("a", "attention", "a", "", 1, 2)
+    assert viz.is_spatial(np.zeros((1, 1, 5, 6)), att) and not viz.is_spatial(np.zeros((1, 1, 1, 6)), att)
