@@ -13,7 +13,6 @@ tiling overlap), so it has no per-model special cases.
 from __future__ import annotations
 
 import ctypes
-import math
 import os
 import sys
 import threading
@@ -24,11 +23,10 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import weights as wts
 from .base import MapSpec, reference_kernels
-from .registry import MODEL_IDS, ModelCard, create_model, get_card
+from .registry import ModelCard, create_model, get_card, model_ids
 from .tiling import run_tiled
 
 UNTRAINED = "untrained"
@@ -51,6 +49,18 @@ def default_device() -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` (or None) -> :func:`default_device`; any other name is checked to exist."""
+    if name is None or str(name) == "auto":
+        return default_device()
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA requested but not available")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("MPS requested but not available")
+    return dev
 
 
 def tune_cpu_allocator() -> bool:
@@ -140,23 +150,30 @@ class LoadedModel:
 
     @property
     def label(self) -> str:
-        return self.card.name if self.trained else f"{self.card.name} (untrained)"
+        return model_label(self.card.name, self.trained)
 
 
-def resolve_variant(model_id: str, variant: str | None) -> str:
+def model_label(name: str, trained: bool) -> str:
+    """The display name of a model: its name, with ``(untrained)`` for random weights."""
+    return name if trained else f"{name} ({UNTRAINED})"
+
+
+def resolve_variant(model_id: str, variant: str | None, strict: bool = True) -> str:
     """The weights variant to use: the asked one, else the card's default, else the first of
     ``VARIANT_PREFERENCE`` that is shipped, else any shipped one.
 
+    A variant the model does not ship is a ``ValueError`` when ``strict``; otherwise the model
+    falls back to its default (what the apps do when one variant is asked of several models).
     Returns ``"untrained"`` when no weights exist for the model.
     """
     available = wts.available_variants(model_id)
     if variant == UNTRAINED:
         return UNTRAINED
-    if variant is not None:
-        if variant not in available:
-            raise ValueError(f"{model_id}: no weights variant {variant!r}; "
-                             f"available: {', '.join(available) or 'none (untrained only)'}")
+    if variant is not None and variant in available:
         return variant
+    if variant is not None and strict:
+        raise ValueError(f"{model_id}: no weights variant {variant!r}; "
+                         f"available: {', '.join(available) or 'none (untrained only)'}")
     card = get_card(model_id)
     for preferred in (card.default_variant, *VARIANT_PREFERENCE):
         if preferred in available:
@@ -293,11 +310,9 @@ def run_maps(loaded: LoadedModel, x: torch.Tensor, full: bool = False
 
     Returns the maps (on CPU, float32) and the scale of the pass (1.0 = full resolution).
     """
-    h, w = x.shape[-2:]
-    scale = min(1.0, MAPS_MAX_SIDE / max(h, w))
-    if scale < 1.0:
-        size = (max(16, round(h * scale)), max(16, round(w * scale)))
-        x = F.interpolate(x, size=size, mode="area")
+    from .io import area_downscale
+
+    x, scale = area_downscale(x, MAPS_MAX_SIDE)
     with torch.inference_mode(), autocast_context(loaded.device, loaded.precision):
         _, maps = loaded.net.forward_intermediates(x, full=full)
     return {k: v.float().cpu() for k, v in maps.items()}, scale
@@ -327,11 +342,14 @@ class ModelResult:
 
     @property
     def maps_note(self) -> str:
-        if self.maps is None:
-            return ""
-        if self.maps_scale < 1.0:
-            return f"maps from a downscaled preview pass ({self.maps_scale:.0%} of the input size)"
-        return "maps at full resolution"
+        return "" if self.maps is None else maps_note(self.maps_scale)
+
+
+def maps_note(scale: float) -> str:
+    """How the maps were computed, for a caption (``scale`` < 1: a downscaled preview pass)."""
+    if scale < 1.0:
+        return f"maps from a downscaled preview pass ({scale:.0%} of the input size)"
+    return "maps at full resolution"
 
 
 def _sync(device: torch.device) -> None:
@@ -380,10 +398,9 @@ def iter_derain(image: Any, models: Sequence[str] | None = None, variant: str | 
 
     img = image if isinstance(image, io.LoadedImage) else io.load_image(image)
     gt_img = None if gt is None else (gt if isinstance(gt, io.LoadedImage) else io.load_image(gt))
-    for model_id in (models or MODEL_IDS):
-        # A variant a model lacks falls back to that model's default; ``result.variant`` says which ran.
-        usable = variant in (None, UNTRAINED) or variant in wts.available_variants(model_id)
-        yield derain_one(img, model_id, variant if usable else None, gt_img, maps, **kwargs)
+    for model_id in (models or model_ids()):
+        yield derain_one(img, model_id, resolve_variant(model_id, variant, strict=False), gt_img, maps,
+                         **kwargs)
 
 
 def derain(image: Any, models: Sequence[str] | None = None, variant: str | None = None, gt: Any = None,
@@ -397,6 +414,8 @@ def derain(image: Any, models: Sequence[str] | None = None, variant: str | None 
 
 
 def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB between two tensors in [0, 1] (used to compare fast and reference paths)."""
-    mse = torch.mean((a.float() - b.float()) ** 2).item()
-    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+    """PSNR in dB between two tensors in [0, 1], over all their values (used to compare the
+    fast and reference paths); :func:`derain_core.metrics.psnr_torch` on the whole tensor."""
+    from .metrics import psnr_torch
+
+    return float(psnr_torch(a.float().reshape(1, 1, 1, -1), b.float().reshape(1, 1, 1, -1))[0])

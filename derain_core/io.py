@@ -8,6 +8,9 @@ paths, bytes, file objects, PIL images and numpy arrays into one :class:`LoadedI
 Pillow decodes 16-bit RGB(A) PNGs to 8 bits, so PNGs with 16-bit colour samples are
 decoded here by a small numpy PNG reader (non-interlaced files; interlaced ones fall back
 to Pillow's 8-bit decode). :func:`save_png` writes 16-bit PNGs with a small zlib encoder.
+
+Resizing lives here too, once: :func:`display_copy` (every on-screen copy in both apps) and
+:func:`area_downscale` / :func:`downscale` (the engine's preview pass for maps, the Rain lab).
 """
 from __future__ import annotations
 
@@ -433,3 +436,47 @@ def to_numpy(tensor: torch.Tensor, clip: bool = True) -> np.ndarray:
     out = t.to("cpu", torch.float32).permute(1, 2, 0).numpy()
     return np.ascontiguousarray(np.clip(out, 0.0, 1.0) if clip else out)
 
+
+
+# --------------------------------------------------------------------------- resizing
+
+def area_downscale(x: torch.Tensor, max_side: int) -> tuple[torch.Tensor, float]:
+    """Shrink ``(B, C, H, W)`` by area averaging so its longer side is at most ``max_side``
+    (each side at least 16 px); never enlarges. Returns the tensor and the scale (1.0: as is)."""
+    h, w = x.shape[-2:]
+    scale = min(1.0, max_side / max(h, w))
+    if scale < 1.0:
+        size = (max(16, round(h * scale)), max(16, round(w * scale)))
+        x = torch.nn.functional.interpolate(x, size=size, mode="area")
+    return x, scale
+
+
+def downscale(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    """Float ``H x W x 3`` shrunk as :func:`area_downscale` does (the engine's preview pass for
+    maps uses the same rule, so a map lies exactly over this copy); float32 in [0, 1]."""
+    small, _ = area_downscale(to_tensor(rgb), max_side)
+    return to_numpy(small)
+
+
+def display_copy(rgb: np.ndarray, max_side: int, min_side: int = 0) -> tuple[np.ndarray, float]:
+    """A uint8 ``H x W x 3`` copy of an image for the screen, and its scale.
+
+    Images longer than ``max_side`` are shrunk (box filter). Images shorter than ``min_side``
+    are enlarged by the largest whole nearest-neighbour factor that keeps the longer side
+    within ``min_side`` and ``max_side`` (pixels stay sharp blocks). Only for pictures shown on
+    screen: models and metrics always see the full-size image. Floats are rounded as
+    :func:`png_bytes` rounds them, so a copy at scale 1.0 equals the saved PNG.
+    """
+    a = np.asarray(rgb)
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"expected HxWx3, got shape {a.shape}")
+    img = np.ascontiguousarray(a) if a.dtype == np.uint8 else _quantize(a, 8)
+    h, w = img.shape[:2]
+    if max(h, w) > max_side:
+        scale = max_side / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        return np.asarray(Image.fromarray(img).resize(size, Image.Resampling.BOX)).copy(), scale
+    k = max(1, min(min_side, max_side) // max(h, w))
+    if k > 1:
+        return np.repeat(np.repeat(img, k, axis=0), k, axis=1), float(k)
+    return img, 1.0

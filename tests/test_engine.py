@@ -74,6 +74,21 @@ def test_precision_respects_card(monkeypatch):
 def test_unknown_variant_is_a_clear_error():
     with pytest.raises(ValueError, match="no weights variant"):
         engine.resolve_variant(IDS[0], "no-such-variant")
+    # non-strict: one variant asked of several models falls back to each model's default
+    assert engine.resolve_variant(IDS[0], "no-such-variant", strict=False) == engine.resolve_variant(IDS[0], None)
+    assert engine.resolve_variant(IDS[0], engine.UNTRAINED, strict=False) == engine.UNTRAINED
+
+
+def test_devices_and_labels():
+    assert engine.resolve_device("auto") == engine.default_device()
+    assert engine.resolve_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            engine.resolve_device("cuda")
+    assert engine.model_label("MFAN", trained=False) == "MFAN (untrained)"
+    assert engine.model_label("MFAN", trained=True) == "MFAN"
+    a = torch.zeros(1, 3, 4, 4)
+    assert psnr_db(a, a) == float("inf") and psnr_db(a, a + 0.1) == pytest.approx(20.0, abs=1e-4)
 
 
 def test_model_cache_builds_once_under_threads(monkeypatch):

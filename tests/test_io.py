@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from derain_core import io as dio
 from derain_core.io import (ImageLoadError, LoadedImage, load_image, png_bytes, save_png, to_numpy,
                             to_tensor)
 
@@ -329,3 +330,30 @@ def test_no_leaked_file_handles(tmp_path):
             with pytest.raises(ImageLoadError):
                 load_image(tmp_path / fname, **kw)
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_display_copy_matches_png_rounding_and_shrinks_big_images():
+    rgb = np.random.default_rng(2).random((40, 50, 3)).astype(np.float32)
+    small, scale = dio.display_copy(rgb, 100)
+    assert scale == 1.0
+    assert np.array_equal(small, np.asarray(Image.open(io.BytesIO(dio.png_bytes(rgb)))))
+    big, scale = dio.display_copy(rgb, 25)
+    assert big.shape == (20, 25, 3) and scale == 0.5 and big.dtype == np.uint8
+    up, scale = dio.display_copy(rgb, 1000, min_side=160)  # 50 px long side: x3 nearest
+    assert up.shape == (120, 150, 3) and scale == 3.0
+    assert np.array_equal(up[::3, ::3], small) and np.array_equal(up[2::3, 1::3], small)
+    assert dio.display_copy(rgb, 120, min_side=1000)[1] == 2.0  # never above max_side
+    # tiny images grow by a whole factor towards min_side; big uint8 images shrink to max_side
+    tiny, scale = dio.display_copy(np.zeros((10, 20, 3), np.float32), 360, 240)
+    assert tiny.shape == (120, 240, 3) and tiny.dtype == np.uint8 and scale == 12.0
+    assert dio.display_copy(np.zeros((100, 800, 3), np.uint8), 400)[0].shape == (50, 400, 3)
+
+
+def test_downscale_is_the_engine_preview_rule():
+    rgb = np.random.default_rng(3).random((60, 200, 3)).astype(np.float32)
+    small = dio.downscale(rgb, 100)
+    t, scale = dio.area_downscale(dio.to_tensor(rgb), 100)
+    assert small.shape == (30, 100, 3) and scale == 0.5 and np.allclose(dio.to_numpy(t), small)
+    assert np.allclose(small[0, 0], rgb[:2, :2].mean((0, 1)), atol=1e-6)  # area average
+    assert dio.downscale(rgb, 500).shape == rgb.shape  # never enlarges
+    assert dio.downscale(rgb, 20).shape == (16, 20, 3)  # at least 16 px per side
