@@ -25,41 +25,38 @@ except ImportError:  # elsewhere: a decorator that does nothing
         return fn if fn is not None else (lambda f: f)
 
 import argparse
-import dataclasses
 import logging
 import shutil
 import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script (or on Spaces) without installing the package
     sys.path.insert(0, str(ROOT))
 
 import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-import derain_core as dc  # noqa: E402
-from derain_core import engine, io, metrics, report, viz  # noqa: E402
+from derain_core import compare, report, viz  # noqa: E402
 from derain_core import weights as wts  # noqa: E402
+from derain_core.compare import ModelResult  # noqa: E402
 from derain_core.dashboard_data import load_examples  # noqa: E402
 
 log = logging.getLogger("derain.gradio")
 
-# Inference keeps torch's default thread count unless DERAIN_THREADS says otherwise.
-if os.environ.get("DERAIN_THREADS"):
-    torch.set_num_threads(max(1, int(os.environ["DERAIN_THREADS"])))
+compare.use_threads(os.environ.get("DERAIN_THREADS"))  # default: torch's own thread count
 
 DISPLAY_MAX_SIDE = int(os.environ.get("DERAIN_DISPLAY_MAX_SIDE", 1280))  # on-screen copies only
 TILE_MAX_SIDE, TILE_MIN_SIDE = 400, 300  # each tile of the side-by-side grid (small images enlarged)
 TILE_FONT = 20  # text on the grid tiles (px), readable when the grid is shown scaled down
 ZOOM_MIN_SIDE = 480  # the clickable photo: small images enlarged so a point is easy to pick
-MAPS_OVERLAY_SIDE = 512  # input copy the maps are laid over
 MAX_UPLOAD = "50mb"
 RUNS_DIR = Path(tempfile.gettempdir()) / "derain_gradio_runs"
 RUN_MAX_AGE_S = 3600
@@ -69,20 +66,67 @@ ZOOM_FACTORS = [2, 3, 4, 6, 8]
 
 
 # --------------------------------------------------------------------------------------
+# What the handlers return: every output named (the order is the wiring order in build())
+# --------------------------------------------------------------------------------------
+class RunOutputs(NamedTuple):
+    """The page after each step of a run (``gr.skip()``: leave that component as it is)."""
+
+    status: Any
+    grid: Any
+    outputs: Any  # the gallery of clean outputs
+    table: Any
+    zip: Any
+    slider_model: Any
+    slider: Any
+    zoom_src: Any
+    insp_model: Any
+    crops: Any
+    insp_group: Any
+    maps: Any
+    insp_note: Any
+    state: Any  # a gr.State: the last output, and not part of the HTTP API's answer
+
+
+class InspectOutputs(NamedTuple):
+    insp_group: Any
+    maps: Any
+    insp_note: Any
+    state: Any
+
+
+class ZoomOutputs(NamedTuple):
+    zoom_src: Any
+    crops: Any
+
+
+@dataclass
+class RunState:
+    """One session's run: the checked upload, the results so far and their on-screen files."""
+
+    upload: compare.Upload
+    digest: str  # sha256 of the uploaded file: the maps cache survives a re-run of the same photo
+    files: dict[str, str]  # "input", "zoom", "gt" and every model id -> display PNG path
+    display: np.ndarray  # the clickable copy of the input
+    display_scale: float
+    results: list[ModelResult] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    maps: dict[tuple[str, str], compare.MapSet] = field(default_factory=dict)
+    point: tuple[float, float] | None = None  # the zoom point, in pixels of the full-size photo
+
+    def result(self, model_id: str | None) -> ModelResult | None:
+        return next((r for r in self.results if r.model_id == model_id), None)
+
+
+# --------------------------------------------------------------------------------------
 # Choices shown in the UI
 # --------------------------------------------------------------------------------------
 def _model_choices() -> list[tuple[str, str]]:
-    """(label, id) per model; models without any shipped weights say "untrained"."""
-    out = []
-    for card in dc.list_models():
-        trained = bool(wts.available_variants(card.id))
-        out.append((f"{card.name}{'' if trained else ' (untrained)'} · {card.year}", card.id))
-    return out
+    """(label, id) per registered model; models without shipped weights say "untrained"."""
+    return [(f"{m.label} · {m.year}", m.id) for m in compare.model_choices()]
 
 
 def _variant_choices() -> list[str]:
-    names = sorted({v for m in dc.MODEL_IDS for v in wts.available_variants(m)})
-    return [DEFAULT_VARIANT, *names, engine.UNTRAINED]
+    return [DEFAULT_VARIANT, *compare.variant_choices()]
 
 
 def _load_examples(index: str | Path | None = None) -> tuple[list[list[str | None]], list[str]]:
@@ -108,13 +152,6 @@ def _upload_path(value: Any) -> str | None:
     return str(value)
 
 
-def _load(path: str, what: str) -> io.LoadedImage:
-    try:
-        return io.load_image(path)
-    except io.ImageLoadError as exc:
-        raise gr.Error(f"Could not read the {what}: {exc}", title="Unreadable image") from None
-
-
 def _new_run_dir() -> Path:
     """A fresh folder for one run's display PNGs and zip; folders older than an hour are removed."""
     RUNS_DIR.mkdir(parents=True, exist_ok=True)
@@ -136,7 +173,7 @@ def _display_png(folder: Path, name: str, rgb, min_side: int = 0) -> str:
     (Gradio re-encodes arrays on every yield and rewrites the same cache file each time,
     which can truncate a copy the browser is reading; a file path is copied atomically once.)
     """
-    img, _ = report.display_copy(rgb, DISPLAY_MAX_SIDE, min_side)
+    img, _ = compare.display_copy(rgb, DISPLAY_MAX_SIDE, min_side)
     path = folder / f"{report.safe_name(name)}.png"
     Image.fromarray(img).save(path)
     return str(path)
@@ -146,17 +183,18 @@ def _shown(scale: float) -> str:
     return "" if scale >= 1.0 else f" (shown at {scale:.0%})"
 
 
-def _grid_image(st: dict) -> Any:
+def _grid_image(st: RunState) -> Any:
     """The side-by-side picture: input, ground truth, then every finished output."""
     def tile(rgb):
-        return report.display_copy(rgb, TILE_MAX_SIDE, TILE_MIN_SIDE)[0]
+        return compare.display_copy(rgb, TILE_MAX_SIDE, TILE_MIN_SIDE)[0]
 
-    images, labels, texts = [tile(st["image"].rgb)], ["input"], [report.tile_text(metrics=st["input_metrics"])]
-    if st["gt"] is not None:
-        images.append(tile(st["gt"].rgb))
+    up = st.upload
+    images, labels, texts = [tile(up.image.rgb)], ["input"], [report.tile_text(metrics=up.input_metrics)]
+    if up.gt is not None:
+        images.append(tile(up.gt.rgb))
         labels.append("ground truth")
         texts.append("")
-    for r in st["results"]:
+    for r in st.results:
         images.append(tile(r.output))
         labels.append(r.label)
         texts.append(report.tile_text(r))
@@ -165,55 +203,50 @@ def _grid_image(st: dict) -> Any:
     return viz.labelled_grid(images, labels, texts, cols=cols, font_size=TILE_FONT)
 
 
-def _gallery(st: dict) -> list[tuple[str, str]]:
+def _gallery(st: RunState) -> list[tuple[str, str]]:
     """Clean images (no text drawn on them) for the full-size gallery."""
-    note = _shown(min(1.0, DISPLAY_MAX_SIDE / max(st["image"].width, st["image"].height)))
-    items = [(st["files"]["input"], "input" + note)]
-    if st["gt"] is not None:
-        items.append((st["files"]["gt"], "ground truth" + note))
-    for r in st["results"]:
-        items.append((st["files"][r.model_id], r.label + note))
+    img = st.upload.image
+    note = _shown(min(1.0, DISPLAY_MAX_SIDE / max(img.width, img.height)))
+    items = [(st.files["input"], "input" + note)]
+    if st.upload.gt is not None:
+        items.append((st.files["gt"], "ground truth" + note))
+    for r in st.results:
+        items.append((st.files[r.model_id], r.label + note))
     return items
 
 
-def _table(st: dict) -> pd.DataFrame:
-    header, rows = report.metrics_table(st["results"])
+def _table(st: RunState) -> pd.DataFrame:
+    header, rows = report.metrics_table(st.results)
     return pd.DataFrame(rows, columns=header)
 
 
-def _result(st: dict, model_id: str | None):
-    for r in st.get("results", []):
-        if r.model_id == model_id:
-            return r
-    return None
+def _slider_value(st: RunState, model_id: str | None):
+    r = st.result(model_id)
+    return None if r is None else (st.files["input"], st.files[r.model_id])
 
 
-def _slider_value(st: dict, model_id: str | None):
-    r = _result(st, model_id)
-    return None if r is None else (st["files"]["input"], st["files"][r.model_id])
-
-
-def _status(st: dict, running: str | None, n_total: int, failures: list[str], started: float) -> str:
-    img = st["image"]
+def _status(st: RunState, running: str | None, started: float) -> str:
+    up = st.upload
+    img = up.image
     lines = [f"**Image** {img.name}: {img.width}×{img.height}, {img.bit_depth}-bit"
              + (" with alpha" if img.alpha is not None else "")
-             + (f" · ground truth {st['gt'].name}" if st["gt"] is not None else " · no ground truth (PSNR/SSIM need one)")]
-    done = len(st["results"])
+             + (f" · ground truth {up.gt.name}" if up.gt is not None else " · no ground truth (PSNR/SSIM need one)")]
+    done, n_total = len(st.results), len(up.models)
     if running:
-        lines.append(f"**Running** {running} ({done + len(failures) + 1}/{n_total}) …")
+        lines.append(f"**Running** {running} ({done + len(st.failures) + 1}/{n_total}) …")
     else:
         lines.append(f"**Done**: {done} of {n_total} models in {time.perf_counter() - started:.1f} s")
-    if st["results"]:
-        lines.append("**Ran on** " + report.run_summary(st["results"]))
-        untrained = [r.label for r in st["results"] if not r.trained]
+    if st.results:
+        lines.append("**Ran on** " + report.run_summary(st.results))
+        untrained = [r.label for r in st.results if not r.trained]
         if untrained:
             lines.append("**Untrained** (random weights, outputs are not meaningful): " + ", ".join(untrained))
-        if st["variant"] not in (None, engine.UNTRAINED):
-            other = [f"{r.label}: {r.variant}" for r in st["results"] if r.variant != st["variant"]]
+        if up.variant not in (None, compare.UNTRAINED):
+            other = [f"{r.label}: {r.variant}" for r in st.results if r.variant != up.variant]
             if other:
-                lines.append(f"Variant {st['variant']!r} not shipped for some models, used their default: "
+                lines.append(f"Variant {up.variant!r} not shipped for some models, used their default: "
                              + ", ".join(other))
-    for f in failures:
+    for f in st.failures:
         lines.append(f"⚠️ {f}")
     return "\n\n".join(lines)
 
@@ -222,189 +255,170 @@ def _status(st: dict, running: str | None, n_total: int, failures: list[str], st
 # Event handlers
 # --------------------------------------------------------------------------------------
 @GPU
-def run(image: Any, gt: Any, models: list[str] | None, variant: str | None, st: dict | None,
+def run(image: Any, gt: Any, models: list[str] | None, variant: str | None, st: RunState | None,
         progress: gr.Progress = gr.Progress()):
     """Derain ``image`` with every chosen model, yielding the page after each model."""
     path, gt_path = _upload_path(image), _upload_path(gt)
-    if not path:
-        raise gr.Error("Upload a rainy photo or pick an example first.", title="No image")
-    if not models:
-        raise gr.Error("Choose at least one model.", title="No model")
-    unknown = [m for m in models if m not in dc.MODEL_IDS]
-    if unknown:
-        raise gr.Error(f"Unknown model(s): {', '.join(unknown)}; choose from {', '.join(dc.MODEL_IDS)}.")
-    variant = None if variant in (None, "", DEFAULT_VARIANT) else variant
-    if variant is not None and variant not in _variant_choices():
-        raise gr.Error(f"Unknown weights variant {variant!r}; choose from {', '.join(_variant_choices())}.")
-    img = _load(path, "photo")
-    gt_img = _load(gt_path, "ground truth") if gt_path else None
-    if gt_img is not None and gt_img.rgb.shape != img.rgb.shape:
-        raise gr.Error(f"The ground truth is {gt_img.width}×{gt_img.height} but the photo is "
-                       f"{img.width}×{img.height}; they must be the same size.", title="Size mismatch")
+    try:
+        up = compare.prepare(path, gt_path, models or [], None if variant in (None, "", DEFAULT_VARIANT) else variant)
+    except compare.UploadError as exc:
+        raise gr.Error(str(exc), title=exc.title) from None
 
     digest = wts.sha256_of(path)
-    prev = st or {}
-    maps_cache = prev.get("maps", {}) if prev.get("digest") == digest else {}
-    disp, disp_scale = report.display_copy(img.rgb, DISPLAY_MAX_SIDE, ZOOM_MIN_SIDE)
     folder = _new_run_dir()
-    files = {"input": _display_png(folder, "input", img.rgb),
-             "zoom": _display_png(folder, "zoom_source", img.rgb, ZOOM_MIN_SIDE)}
-    if gt_img is not None:
-        files["gt"] = _display_png(folder, "ground_truth", gt_img.rgb)
-    st = {"digest": digest, "image": img, "gt": gt_img, "variant": variant, "results": [], "files": files,
-          "maps": maps_cache, "display": disp, "display_scale": disp_scale, "point": None,
-          "input_metrics": metrics.compute_metrics(img.rgb, gt_img.rgb if gt_img is not None else None)}
+    files = {"input": _display_png(folder, "input", up.image.rgb),
+             "zoom": _display_png(folder, "zoom_source", up.image.rgb, ZOOM_MIN_SIDE)}
+    if up.gt is not None:
+        files["gt"] = _display_png(folder, "ground_truth", up.gt.rgb)
+    disp, disp_scale = compare.display_copy(up.image.rgb, DISPLAY_MAX_SIDE, ZOOM_MIN_SIDE)
+    maps_cache = st.maps if st is not None and st.digest == digest else {}
+    st = RunState(up, digest, files, disp, disp_scale, maps=maps_cache)
     started = time.perf_counter()
-    failures: list[str] = []
-    skip = gr.skip()
-    sent = {"slider": False}  # the slider gets its first output once
+    slider_sent = False  # the slider gets its first output once
 
-    def page(running: str | None, stage: str):
+    def page(running: str | None, stage: str) -> RunOutputs:
         """All outputs; ``stage`` is "start" (clears the old run), "more" or "end"."""
-        ids = [(r.label, r.model_id) for r in st["results"]]
-        zoom_val = files["zoom"] if stage == "start" else skip
-        if stage == "start":
-            slider_dd, slider_val = gr.Dropdown(choices=[], value=None), None
-        elif ids and not sent["slider"]:  # first result: show it in the before/after slider
-            sent["slider"] = True
-            slider_dd, slider_val = gr.Dropdown(choices=ids, value=ids[0][1]), _slider_value(st, ids[0][1])
+        nonlocal slider_sent
+        ids = [(r.label, r.model_id) for r in st.results]
+        start, skip = stage == "start", gr.skip()
+        if start:
+            slider_model, slider = gr.Dropdown(choices=[], value=None), None
+        elif ids and not slider_sent:  # first result: show it in the before/after slider
+            slider_sent = True
+            slider_model, slider = gr.Dropdown(choices=ids, value=ids[0][1]), _slider_value(st, ids[0][1])
         else:
-            slider_dd, slider_val = gr.Dropdown(choices=ids), skip
-        zip_path = None if stage == "start" else skip
+            slider_model, slider = gr.Dropdown(choices=ids), skip
+        zip_path = None if start else skip
         if stage == "end":
-            data = report.zip_bytes(st["results"], img, gt_img,
-                                    extra={"variant_asked": variant or "default", "app": "gradio"})
-            zip_path = folder / f"derain_{report.safe_name(Path(img.name).stem)}.zip"
-            zip_path.write_bytes(data)
-            zip_path = str(zip_path)
-        return (
-            _status(st, running, len(models), failures, started),
-            _grid_image(st),
-            _gallery(st),
-            _table(st),
-            zip_path,
-            slider_dd,
-            slider_val,
-            zoom_val,
-            gr.Dropdown(choices=ids, value=None) if stage == "start" else gr.Dropdown(choices=ids),
-            None if stage == "start" else skip,
-            gr.Dropdown(choices=[], value=None) if stage == "start" else skip,
-            [] if stage == "start" else skip,
-            INSPECT_HINT if stage == "start" else skip,
-            st,
+            data = report.zip_bytes(st.results, up.image, up.gt,
+                                    extra={"variant_asked": up.variant or "default", "app": "gradio"})
+            zip_file = folder / f"derain_{report.safe_name(Path(up.image.name).stem)}.zip"
+            zip_file.write_bytes(data)
+            zip_path = str(zip_file)
+        return RunOutputs(
+            status=_status(st, running, started),
+            grid=_grid_image(st),
+            outputs=_gallery(st),
+            table=_table(st),
+            zip=zip_path,
+            slider_model=slider_model,
+            slider=slider,
+            zoom_src=files["zoom"] if start else skip,
+            insp_model=gr.Dropdown(choices=ids, value=None) if start else gr.Dropdown(choices=ids),
+            crops=None if start else skip,
+            insp_group=gr.Dropdown(choices=[], value=None) if start else skip,
+            maps=[] if start else skip,
+            insp_note=INSPECT_HINT if start else skip,
+            state=st,
         )
 
-    progress(0, desc="loading models")
-    yield page(dc.get_card(models[0]).name, "start")
-    for i, model_id in enumerate(models):
-        name = dc.get_card(model_id).name
-        progress(i / len(models), desc=f"{name} ({i + 1}/{len(models)})")
-        try:
-            result = next(engine.iter_derain(img, [model_id], variant, gt_img))
-        except (ValueError, RuntimeError, MemoryError) as exc:  # one model failing must not stop the others
-            log.exception("model %s failed", model_id)
-            failures.append(f"{name} failed: {exc}")
-            continue
-        files[model_id] = _display_png(folder, model_id, result.output)
-        st["results"].append(result)
-        if i + 1 < len(models):
-            yield page(dc.get_card(models[i + 1]).name, "more")
-    if not st["results"]:
-        raise gr.Error("Every model failed: " + "; ".join(failures), title="Run failed")
+    names = {c.id: c.name for c in compare.model_choices()}
+    n = len(up.models)
+    progress(0, desc=f"{names[up.models[0]]} (1/{n})")
+    yield page(names[up.models[0]], "start")
+    for i, step in enumerate(compare.run(up)):
+        if step.error:
+            st.failures.append(step.error)
+        else:
+            files[step.model_id] = _display_png(folder, step.model_id, step.result.output)
+            st.results.append(step.result)
+        if i + 1 < n:
+            progress((i + 1) / n, desc=f"{names[up.models[i + 1]]} ({i + 2}/{n})")
+            if step.result is not None:
+                yield page(names[up.models[i + 1]], "more")
+    if not st.results:
+        raise gr.Error("Every model failed: " + "; ".join(st.failures), title="Run failed")
     progress(1.0, desc="done")
     yield page(None, "end")
 
 
-def show_slider(st: dict | None, model_id: str | None):
+def show_slider(st: RunState | None, model_id: str | None):
     """Before/after pair for the chosen output."""
-    if not st or _result(st, model_id) is None:
-        return None
-    return _slider_value(st, model_id)
+    return None if st is None else _slider_value(st, model_id)
 
 
-def _zoom_picture(st: dict, factor: int, crop: int):
-    images, labels = [st["image"].rgb], ["input"]
-    if st["gt"] is not None:
-        images.append(st["gt"].rgb)
+def _zoom_images(st: RunState) -> tuple[list[np.ndarray], list[str]]:
+    up = st.upload
+    images, labels = [up.image.rgb], ["input"]
+    if up.gt is not None:
+        images.append(up.gt.rgb)
         labels.append("ground truth")
-    for r in st["results"]:
+    for r in st.results:
         images.append(r.output)
         labels.append(r.label)
-    point = st["point"]
+    return images, labels
+
+
+def _zoom(st: RunState, factor: int, crop: int) -> ZoomOutputs:
+    images, labels = _zoom_images(st)
+    point = st.point
     strip = viz.crops_strip(images, point, crop, zoom=int(factor), labels=labels)
-    s = st["display_scale"]
-    marked = viz.mark_point(st["display"], (point[0] * s, point[1] * s), max(2, round(crop * s)))
-    return marked, strip
+    s = st.display_scale
+    marked = viz.mark_point(st.display, (point[0] * s, point[1] * s), max(2, round(crop * s)))
+    return ZoomOutputs(zoom_src=marked, crops=strip)
 
 
-def zoom_click(st: dict | None, factor: int, crop: int, evt: gr.SelectData):
+def zoom_click(st: RunState | None, factor: int, crop: int, evt: gr.SelectData):
     """Clicked point on the (display copy of the) input: the same crop from every image."""
-    if not st or "image" not in st:
+    if st is None:
         raise gr.Error("Run the models first, then click on the photo to compare crops.", title="Nothing to zoom")
     x, y = evt.index[:2]
-    s = st["display_scale"]
-    st["point"] = (min(x / s, st["image"].width - 1), min(y / s, st["image"].height - 1))
-    marked, strip = _zoom_picture(st, factor, crop)
-    return marked, strip, st
+    s, img = st.display_scale, st.upload.image
+    st.point = (min(x / s, img.width - 1), min(y / s, img.height - 1))
+    return (*_zoom(st, factor, crop), st)
 
 
-def zoom_settings(st: dict | None, factor: int, crop: int):
+def zoom_settings(st: RunState | None, factor: int, crop: int):
     """Redraw the crops at a new zoom factor or crop size (if a point was clicked)."""
-    if not st or not st.get("point"):
-        return gr.skip(), gr.skip()
-    return _zoom_picture(st, factor, crop)
+    if st is None or st.point is None:
+        return ZoomOutputs(zoom_src=gr.skip(), crops=gr.skip())
+    return _zoom(st, factor, crop)
 
 
 @GPU
-def inspect_model(st: dict | None, model_id: str | None, group: str | None, show_overlay: bool):
+def inspect_model(st: RunState | None, model_id: str | None, group: str | None, show_overlay: bool):
     """Intermediate maps of one model (computed on demand, cached per image)."""
     if not model_id:
-        return gr.Dropdown(choices=[], value=None), [], INSPECT_HINT, gr.skip()
-    r = _result(st or {}, model_id)
+        return InspectOutputs(insp_group=gr.Dropdown(choices=[], value=None), maps=[], insp_note=INSPECT_HINT,
+                              state=gr.skip())
+    r = None if st is None else st.result(model_id)
     if r is None:
         raise gr.Error("That model has no result for this photo; run it first.", title="Nothing to inspect")
     key = (model_id, r.variant)
-    if key not in st["maps"]:
+    if key not in st.maps:
         try:  # only the maps pass (a preview pass for big photos); the output is already known
-            loaded = engine.MODELS.get(model_id, r.variant)
-            maps, scale = engine.run_maps(loaded, io.to_tensor(st["image"].rgb).to(loaded.device))
+            st.maps[key] = compare.maps_of(st.upload.image, r)
         except (ValueError, RuntimeError, MemoryError) as exc:
             log.exception("maps of %s failed", model_id)
             raise gr.Error(f"Could not compute the maps of {r.label}: {exc}") from None
-        res = dataclasses.replace(r, maps=maps, map_specs=loaded.net.map_specs(), maps_scale=scale)
-        st["maps"][key] = (res.maps, res.map_specs, res.maps_note)
-    groups = list(viz.group_specs(st["maps"][key][1], default="other"))
+    groups = list(viz.group_specs(st.maps[key].specs, default="other"))
     group = group if group in groups else groups[0]
-    items, note = render_maps(st, key, group, show_overlay)
-    return gr.Dropdown(choices=groups, value=group), items, note, st
+    items, note = render_maps(st.maps[key], group, show_overlay)
+    return InspectOutputs(insp_group=gr.Dropdown(choices=groups, value=group), maps=items, insp_note=note, state=st)
 
 
-def change_group(st: dict | None, model_id: str | None, group: str | None, show_overlay: bool):
+def change_group(st: RunState | None, model_id: str | None, group: str | None, show_overlay: bool):
     """Redraw the cached maps for another group or overlay setting."""
-    r = _result(st or {}, model_id)
-    if r is None or (model_id, r.variant) not in st["maps"]:
+    r = None if st is None else st.result(model_id)
+    if r is None or (model_id, r.variant) not in st.maps:
         return gr.skip(), gr.skip()
-    return render_maps(st, (model_id, r.variant), group, show_overlay)
+    return render_maps(st.maps[(model_id, r.variant)], group, show_overlay)
 
 
-def render_maps(st: dict, key: tuple[str, str], group: str | None, show_overlay: bool):
-    maps, specs, note = st["maps"][key]
-    grouped = viz.group_specs(specs, default="other")
+def render_maps(maps: compare.MapSet, group: str | None, show_overlay: bool) -> tuple[list, str]:
+    """The gallery items of one group of maps and the note under it."""
+    grouped = viz.group_specs(maps.specs, default="other")
     chosen = grouped.get(group) or next(iter(grouped.values()))
-    base = report.display_copy(st["image"].rgb, MAPS_OVERLAY_SIDE)[0] if show_overlay else None
+    base = maps.base if show_overlay else None
     items = []
     for spec in chosen:
-        if spec.key not in maps:
-            continue
-        pic = viz.render_map(maps[spec.key], spec, image=base, overlay_alpha=0.55 if show_overlay else None,
+        pic = viz.render_map(maps.maps[spec.key], spec, image=base, overlay_alpha=0.55 if show_overlay else None,
                              size=256)
         items.append((pic, f"{spec.title}: {spec.meaning}"))
-    label = _result(st, key[0]).label
-    lines = [f"**{label}** · group **{group}** · {len(items)} map(s) · {note}; each map has its own "
+    lines = [f"**{maps.label}** · group **{group}** · {len(items)} map(s) · {maps.note}; each map has its own "
              "colour bar (min / mid / max)."]
-    lines += [f"- **{spec.title}**: {spec.meaning}" for spec in chosen if spec.key in maps]
-    text = "\n".join(lines)
-    return items, text
+    lines += [f"- **{spec.title}**: {spec.meaning}" for spec in chosen]
+    return items, "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------
@@ -486,17 +500,23 @@ def build() -> gr.Blocks:
                 outputs = gr.Gallery(label="Outputs (clean, lossless PNG)", show_label=False, format="png", columns=3,
                                      height="auto", object_fit="contain", elem_id="outputs", interactive=False)
 
-        run_btn.click(run, [inp, gt, models, variant, state],
-                      [status, grid, outputs, table, zip_file, slider_model, slider, zoom_src, insp_model,
-                       crops, insp_group, maps, insp_note, state],
+        ui = {"status": status, "grid": grid, "outputs": outputs, "table": table, "zip": zip_file,
+              "slider_model": slider_model, "slider": slider, "zoom_src": zoom_src, "insp_model": insp_model,
+              "crops": crops, "insp_group": insp_group, "maps": maps, "insp_note": insp_note, "state": state}
+
+        def named(returns: type[tuple]) -> list:
+            """The output components in the order of a handler's named tuple."""
+            return [ui[name] for name in returns._fields]
+
+        run_btn.click(run, [inp, gt, models, variant, state], named(RunOutputs),
                       api_name="derain", preprocess=False, concurrency_limit=1, concurrency_id="torch",
                       show_progress="full", show_progress_on=[status])
         slider_model.input(show_slider, [state, slider_model], slider, api_visibility="private")
-        zoom_src.select(zoom_click, [state, factor, crop], [zoom_src, crops, state], api_visibility="private")
-        factor.input(zoom_settings, [state, factor, crop], [zoom_src, crops], api_visibility="private")
-        crop.release(zoom_settings, [state, factor, crop], [zoom_src, crops], api_visibility="private")
+        zoom_src.select(zoom_click, [state, factor, crop], [*named(ZoomOutputs), state], api_visibility="private")
+        factor.input(zoom_settings, [state, factor, crop], named(ZoomOutputs), api_visibility="private")
+        crop.release(zoom_settings, [state, factor, crop], named(ZoomOutputs), api_visibility="private")
         insp_model.input(inspect_model, [state, insp_model, insp_group, insp_overlay],
-                          [insp_group, maps, insp_note, state], api_name="inspect",
+                          named(InspectOutputs), api_name="inspect",
                           concurrency_limit=1, concurrency_id="torch")
         for ctl in (insp_group, insp_overlay):
             ctl.input(change_group, [state, insp_model, insp_group, insp_overlay], [maps, insp_note],

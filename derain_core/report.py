@@ -14,7 +14,6 @@ import re
 import zipfile
 from typing import Any, Sequence
 
-import numpy as np
 
 from . import io
 from .engine import ModelResult
@@ -163,32 +162,3 @@ def zip_bytes(results: Sequence[ModelResult], image: io.LoadedImage, gt: io.Load
         zf.writestr("metrics.json", json.dumps(doc, indent=2) + "\n")
     return buf.getvalue()
 
-
-def display_copy(rgb: np.ndarray, max_side: int, min_side: int = 0) -> tuple[np.ndarray, float]:
-    """A uint8 copy of ``rgb`` for on-screen display, and its scale.
-
-    Images longer than ``max_side`` are shrunk (box filter); images shorter than ``min_side``
-    are enlarged by a whole nearest-neighbour factor (so pixels stay sharp blocks). Used only
-    for pictures shown on screen: the models and metrics always see the full-size image.
-    At scale 1.0 the copy equals the image as :func:`derain_core.io.png_bytes` saves it.
-    """
-    from PIL import Image
-
-    from .viz import to_uint8_image
-
-    a = np.asarray(rgb)
-    if a.dtype.kind == "f" and a.ndim == 3 and a.shape[2] == 3:
-        # the same rounding as io.png_bytes (float64), so a full-size copy equals the saved PNG
-        img = np.round(np.clip(np.nan_to_num(a.astype(np.float64)), 0.0, 1.0) * 255).astype(np.uint8)
-    else:
-        img = to_uint8_image(a)
-    h, w = img.shape[:2]
-    if max(h, w) > max_side:
-        scale = max_side / max(h, w)
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        return np.asarray(Image.fromarray(img).resize(size, Image.Resampling.BOX)).copy(), scale
-    k = min_side // max(h, w) if min_side > max(h, w) else 1
-    k = max(1, min(k, max_side // max(h, w)))
-    if k > 1:
-        return np.repeat(np.repeat(img, k, axis=0), k, axis=1), float(k)
-    return img, 1.0

@@ -33,10 +33,17 @@ from derain_core import engine, viz  # noqa: E402
 from derain_core import weights as wts  # noqa: E402
 from _support import free_port
 
-ALL = list(dc.MODEL_IDS)
+ALL = list(dc.model_ids())
 DEFAULT = "default (each model's own)"
-# Output order of the /derain endpoint (the session state is not part of the API).
-STATUS, GRID, GALLERY, TABLE, ZIP, SLIDER_DD, SLIDER, ZOOM_SRC, INSP_DD, CROPS, INSP_GROUP, MAPS, INSP_NOTE = range(13)
+
+
+def _named(values) -> dict:
+    """The /derain endpoint's answer by output name (the app's RunOutputs; its last field, the
+    session state, is not part of the HTTP answer)."""
+    from app.gradio_app import RunOutputs
+
+    assert len(values) == len(RunOutputs._fields) - 1
+    return dict(zip(RunOutputs._fields, values))
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +82,8 @@ def images(tmp_path_factory):
 
 
 def _derain(client, image, gt=None, models=ALL, variant=DEFAULT):
-    return client.predict(handle_file(str(image)), handle_file(str(gt)) if gt else None, models, variant,
-                          api_name="/derain")
+    return _named(client.predict(handle_file(str(image)), handle_file(str(gt)) if gt else None, models, variant,
+                                 api_name="/derain"))
 
 
 def _pixels(path) -> np.ndarray:
@@ -103,7 +110,7 @@ def _expected_label(model_id: str) -> str:
 # ------------------------------------------------------------------------------ runs
 def test_all_five_models_with_ground_truth(run_with_gt):
     out = run_with_gt
-    table = out[TABLE]
+    table = out["table"]
     headers, rows = table["headers"], table["data"]
     for col in ("PSNR RGB (dB) ↑", "PSNR Y (dB) ↑", "SSIM RGB ↑", "SSIM Y ↑", "NIQE ↓", "PIQE ↓",
                 "Time (s)", "Device", "Precision", "Tiling"):
@@ -118,48 +125,48 @@ def test_all_five_models_with_ground_truth(run_with_gt):
         assert float(rec["PIQE ↓"]) >= 0
         assert rec["Device"] == "cpu" and rec["Tiling"] == "whole image"
         assert rec["Precision"] in ("fp32", "bf16", "fp16")
-    captions = [item["caption"] for item in out[GALLERY]]
+    captions = [item["caption"] for item in out["outputs"]]
     assert captions == ["input", "ground truth"] + [_expected_label(m) for m in ALL]
-    for item in out[GALLERY]:
+    for item in out["outputs"]:
         assert _pixels(item["image"]).shape == (48, 64, 3)
-    grid = _pixels(out[GRID])
+    grid = _pixels(out["grid"])
     assert grid.shape[0] > 2 * 48 and grid.shape[1] > 4 * 64  # 7 tiles in two rows
-    status = out[STATUS]
+    status = out["status"]
     assert "Done" in status and "5 of 5" in status and "device cpu" in status and "whole image" in status
 
 
 def test_without_ground_truth_no_reference_metrics_only(run_without_gt):
     out = run_without_gt
-    headers, rows = out[TABLE]["headers"], out[TABLE]["data"]
+    headers, rows = out["table"]["headers"], out["table"]["data"]
     assert not any("PSNR" in h or "SSIM" in h for h in headers)
     assert "NIQE ↓" in headers and "PIQE ↓" in headers
     assert len(rows) == 5
-    assert [i["caption"] for i in out[GALLERY]] == ["input"] + [_expected_label(m) for m in ALL]
-    assert "no ground truth" in out[STATUS]
+    assert [i["caption"] for i in out["outputs"]] == ["input"] + [_expected_label(m) for m in ALL]
+    assert "no ground truth" in out["status"]
 
 
 def test_untrained_models_are_marked_everywhere(run_without_gt, app_url):
     untrained = [m for m in ALL if not wts.available_variants(m)]
-    labels = [r[0] for r in run_without_gt[TABLE]["data"]]
+    labels = [r[0] for r in run_without_gt["table"]["data"]]
     for m, label in zip(ALL, labels):
         assert label.endswith("(untrained)") == (m in untrained)
     if untrained:
-        assert "Untrained" in run_without_gt[STATUS]
-    choices = dict((v, k) for k, v in run_without_gt[INSP_DD]["choices"])
+        assert "Untrained" in run_without_gt["status"]
+    choices = dict((v, k) for k, v in run_without_gt["insp_model"]["choices"])
     assert all(choices[m].endswith("(untrained)") == (m in untrained) for m in ALL)
 
 
 def test_outputs_are_lossless_and_match_the_zip(run_with_gt):
     out = run_with_gt
-    with zipfile.ZipFile(out[ZIP]) as zf:
-        for item, model_id in zip(out[GALLERY][2:], ALL):
+    with zipfile.ZipFile(out["zip"]) as zf:
+        for item, model_id in zip(out["outputs"][2:], ALL):
             shown = _pixels(item["image"])
             saved = np.asarray(Image.open(_io.BytesIO(zf.read(f"outputs/{model_id}.png"))).convert("RGB"))
             assert np.array_equal(shown, saved), model_id
 
 
 def test_zip_holds_outputs_and_metrics(run_with_gt, images):
-    with zipfile.ZipFile(run_with_gt[ZIP]) as zf:
+    with zipfile.ZipFile(run_with_gt["zip"]) as zf:
         names = set(zf.namelist())
         assert {"input.png", "ground_truth.png", "metrics.csv", "metrics.json"} <= names
         assert {f"outputs/{m}.png" for m in ALL} <= names
@@ -177,15 +184,15 @@ def test_zip_holds_outputs_and_metrics(run_with_gt, images):
 def test_results_stream_one_model_at_a_time(client, images):
     job = client.submit(handle_file(str(images["rainy"])), None, ALL, DEFAULT, api_name="/derain")
     job.result(timeout=300)
-    counts = [len(o[TABLE]["data"]) for o in job.outputs()]
-    assert counts == [0, 1, 2, 3, 4, 5]
-    assert "Running" in job.outputs()[0][STATUS]
-    assert job.outputs()[0][ZIP] is None and job.outputs()[-1][ZIP]
+    pages = [_named(o) for o in job.outputs()]
+    assert [len(p["table"]["data"]) for p in pages] == [0, 1, 2, 3, 4, 5]
+    assert "Running" in pages[0]["status"]
+    assert pages[0]["zip"] is None and pages[-1]["zip"]
 
 
 def test_a_subset_of_models_and_a_variant(client, images):
     out = _derain(client, images["rainy"], models=["rranet", "msamnet"], variant=engine.UNTRAINED)
-    assert [r[0] for r in out[TABLE]["data"]] == ["RRANet (untrained)", "MSAMNet (untrained)"]
+    assert [r[0] for r in out["table"]["data"]] == ["RRANet (untrained)", "MSAMNet (untrained)"]
 
 
 # ------------------------------------------------------------------------------ errors
@@ -215,7 +222,7 @@ def test_app_survives_errors(client, images):
     with pytest.raises(AppError):
         _derain(client, images["bad"])
     out = _derain(client, images["rainy"], models=["jdnet"])
-    assert len(out[TABLE]["data"]) == 1
+    assert len(out["table"]["data"]) == 1
 
 
 # ------------------------------------------------------------------------------ inspector

@@ -106,20 +106,6 @@ def test_zip_bytes_round_trip(bits):
     assert doc["results"][1]["trained"] is True
 
 
-def test_display_copy_matches_png_rounding_and_shrinks_big_images():
-    rgb = np.random.default_rng(2).random((40, 50, 3)).astype(np.float32)
-    small, scale = report.display_copy(rgb, 100)
-    assert scale == 1.0
-    from PIL import Image
-    assert np.array_equal(small, np.asarray(Image.open(_io.BytesIO(io.png_bytes(rgb)))))
-    big, scale = report.display_copy(rgb, 25)
-    assert big.shape == (20, 25, 3) and scale == 0.5 and big.dtype == np.uint8
-    up, scale = report.display_copy(rgb, 1000, min_side=160)  # 50 px long side: x3 nearest
-    assert up.shape == (120, 150, 3) and scale == 3.0
-    assert np.array_equal(up[::3, ::3], small) and np.array_equal(up[2::3, 1::3], small)
-    assert report.display_copy(rgb, 120, min_side=1000)[1] == 2.0  # never above max_side
-
-
 def test_safe_name():
     assert report.safe_name("my photo (1).png") == "my_photo_1_.png"
     assert report.safe_name("///") == "image"
