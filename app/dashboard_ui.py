@@ -1,8 +1,8 @@
 """Streamlit widgets shared by the dashboard's pages: layout and wiring only.
 
-Every model, metric and drawing function comes from ``derain_core``; this module only
-arranges widgets, caches models with ``st.cache_resource`` and keeps results in
-``st.session_state`` between reruns.
+Every model, metric and drawing function comes from ``derain_core`` (runs and maps through
+``derain_core.compare``, the same road the Gradio demo takes); this module only arranges
+widgets and keeps results in ``st.session_state`` between reruns.
 """
 from __future__ import annotations
 
@@ -13,12 +13,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from derain_core import compare
 from derain_core import dashboard_data as dd
-from derain_core import io as dio
 from derain_core import report, viz
-from derain_core import weights as wts
-from derain_core.engine import MODELS, UNTRAINED, LoadedModel, ModelResult, iter_derain
-from derain_core.registry import ModelCard, list_models
+from derain_core.compare import ModelResult
+from derain_core.io import LoadedImage
 
 DEFAULT_VARIANT = "default weights"
 DISPLAY_SIDE = 720  # longest side of pictures shown on screen (models and metrics see full size)
@@ -27,38 +26,18 @@ DISPLAY_SIDE = 720  # longest side of pictures shown on screen (models and metri
 # --------------------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------------------
-@st.cache_resource(show_spinner=False)
-def cached_model(model_id: str, variant: str | None) -> LoadedModel:
-    """The engine's loaded model, built once per process (shared by all sessions).
-
-    The engine's own cache is thread-safe; this keeps Streamlit from rebuilding on reruns.
-    """
-    return MODELS.get(model_id, variant)
-
-
-def cards() -> list[ModelCard]:
-    return list_models()
-
-
-def model_name(card: ModelCard) -> str:
-    """The card's name, with ``(untrained)`` when no weights are shipped for it."""
-    return card.name if wts.available_variants(card.id) else f"{card.name} ({UNTRAINED})"
-
-
 def variant_arg(choice: str) -> str | None:
-    """Selectbox choice -> the engine's ``variant`` argument."""
+    """Selectbox choice -> the ``variant`` argument of ``compare.prepare``."""
     return None if choice == DEFAULT_VARIANT else choice
 
 
 def variant_choices() -> list[str]:
-    shipped = sorted({v for c in cards() for v in wts.available_variants(c.id)})
-    return [DEFAULT_VARIANT, *shipped, UNTRAINED]
+    return [DEFAULT_VARIANT, *compare.variant_choices()]
 
 
 def model_picker(key: str, multi: bool = True, default: Sequence[str] | None = None) -> Any:
     """Models to run (ids). Untrained models are marked as such in the labels."""
-    cs = cards()
-    names = {c.id: model_name(c) for c in cs}
+    names = {m.id: m.label for m in compare.model_choices()}
     if multi:
         return st.multiselect("Models", list(names), default=list(default or names),
                               format_func=names.get, key=key)
@@ -88,11 +67,11 @@ def show_image(img: Any, caption: str | None = None, width: Any = "content") -> 
 
 
 def display(img: np.ndarray, side: int = DISPLAY_SIDE, min_side: int = 0) -> np.ndarray:
-    """A uint8 copy no larger than ``side`` for the screen (tiny images enlarged to ``min_side``)."""
-    return dd.fit_for_display(img, side, min_side)
+    """A uint8 copy no larger than ``side`` for the screen (tiny images enlarged towards ``min_side``)."""
+    return compare.display_copy(img, side, min_side)[0]
 
 
-def image_key(img: dio.LoadedImage, gt: dio.LoadedImage | None = None) -> str:
+def image_key(img: LoadedImage, gt: LoadedImage | None = None) -> str:
     """A short content hash identifying an input (and its ground truth)."""
     h = hashlib.sha1(np.ascontiguousarray(img.rgb).tobytes())
     if gt is not None:
@@ -101,23 +80,23 @@ def image_key(img: dio.LoadedImage, gt: dio.LoadedImage | None = None) -> str:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _load_path(path: str) -> dio.LoadedImage:
-    return dio.load_image(path)
+def _load_path(path: str) -> LoadedImage:
+    return compare.load_image(path)
 
 
-def load_upload(upload: Any, what: str) -> dio.LoadedImage | None:
+def load_upload(upload: Any, what: str) -> LoadedImage | None:
     """Decode an uploaded file; a readable error in the page instead of a crash."""
     if upload is None:
         return None
     try:
-        return dio.load_image(upload.getvalue(), name=upload.name)
-    except dio.ImageLoadError as exc:
-        st.error(f"Could not use the {what}: {exc}")
+        return compare.load_image(upload.getvalue(), what, name=upload.name)
+    except compare.UploadError as exc:
+        st.error(str(exc))
         return None
 
 
 def input_picker(prefix: str, allow_gt: bool = True, shared: bool = True
-                 ) -> tuple[dio.LoadedImage | None, dio.LoadedImage | None]:
+                 ) -> tuple[LoadedImage | None, LoadedImage | None]:
     """Rainy image (and optional clean ground truth) from the examples or an upload.
 
     With ``shared``, the choice is remembered in ``st.session_state["current_input"]`` so that
@@ -152,10 +131,12 @@ def input_picker(prefix: str, allow_gt: bool = True, shared: bool = True
             gt = load_upload(up_gt, "ground truth")
     else:
         _, img, gt = prev
-    if img is not None and gt is not None and gt.rgb.shape != img.rgb.shape:
-        st.error(f"The ground truth is {gt.width}x{gt.height} but the image is {img.width}x{img.height}; "
-                 "ignoring the ground truth.")
-        gt = None
+    if img is not None:
+        try:
+            compare.check_ground_truth(img, gt)
+        except compare.UploadError as exc:
+            st.error(f"{exc} Ignoring the ground truth.")
+            gt = None
     if not allow_gt:
         gt = None
     if shared and img is not None and source != "Same image as before":
@@ -166,27 +147,20 @@ def input_picker(prefix: str, allow_gt: bool = True, shared: bool = True
 # --------------------------------------------------------------------------------------
 # Running models and showing results
 # --------------------------------------------------------------------------------------
-def run_models(img: dio.LoadedImage, gt: dio.LoadedImage | None, models: Sequence[str],
-               variant: str | None) -> list[ModelResult]:
-    """Run the models one after the other with a progress bar; failures are reported per model."""
+def run_models(upload: compare.Upload) -> list[ModelResult]:
+    """Run the upload's models one after the other with a progress bar; failures are reported per model."""
     results: list[ModelResult] = []
-    bar = st.progress(0.0, text="starting")
-    for i, model_id in enumerate(models):
-        bar.progress(i / len(models), text=f"running {model_id} ({i + 1}/{len(models)})")
-        try:
-            cached_model(model_id, dd_variant(model_id, variant))
-            results.extend(iter_derain(img, [model_id], variant, gt))
-        except Exception as exc:  # one bad model must not take the page down
-            st.error(f"{model_id} failed: {type(exc).__name__}: {exc}")
-    bar.progress(1.0, text=f"{len(results)} of {len(models)} models done")
+    n = len(upload.models)
+    bar = st.progress(0.0, text=f"running {upload.models[0]} (1/{n})")
+    for i, step in enumerate(compare.run(upload)):
+        if step.error:
+            st.error(step.error)
+        else:
+            results.append(step.result)
+        if i + 1 < n:
+            bar.progress((i + 1) / n, text=f"running {upload.models[i + 1]} ({i + 2}/{n})")
+    bar.progress(1.0, text=f"{len(results)} of {n} models done")
     return results
-
-
-def dd_variant(model_id: str, variant: str | None) -> str | None:
-    """The variant the engine will use for a model (a variant it lacks -> its default)."""
-    if variant in (None, UNTRAINED) or variant in wts.available_variants(model_id):
-        return variant
-    return None
 
 
 def metrics_frame(results: Sequence[ModelResult], input_metrics: dict[str, float] | None = None
@@ -201,7 +175,7 @@ def metrics_frame(results: Sequence[ModelResult], input_metrics: dict[str, float
     return df
 
 
-def results_grid(img: dio.LoadedImage, gt: dio.LoadedImage | None, results: Sequence[ModelResult],
+def results_grid(img: LoadedImage, gt: LoadedImage | None, results: Sequence[ModelResult],
                  input_metrics: dict[str, float] | None, cols: int = 3) -> np.ndarray:
     """Input, ground truth (if any) and every output, labelled, metrics drawn on each tile."""
     images = [display(img.rgb, 360, 240)]

@@ -3,7 +3,7 @@
 * the bundled examples (``assets/examples/index.json``), tolerant of a missing index;
 * the committed evaluation results (``results/``, or ``DERAIN_RESULTS_DIR``) as tidy rows;
 * the papers' own numbers and parameter counts from the model cards;
-* a before/after composite (wipe or blend) for the offline comparison view;
+* a before/after composite (wipe or blend) and click mapping for the comparison view;
 * the robustness curve of the Rain lab: PSNR of every model against synthetic rain density.
 """
 from __future__ import annotations
@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from . import weights as wts
-from .engine import UNTRAINED, derain_one
+from .engine import UNTRAINED, derain_one, model_label as _label, resolve_variant
+from .io import downscale
 from .registry import ModelCard, create_model, get_card, list_models
 from .stats import count_params
 
@@ -105,9 +104,7 @@ def clean_images(examples: Sequence[Example]) -> list[tuple[str, Path]]:
 def model_label(model_id: str, variant: str | None) -> str:
     """Display name; ``(untrained)`` appended for random weights."""
     name = get_card(model_id).name if model_id != BASELINE else BASELINE
-    if variant == UNTRAINED:
-        return f"{name} (untrained)"
-    return name
+    return _label(name, variant != UNTRAINED)
 
 
 @functools.lru_cache(maxsize=None)
@@ -277,7 +274,7 @@ def _safe_params(model_id: str, variant: str) -> int | None:
 
 
 # --------------------------------------------------------------------------------------
-# Images: before/after composite, downscaling
+# Images: before/after composite, colour scales, clicks
 # --------------------------------------------------------------------------------------
 def _to_float(img: Any) -> np.ndarray:
     a = np.asarray(img)
@@ -313,26 +310,6 @@ def before_after(before: Any, after: Any, position: float = 0.5, mode: str = "wi
     return np.round(np.clip(out, 0, 1) * 255).astype(np.uint8)
 
 
-def fit_for_display(img: Any, max_side: int, min_side: int = 0) -> np.ndarray:
-    """A uint8 copy for the screen: box-downscaled to ``max_side`` if larger, or enlarged by a
-    whole nearest-neighbour factor until its longer side reaches ``min_side`` (so tiny images
-    stay pixel-exact and readable). Models and metrics always use the full-size original.
-    """
-    from PIL import Image
-
-    a = np.asarray(img)
-    u8 = a if a.dtype == np.uint8 else np.round(_to_float(a) * 255).astype(np.uint8)
-    h, w = u8.shape[:2]
-    if max(h, w) > max_side:
-        s = max_side / max(h, w)
-        size = (max(1, round(w * s)), max(1, round(h * s)))
-        return np.asarray(Image.fromarray(u8).resize(size, Image.Resampling.BOX)).copy()
-    k = max(1, math.ceil(min_side / max(h, w))) if min_side else 1
-    if k > 1 and max(h, w) * k <= max_side:
-        u8 = np.repeat(np.repeat(u8, k, axis=0), k, axis=1)
-    return np.ascontiguousarray(u8)
-
-
 def plotly_colorscale(cmap: str, n: int = 32) -> list[list[Any]]:
     """A plotly colour scale sampled from ``viz``'s own colour map, so the interactive view
     matches the rendered picture (``[[position, "rgb(r,g,b)"], ...]``, ``n`` stops)."""
@@ -340,45 +317,6 @@ def plotly_colorscale(cmap: str, n: int = 32) -> list[list[Any]]:
 
     rgb = viz.apply_colormap(np.linspace(0.0, 1.0, n)[None, :], cmap, vmin=0.0, vmax=1.0)[0]
     return [[i / (n - 1), f"rgb({r},{g},{b})"] for i, (r, g, b) in enumerate(rgb.tolist())]
-
-
-@dataclass(frozen=True)
-class MapPanel:
-    """One panel of a map as :func:`viz.render_map` draws it, for an interactive chart."""
-
-    label: str
-    data: np.ndarray  # 2-D map, or H x W x 3 float RGB when ``rgb``
-    cmap: str
-    zmin: float | None
-    zmax: float | None
-    rgb: bool
-
-
-def map_panels(tensor: Any, spec: Any, max_panels: int = 8) -> list[MapPanel]:
-    """The panels of :func:`viz.map_to_2d` with the colour map and value range that
-    :func:`viz.render_map` uses for each (so a plotly view matches the rendered picture)."""
-    from . import viz
-
-    out = []
-    for p in viz._panels(tensor, spec, 0, max_panels):  # the same rules render_map applies
-        if p.rgb:
-            out.append(MapPanel(p.label, p.data, "gray", 0.0, 1.0, True))
-            continue
-        lo, hi = p.vrange if p.vrange is not None else viz._value_range(p.data, symmetric=p.symmetric)
-        out.append(MapPanel(p.label, p.data, p.cmap, float(lo), float(hi), False))
-    return out
-
-
-def downscale(rgb: np.ndarray, max_side: int) -> np.ndarray:
-    """Area-downscale float ``H x W x 3`` so its longer side is at most ``max_side`` (never upscales)."""
-    h, w = rgb.shape[:2]
-    s = max_side / max(h, w)
-    if s >= 1.0:
-        return np.ascontiguousarray(rgb, dtype=np.float32)
-    size = (max(16, round(h * s)), max(16, round(w * s)))
-    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32))[None]
-    y = F.interpolate(x, size=size, mode="area")[0].permute(1, 2, 0).numpy()
-    return np.ascontiguousarray(np.clip(y, 0.0, 1.0))
 
 
 def click_to_native(value: dict[str, Any] | None, native_hw: tuple[int, int]) -> tuple[int, int] | None:
@@ -430,8 +368,7 @@ def robustness_curve(clean: np.ndarray, densities: Sequence[float], models: Sequ
         if progress:
             progress(done / steps, f"density x{d:g}: rain added")
         for model_id in models:
-            usable = variant in (None, UNTRAINED) or variant in wts.available_variants(model_id)
-            r = derain_one(rainy, model_id, variant if usable else None, metrics=False)
+            r = derain_one(rainy, model_id, resolve_variant(model_id, variant, strict=False), metrics=False)
             rows.append({"density": d, "model": model_id, "label": r.label, "variant": r.variant,
                          "trained": r.trained, "psnr_rgb": mt.psnr(r.output, small),
                          "psnr_y": mt.psnr(r.output, small, on="y"), "seconds": r.seconds})

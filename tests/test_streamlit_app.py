@@ -163,7 +163,7 @@ def test_compare_bad_upload_is_a_readable_error(env):
     at.radio(key="cmp_source").set_value("Upload").run()
     at.file_uploader(key="cmp_upload").upload("fake.png", b"this is text, not a PNG", "image/png").run()
     assert not at.exception
-    assert any("Could not use the rainy image" in e.value for e in at.error)
+    assert any("Could not read the rainy image" in e.value for e in at.error)
     assert at.button(key="cmp_run").disabled
 
 
@@ -321,9 +321,6 @@ def test_before_after_and_click_mapping():
     assert dd.click_to_native({"x": 50, "y": 20, "width": 100, "height": 40}, (80, 200)) == (100, 40)
     assert dd.click_to_native({"x": 999, "y": -5, "width": 100, "height": 40}, (80, 200)) == (199, 0)
     assert dd.click_to_native(None, (80, 200)) is None
-    small = dd.fit_for_display(np.zeros((10, 20, 3), np.float32), 360, 240)
-    assert small.shape == (120, 240, 3) and small.dtype == np.uint8
-    assert dd.fit_for_display(np.zeros((100, 800, 3), np.uint8), 400).shape == (50, 400, 3)
 
 
 def test_robustness_curve_rows():
@@ -336,16 +333,7 @@ def test_robustness_curve_rows():
         dd.robustness_curve(_clean(), [], ["dsmnet"])
 
 
-def test_map_panels_match_render_rules_and_colorscale():
-    from derain_core.base import MapSpec
-
-    band = MapSpec("b", "band", "band", "signed band", channels=1)
-    t = np.linspace(-2, 1, 16, dtype=np.float32).reshape(1, 1, 4, 4)
-    (p,) = dd.map_panels(t, band)
-    assert p.cmap == "coolwarm" and p.zmin == pytest.approx(-p.zmax) and p.zmax >= 2 - 1e-6
-    image = MapSpec("rain", "image", "rain layer", "rain", channels=3)
-    panels = dd.map_panels(np.random.rand(1, 3, 8, 8).astype(np.float32), image)
-    assert panels[0].rgb and len(panels) == 2  # the image and its magnified |rain|
+def test_plotly_colorscale_matches_viz():
     scale = dd.plotly_colorscale("inferno", 8)
     assert len(scale) == 8 and scale[0] == [0.0, "rgb(0,0,4)"] and scale[-1][0] == 1.0
 

@@ -5,8 +5,8 @@ import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
 import dashboard_ui as ui
+from derain_core import compare
 from derain_core import dashboard_data as dd
-from derain_core import metrics as mt
 from derain_core import report, viz
 
 st.title("Compare the models")
@@ -28,9 +28,12 @@ if img is None:
 
 key = ui.image_key(img, gt)
 if run:
-    results = ui.run_models(img, gt, models, variant)
-    st.session_state["cmp"] = {"key": key, "results": results,
-                               "input_metrics": mt.compute_metrics(img.rgb, gt.rgb if gt is not None else None)}
+    try:
+        upload = compare.prepare(img, gt, models, variant)
+    except compare.UploadError as exc:
+        st.error(str(exc))
+        st.stop()
+    st.session_state["cmp"] = {"key": key, "results": ui.run_models(upload), "input_metrics": upload.input_metrics}
     st.session_state.pop("cmp_point", None)
 
 state = st.session_state.get("cmp")

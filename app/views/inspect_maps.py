@@ -8,9 +8,9 @@ import plotly.express as px
 import streamlit as st
 
 import dashboard_ui as ui
+from derain_core import compare
 from derain_core import dashboard_data as dd
 from derain_core import viz
-from derain_core.engine import derain_one
 
 CACHE_ENTRIES = 2  # maps of big models are large: keep only the last few runs
 
@@ -34,24 +34,27 @@ cache: dict = st.session_state.setdefault("insp_cache", {})
 ckey = (ui.image_key(img), model_id, variant)
 if ckey not in cache:
     with st.spinner(f"running {model_id} and recording its maps"):
+        step = next(compare.run(compare.prepare(img, None, [model_id], variant), metrics=False))
+        if step.error:
+            st.error(step.error)
+            st.stop()
         try:
-            ui.cached_model(model_id, ui.dd_variant(model_id, variant))
-            result = derain_one(img, model_id, ui.dd_variant(model_id, variant), maps=True, metrics=False)
-        except Exception as exc:
-            st.error(f"{model_id} failed: {type(exc).__name__}: {exc}")
+            maps = compare.maps_of(img, step.result)
+        except (ValueError, RuntimeError, MemoryError) as exc:
+            st.error(f"The maps of {step.name} failed: {exc}")
             st.stop()
     while len(cache) >= CACHE_ENTRIES:
         cache.pop(next(iter(cache)))
-    cache[ckey] = result
-result = cache[ckey]
+    cache[ckey] = (step.result, maps)
+result, maps = cache[ckey]
 ui.untrained_note([result])
 
-specs = [s for s in result.map_specs if s.key in (result.maps or {})]
+specs = maps.specs
 if not specs:
     st.warning("This model recorded no maps.")
     st.stop()
 groups = viz.group_specs(specs, default="(top level)")
-st.caption(f"{result.label}: {len(specs)} maps in {len(groups)} groups · {result.maps_note} · "
+st.caption(f"{result.label}: {len(specs)} maps in {len(groups)} groups · {maps.note} · "
            f"forward pass {result.seconds:.2f} s on {result.device} ({result.precision})")
 
 g1, g2 = st.columns([1, 1])
@@ -63,8 +66,8 @@ with g2:
     spec = in_group[st.selectbox("Map", range(len(in_group)),
                                  format_func=lambda i: f"{in_group[i].title}  [{in_group[i].key}]",
                                  key=f"insp_map_{model_id}_{group}")]
-tensor = result.maps[spec.key]
-c, mh, mw = tensor.shape[-3:]
+values = maps.maps[spec.key]  # float (C, h, w)
+c, mh, mw = values.shape
 st.markdown(f"**{spec.title}** — {spec.meaning}  \n`{spec.key}` · kind *{spec.kind}* · "
             f"{c} x {mh} x {mw}" + (f" · 1/{spec.scale} of the input" if spec.scale > 1 else ""))
 
@@ -72,23 +75,20 @@ o1, o2, o3 = st.columns([1, 1, 1])
 with o1:
     cmap = st.selectbox("Colour map", ["auto", *viz.CMAPS], key="insp_cmap",
                         help="auto: the kind's default (signed bands use a diverging map)")
-spatial = spec.scale > 0 and spec.kind != "vector" and mh > 1 and mw > 1
+spatial = viz.is_spatial(values, spec)
 with o2:
     use_overlay = st.toggle("Overlay on the image", value=False, key="insp_overlay", disabled=not spatial)
 with o3:
     alpha = st.slider("Overlay opacity", 0.1, 1.0, 0.6, 0.05, key="insp_alpha", disabled=not use_overlay)
 
-base = img.rgb
-if result.maps_scale < 1.0:  # maps come from a downscaled preview pass: overlay on the same size
-    base = dd.downscale(img.rgb, round(max(img.height, img.width) * result.maps_scale))
-picture = viz.render_map(tensor, spec, image=base if use_overlay and spatial else None,
+picture = viz.render_map(values, spec, image=maps.base if use_overlay and spatial else None,
                          overlay_alpha=alpha if use_overlay and spatial else None,
                          cmap=None if cmap == "auto" else cmap, size=256)
 ui.show_image(picture)
 
 # ---- interactive view: zoom and hover values ------------------------------------------
 st.subheader("Interactive view")
-panels = dd.map_panels(tensor, spec)
+panels = viz.map_panels(values, spec)
 pi = 0
 if len(panels) > 1:
     pi = st.selectbox("Panel", range(len(panels)), format_func=lambda i: panels[i].label, key=f"insp_panel_{spec.key}")
@@ -99,12 +99,11 @@ if panel.rgb:
 else:
     # Same colour map and value range as the picture above (cmap "auto": the kind's default).
     fig = px.imshow(panel.data, color_continuous_scale=dd.plotly_colorscale(panel.cmap if cmap == "auto" else cmap),
-                    zmin=panel.zmin, zmax=panel.zmax, aspect="equal")
+                    zmin=panel.vrange[0], zmax=panel.vrange[1], aspect="equal")
 fig.update_layout(title=label, margin=dict(l=10, r=10, t=40, b=40), height=480)
 st.plotly_chart(fig, key="insp_imshow", theme=None, config={"displaylogo": False})
 
 # ---- channels: grid, statistics, histogram ---------------------------------------------
-values = tensor[0].numpy() if tensor.dim() == 4 else tensor.numpy()
 if c > 1 and spatial:
     st.subheader(f"Channels ({c})")
     k1, k2 = st.columns([1, 1])

@@ -7,8 +7,8 @@ import plotly.express as px
 import streamlit as st
 
 import dashboard_ui as ui
+from derain_core import compare
 from derain_core import dashboard_data as dd
-from derain_core import io as dio
 from derain_core import metrics as mt
 from derain_core import report, synth, viz
 
@@ -28,14 +28,14 @@ with st.container(border=True):
         clean_img = ui.load_upload(up, "clean image")
     else:
         i = st.selectbox("Image", range(len(cleans)), format_func=lambda k: cleans[k][0], key="lab_clean")
-        clean_img = dio.load_image(cleans[i][1])
+        clean_img = compare.load_image(cleans[i][1], "clean image")
     max_side = st.select_slider("Work at (longest side, px)", [64, 128, 256, 384, 512, 768], value=384,
                                 key="lab_side", help="the image is area-downscaled to this size first")
 
 if clean_img is None:
     st.info("No clean image yet: upload one (the bundled clean images come with the examples).")
     st.stop()
-clean = dd.downscale(clean_img.rgb, max_side)
+clean = compare.downscale(clean_img.rgb, max_side)
 
 # ---- rain controls -----------------------------------------------------------------------
 st.subheader("Rain")
@@ -70,13 +70,13 @@ with m1:
     models = ui.model_picker("lab_models")
 with m2:
     variant = ui.variant_picker("lab_variant")
-rkey = ui.image_key(dio.load_image(rainy, name="rainy"), dio.load_image(clean, name="clean"))
+rain_loaded = compare.load_image(rainy, "rainy image", name=f"{preset_name}_rainy")
+gt_loaded = compare.load_image(clean, "clean image", name="clean")
+rkey = ui.image_key(rain_loaded, gt_loaded)
 if st.button("Run the models", type="primary", key="lab_run", disabled=not models):
-    rain_loaded = dio.load_image(rainy, name=f"{preset_name}_rainy")
-    gt_loaded = dio.load_image(clean, name="clean")
+    upload = compare.prepare(rain_loaded, gt_loaded, models, variant)
     st.session_state["lab"] = {"key": rkey, "img": rain_loaded, "gt": gt_loaded,
-                               "results": ui.run_models(rain_loaded, gt_loaded, models, variant),
-                               "input_metrics": mt.compute_metrics(rainy, clean)}
+                               "results": ui.run_models(upload), "input_metrics": upload.input_metrics}
 lab = st.session_state.get("lab")
 if lab and lab["key"] == rkey and lab["results"]:
     ui.untrained_note(lab["results"])
