@@ -404,9 +404,6 @@ class MapPanel:
     rgb: bool = False
 
 
-_Panel = MapPanel
-
-
 def _chw(tensor: Any, batch: int = 0) -> np.ndarray:
     """``(C, h, w)`` float64 of one batch element."""
     a = _as_array(tensor)
@@ -433,15 +430,15 @@ def is_spatial(tensor: Any, spec: MapSpec) -> bool:
 
 
 def _per_channel(a: np.ndarray, what: str, cmap: str, spatial: bool, max_panels: int,
-                 single: str, symmetric: bool = False) -> list[_Panel]:
+                 single: str, symmetric: bool = False) -> list[MapPanel]:
     """One panel per channel with a shared range, or the channel mean beyond ``max_panels``."""
     c = a.shape[0]
     if c == 1:
-        return [_Panel(single, a[0], cmap, symmetric, spatial=spatial)]
+        return [MapPanel(single, a[0], cmap, symmetric, spatial=spatial)]
     if c > max_panels:
-        return [_Panel(f"mean of {c} {what}s", a.mean(0), cmap, symmetric, spatial=spatial)]
+        return [MapPanel(f"mean of {c} {what}s", a.mean(0), cmap, symmetric, spatial=spatial)]
     vr = _shared_range(a, symmetric)
-    return [_Panel(f"{what} {i}", a[i], cmap, symmetric, vr, spatial) for i in range(c)]
+    return [MapPanel(f"{what} {i}", a[i], cmap, symmetric, vr, spatial) for i in range(c)]
 
 
 def map_panels(tensor: Any, spec: MapSpec, batch: int = 0, max_panels: int = 8) -> list[MapPanel]:
@@ -456,7 +453,7 @@ def map_panels(tensor: Any, spec: MapSpec, batch: int = 0, max_panels: int = 8) 
     return panels
 
 
-def _panels(tensor: Any, spec: MapSpec, batch: int = 0, max_panels: int = 8) -> list[_Panel]:
+def _panels(tensor: Any, spec: MapSpec, batch: int = 0, max_panels: int = 8) -> list[MapPanel]:
     a = _chw(tensor, batch)
     c, h, w = a.shape
     spatial = is_spatial(a, spec)
@@ -468,27 +465,27 @@ def _panels(tensor: Any, spec: MapSpec, batch: int = 0, max_panels: int = 8) -> 
         strip = np.full(rows * cols, np.nan)
         strip[:n] = v
         label = f"{n} values" + (f" (rows of {cols})" if rows > 1 else "")
-        return [_Panel(label, strip.reshape(rows, cols), "viridis", spatial=False, strip=True)]
+        return [MapPanel(label, strip.reshape(rows, cols), "viridis", spatial=False, strip=True)]
     if spec.kind in ("image", "residual"):
         if c == 3:
             rgb = np.transpose(a, (1, 2, 0))
-            panels = [_Panel("image", np.clip(np.nan_to_num(rgb), 0.0, 1.0), rgb=True)]
+            panels = [MapPanel("image", np.clip(np.nan_to_num(rgb), 0.0, 1.0), rgb=True)]
             if spec.kind == "residual":
                 mag = np.abs(np.nan_to_num(rgb))
                 p = float(np.percentile(mag, 99.5)) if mag.size else 0.0
                 gain = float(np.clip(1.0 / p, 1.0, 100.0)) if p > 0 else 1.0
-                panels.append(_Panel(f"|rain| x{gain:.1f}", np.clip(mag * gain, 0.0, 1.0),
+                panels.append(MapPanel(f"|rain| x{gain:.1f}", np.clip(mag * gain, 0.0, 1.0),
                                      rgb=True))
             return panels
         if c == 1:
-            return [_Panel("image", a[0], "gray", vrange=(0.0, 1.0), spatial=spatial)]
+            return [MapPanel("image", a[0], "gray", vrange=(0.0, 1.0), spatial=spatial)]
         # an "image" with another channel count is shown like a feature map
     if spec.kind == "band":
         if c == 1:
-            return [_Panel("band", a[0], "coolwarm", True, spatial=spatial)]
-        panels = [_Panel(f"mean of {c} channels", a.mean(0), "coolwarm", True, spatial=spatial)]
+            return [MapPanel("band", a[0], "coolwarm", True, spatial=spatial)]
+        panels = [MapPanel(f"mean of {c} channels", a.mean(0), "coolwarm", True, spatial=spatial)]
         if c > 3:  # signed feature channels cancel in the mean: also show their energy
-            panels.append(_Panel(f"mean |x| over {c} ch", np.abs(a).mean(0), "viridis",
+            panels.append(MapPanel(f"mean |x| over {c} ch", np.abs(a).mean(0), "viridis",
                                  spatial=spatial))
         return panels
     if spec.kind == "attention" or not spatial:
@@ -499,8 +496,8 @@ def _panels(tensor: Any, spec: MapSpec, batch: int = 0, max_panels: int = 8) -> 
     with np.errstate(over="ignore", invalid="ignore"):
         mean_abs = np.abs(a).mean(0)
         l2 = np.sqrt((a * a).sum(0))
-    return [_Panel(f"mean |x| over {c} ch", mean_abs, "viridis", spatial=spatial),
-            _Panel(f"L2 norm over {c} ch", l2, "viridis", spatial=spatial)]
+    return [MapPanel(f"mean |x| over {c} ch", mean_abs, "viridis", spatial=spatial),
+            MapPanel(f"L2 norm over {c} ch", l2, "viridis", spatial=spatial)]
 
 
 def map_to_2d(tensor: Any, spec: MapSpec, batch: int = 0,
