@@ -256,6 +256,29 @@ def test_inspector_before_a_run(app_url):
 
 
 # ------------------------------------------------------------------------------ module-level
+def test_handlers_called_directly_zoom_slider_and_maps(images):
+    """The handlers only a browser reaches (click to zoom, settings, groups), called as functions."""
+    from types import SimpleNamespace
+
+    import app.gradio_app as ga
+
+    pages = list(ga.run(str(images["rainy"]), None, ["dsmnet"], DEFAULT, None))
+    assert [type(p) for p in pages] == [ga.RunOutputs, ga.RunOutputs]
+    st = pages[-1].state
+    assert isinstance(st, ga.RunState) and [r.model_id for r in st.results] == ["dsmnet"]
+    assert ga.show_slider(st, "dsmnet") == (st.files["input"], st.files["dsmnet"])
+    zoom_src, crops, st2 = ga.zoom_click(st, 4, 16, SimpleNamespace(index=[10, 20]))
+    assert st2.point == (10 / st.display_scale, 20 / st.display_scale)
+    assert crops.shape[1] >= 2 * 16 * 4 and zoom_src.shape == st.display.shape
+    again = ga.zoom_settings(st, 2, 16)
+    assert isinstance(again, ga.ZoomOutputs) and again.crops.shape[1] < crops.shape[1]
+    out = ga.inspect_model(st, "dsmnet", None, True)
+    groups = [g for g, _ in out.insp_group.choices]
+    assert out.maps and "maps at full resolution" in out.insp_note
+    items, note = ga.change_group(st, "dsmnet", groups[-1], False)
+    assert items and f"group **{groups[-1]}**" in note
+
+
 def test_examples_index(tmp_path, monkeypatch):
     import app.gradio_app as ga
 
