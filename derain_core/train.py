@@ -628,7 +628,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     from tqdm import tqdm
 
     from .synth import describe_generator
-    from .weights import save_weights
+    from .weights import save_weights, sha256_of
 
     t_session = time.monotonic()
     model_id = cfg.model
@@ -908,6 +908,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             "channels_last": cfg.channels_last, "wall_time_s": round(elapsed(), 1),
             "sec_per_step": None if per_step is None else round(per_step, 4),
             "stopped": stopped, "init_from": cfg.init,
+            "init_sha256": sha256_of(Path(cfg.init)) if cfg.init and Path(cfg.init).is_file() else None,
             "best_step": best_step if val else step,
             "best_val_psnr_y": None if best_psnr is None else round(best_psnr, 3),
             "best_val_ssim_y": None if best_ssim is None else round(best_ssim, 4),

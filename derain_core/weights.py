@@ -88,3 +88,51 @@ def load_weights(model_id: str, variant: str, directory: Path | None = None) -> 
     state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
     model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+# Card fields that describe one training chunk (a run of `derain train`), kept per chunk in "chunks".
+CHUNK_FIELDS = ("steps", "batch", "patch", "loss", "optimizer", "schedule", "grad_clip", "recipe", "ema_decay",
+                "device", "device_type", "threads", "bf16_autocast", "wall_time_s", "sec_per_step", "stopped",
+                "init_from", "best_step", "best_val_psnr_y", "best_val_ssim_y", "best_source", "skipped_steps",
+                "rollbacks", "trained_at")
+
+
+def accumulate_chunks(new_card: dict[str, Any], curve: list[dict[str, Any]],
+                      previous: dict[str, Any] | None) -> dict[str, Any]:
+    """The weight card of a chunk that continued ``previous`` (the card it started from, or None).
+
+    Every chunk keeps its own record (``CHUNK_FIELDS`` and its validation curve) in ``chunks``;
+    ``total_steps_all_chunks``, ``total_wall_time_s`` and ``n_chunks`` sum them. A card written
+    before chunks existed counts as one chunk. ``previous`` is None for a run from scratch.
+    """
+    card = dict(new_card)
+    history: list[dict[str, Any]] = []
+    if previous is not None:
+        history = [dict(c) for c in previous.get("chunks", [])]
+        if not history:  # an older card: its own fields are its one chunk
+            history = [{**{k: previous.get(k) for k in CHUNK_FIELDS},
+                        "validation_curve": previous.get("validation_curve", []),
+                        "sha256": previous.get("sha256")}]
+    this = {k: new_card.get(k) for k in CHUNK_FIELDS}
+    this["validation_curve"] = curve
+    this["chunk"] = len(history) + 1
+    for i, c in enumerate(history, 1):
+        c.setdefault("chunk", i)
+    history.append(this)
+    card["chunks"] = history
+    card["n_chunks"] = len(history)
+    card["total_steps_all_chunks"] = sum(int(c.get("steps") or 0) for c in history)
+    card["total_wall_time_s"] = round(sum(float(c.get("wall_time_s") or 0.0) for c in history), 1)
+    card["validation_curve"] = curve
+    return card
+
+
+def started_from(card: dict[str, Any], shipped: dict[str, Any] | None, shipped_file: Path) -> bool:
+    """Whether the run behind ``card`` was initialised from the shipped weights ``shipped``."""
+    init = card.get("init_from")
+    if not init or shipped is None:
+        return False
+    if card.get("init_sha256"):
+        return card["init_sha256"] == shipped.get("sha256")
+    p = Path(init)
+    return p.is_file() and p.resolve() == shipped_file.resolve() and sha256_of(p) == shipped.get("sha256")

@@ -4,7 +4,9 @@
 
 Adds to the card: the test metrics measured by ``derain eval`` (read from the eval folder's
 ``eval_summary.json``, with the command that produced them), the validation curve from the
-run's ``log.csv``, and merges the eval rows into ``results/<variant>/eval_summary.json`` and
+run's ``log.csv``, the chunk history (a run that started from the shipped weights adds one
+chunk to theirs: ``chunks``, ``n_chunks``, ``total_steps_all_chunks``, ``total_wall_time_s``),
+and merges the eval rows into ``results/<variant>/eval_summary.json`` and
 ``eval_per_image.csv`` (one file over all models, which the dashboard reads).
 Refuses to replace shipped weights that measured better unless ``--force``.
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from derain_core.weights import WEIGHTS_DIR, sha256_of  # noqa: E402
+from derain_core.weights import WEIGHTS_DIR, accumulate_chunks, sha256_of, started_from  # noqa: E402
 
 
 def read_curve(log_csv: Path) -> list[dict]:
@@ -30,7 +32,9 @@ def read_curve(log_csv: Path) -> list[dict]:
             if r.get("val_psnr_y"):
                 rows.append({"step": int(r["step"]), "elapsed_s": round(float(r["elapsed_s"]), 1),
                              "val_psnr_y": round(float(r["val_psnr_y"]), 3),
-                             "val_ssim_y": round(float(r["val_ssim_y"]), 4) if r.get("val_ssim_y") else None})
+                             "val_ssim_y": round(float(r["val_ssim_y"]), 4) if r.get("val_ssim_y") else None,
+                             **({"ema_val_psnr_y": round(float(r["ema_val_psnr_y"]), 3)}
+                                if r.get("ema_val_psnr_y") else {})})
     return rows
 
 
@@ -84,9 +88,11 @@ def main() -> int:
 
     src = export / card["file"]
     dst = WEIGHTS_DIR / card["file"]
+    shipped = json.loads(shipped_card.read_text()) if shipped_card.is_file() else None
+    previous = shipped if started_from(card, shipped, dst) else None  # a chunk continuing them
     shutil.copyfile(src, dst)
+    card = accumulate_chunks(card, read_curve(args.run / "log.csv"), previous)
     card["metrics"] = {**card.get("metrics", {}), args.dataset: metrics}
-    card["validation_curve"] = read_curve(args.run / "log.csv")
     card["sha256"] = sha256_of(dst)
     shipped_card.write_text(json.dumps(card, indent=2) + "\n")
 

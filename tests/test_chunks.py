@@ -1,0 +1,41 @@
+"""Chunked training: the weight card accumulates every chunk (derain_core.weights.accumulate_chunks)."""
+
+
+from derain_core.weights import accumulate_chunks, sha256_of, started_from
+
+
+def _card(steps, wall, best, **kw):
+    return {"model_id": "dsmnet", "variant": "rain100l", "steps": steps, "wall_time_s": wall,
+            "best_val_psnr_y": best, "device": "cpu", **kw}
+
+
+def test_an_old_card_counts_as_one_chunk_and_the_new_chunk_adds_to_it():
+    old = _card(88, 248.4, 30.3, validation_curve=[{"step": 88, "val_psnr_y": 30.3}], sha256="abc")
+    new = accumulate_chunks(_card(9000, 8400.0, 36.1), [{"step": 9000, "val_psnr_y": 36.1}], old)
+    assert new["n_chunks"] == 2 and new["total_steps_all_chunks"] == 9088
+    assert new["total_wall_time_s"] == 8648.4
+    assert [c["chunk"] for c in new["chunks"]] == [1, 2]
+    assert new["chunks"][0]["validation_curve"] == [{"step": 88, "val_psnr_y": 30.3}]
+    assert new["chunks"][1]["validation_curve"] == [{"step": 9000, "val_psnr_y": 36.1}]
+    third = accumulate_chunks(_card(500, 100.0, 36.5), [], new)
+    assert third["n_chunks"] == 3 and third["total_steps_all_chunks"] == 9588
+    assert [c["chunk"] for c in third["chunks"]] == [1, 2, 3]
+
+
+def test_a_run_from_scratch_starts_a_new_history():
+    card = accumulate_chunks(_card(100, 60.0, 31.0), [], None)
+    assert card["n_chunks"] == 1 and card["total_steps_all_chunks"] == 100
+
+
+def test_started_from_compares_the_init_file_with_the_shipped_one(tmp_path):
+    shipped_file = tmp_path / "dsmnet_rain100l.safetensors"
+    shipped_file.write_bytes(b"weights")
+    shipped = {"sha256": sha256_of(shipped_file)}
+    assert started_from({"init_from": str(shipped_file)}, shipped, shipped_file)
+    assert started_from({"init_from": "elsewhere", "init_sha256": shipped["sha256"]}, shipped, shipped_file)
+    assert not started_from({"init_from": None}, shipped, shipped_file)
+    assert not started_from({"init_from": str(shipped_file)}, None, shipped_file)
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(b"other")
+    assert not started_from({"init_from": str(other)}, shipped, shipped_file)
+    assert not started_from({"init_from": "x", "init_sha256": "0" * 64}, shipped, shipped_file)
