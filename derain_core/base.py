@@ -139,17 +139,27 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     return x, (ph, pw)
 
 
-def crop_map(t: torch.Tensor, padded_hw: tuple[int, int], hw: tuple[int, int]) -> torch.Tensor:
+def pad_border(x: torch.Tensor, margin: int) -> tuple[torch.Tensor, int]:
+    """Reflect-pad every side of ``x`` by ``margin`` pixels (0 when the image is too small to
+    reflect that far); returns the padded tensor and the margin used."""
+    if margin <= 0 or min(x.shape[-2:]) <= margin:
+        return x, 0
+    return F.pad(x, (margin,) * 4, mode="reflect"), margin
+
+
+def crop_map(t: torch.Tensor, padded_hw: tuple[int, int], hw: tuple[int, int], margin: int = 0) -> torch.Tensor:
     """Crop a map computed on the padded frame back to the input's frame.
 
-    A map at 1/s of the padded size keeps its top-left ``ceil(H/s) x ceil(W/s)`` pixels.
+    The input sits at ``margin`` pixels from the padded frame's top-left corner; a map at 1/s of
+    the padded size keeps ``ceil(H/s) x ceil(W/s)`` pixels from ``margin/s`` on.
     """
     hp, wp = padded_hw
     h, w = hw
     mh, mw = t.shape[-2:]
+    top, left = round(margin * mh / hp), round(margin * mw / wp)
     th = math.ceil(mh * h / hp)
     tw = math.ceil(mw * w / wp)
-    return t[..., :th, :tw]
+    return t[..., top:top + th, left:left + tw]
 
 
 class DerainNet(nn.Module):
@@ -175,16 +185,21 @@ class DerainNet(nn.Module):
             raise ValueError(f"image too small: {x.shape[-2]}x{x.shape[-1]} "
                              f"(at least {min_size}x{min_size} pixels)")
 
+    @property
+    def border_pad(self) -> int:
+        return self.card.border_pad if self.card is not None else 0
+
     def _run(self, x: torch.Tensor, rec: Recorder) -> torch.Tensor:
         self._check_input(x)
         h, w = x.shape[-2:]
-        xp, (ph, pw) = pad_to_multiple(x, self.size_multiple)
+        xb, m = pad_border(x, self.border_pad)
+        xp, (ph, pw) = pad_to_multiple(xb, self.size_multiple)
         clean = self.derain(xp, rec)
-        if rec.enabled and (ph or pw):
+        if rec.enabled and (m or ph or pw):
             padded = xp.shape[-2:]
             for key in rec.spatial:
-                rec.maps[key] = crop_map(rec.maps[key], padded, (h, w))
-        return clean[..., :h, :w]
+                rec.maps[key] = crop_map(rec.maps[key], padded, (h, w), m)
+        return clean[..., m:m + h, m:m + w]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Clean image for ``x`` (Bx3xHxW, RGB in [0, 1]); same shape as ``x``."""
