@@ -630,7 +630,6 @@ def train(cfg: TrainConfig) -> TrainResult:
     from .synth import describe_generator
     from .weights import save_weights, sha256_of
 
-    t_session = time.monotonic()
     model_id = cfg.model
     if model_id not in LOSSES:
         raise ValueError(f"unknown model {model_id!r}; trainable: {', '.join(LOSSES)}")
@@ -790,6 +789,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     model.train()
     bar = tqdm(total=total, initial=step, unit="step", dynamic_ncols=True, disable=not cfg.progress,
                desc=f"{model_id}")
+    t_session = time.monotonic()  # the budget counts training, not building and data loading
     with _StopFlag() as flag:
         while True:
             if fixed and step >= total:
