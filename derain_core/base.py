@@ -44,6 +44,12 @@ def use_fast_kernels() -> bool:
     return _FAST_KERNELS.get() and not torch.is_grad_enabled()
 
 
+def use_reference_kernels() -> bool:
+    """True inside :func:`reference_kernels`: blocks take their plain, straightforward code
+    (with or without autograd). Outside it they may take faster equivalent forms."""
+    return not _FAST_KERNELS.get()
+
+
 @contextmanager
 def reference_kernels(enabled: bool = True):
     """Run the straightforward module code (the benchmark's reference path) inside."""

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import Recorder, use_fast_kernels
+from .base import Recorder, use_fast_kernels, use_reference_kernels
 
 _OFF = Recorder.off()
 
@@ -100,7 +100,7 @@ class SubspaceAttention(nn.Module):
         t = F.max_pool2d(t, 3, stride=1, padding=1)
         t = F.relu(self.bn2(self.pointwise(t)))  # (B, g, H, W)
         # softmax in float32 (CPU autocast leaves it in bf16), weights back in x's dtype
-        att = torch.softmax(t.flatten(2).float(), dim=-1).to(x.dtype).view(b, self.groups, 1, h, w)
+        att = torch.softmax(fp32(t.flatten(2)), dim=-1).to(x.dtype).view(b, self.groups, 1, h, w)
         rec("subspace_att", att.view(b, self.groups, h, w) * (h * w))
         out = x.view(b, self.groups, c // self.groups, h, w)
         return (out * att + out).view(b, c, h, w)
@@ -204,7 +204,7 @@ def rlcn(image: torch.Tensor, window: int = 9, eps: float = 1e-5, clamp: bool = 
     ``image``'s dtype.
     """
     with no_autocast(image):
-        return _rlcn_fp32(image.float(), window, eps, clamp)
+        return _rlcn_fp32(fp32(image), window, eps, clamp)
 
 
 def _rlcn_fp32(image: torch.Tensor, window: int, eps: float, clamp: bool) -> torch.Tensor:
@@ -227,6 +227,11 @@ def _rlcn_fp32(image: torch.Tensor, window: int, eps: float, clamp: bool) -> tor
 # --------------------------------------------------------------------------------------
 # SAN pairwise self-attention (JDNet), pure PyTorch
 # --------------------------------------------------------------------------------------
+def fp32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in at least float32 precision (float64 stays float64, for gradient checks)."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
 def no_autocast(t: torch.Tensor):
     """Autocast switched off for ``t``'s device (a no-op where autocast does not apply)."""
     if t.device.type in ("cpu", "cuda"):
@@ -237,11 +242,12 @@ def no_autocast(t: torch.Tensor):
 def position_grid(height: int, width: int, like: torch.Tensor) -> torch.Tensor:
     """SAN's position map ``(1, 2, H, W)``: x then y, each ``linspace(-1, 1)`` over the image.
 
-    Always float32 (on ``like``'s device): in bf16 neighbouring positions of a 481-px row
+    Float32 (float64 for a float64 ``like``; on ``like``'s device): in bf16 neighbouring positions of a 481-px row
     (2/480 apart) round to the same value and their differences vanish.
     """
-    loc_w = torch.linspace(-1.0, 1.0, width, device=like.device, dtype=torch.float32)
-    loc_h = torch.linspace(-1.0, 1.0, height, device=like.device, dtype=torch.float32)
+    dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
+    loc_w = torch.linspace(-1.0, 1.0, width, device=like.device, dtype=dtype)
+    loc_h = torch.linspace(-1.0, 1.0, height, device=like.device, dtype=dtype)
     return torch.stack([loc_w.expand(height, width), loc_h[:, None].expand(height, width)])[None]
 
 
@@ -299,8 +305,10 @@ class PairwiseSelfAttention(nn.Module):
                 out = out.to(phi.dtype)
             else:
                 out, weights = self._attend_inference(phi, psi, pos, pos_pad, value, rec.enabled)
-        else:
+        elif use_reference_kernels():
             out, weights = self._attend(phi, psi, pos, pos_pad, value)
+        else:  # autograd (training) or a custom activation: the vectorised form
+            out, weights = self._attend_vectorized(phi, psi, pos, pos_pad, value)
         if rec.enabled:
             self._record(weights, rec)
         if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
@@ -311,7 +319,8 @@ class PairwiseSelfAttention(nn.Module):
         """``conv_p`` of the position grid and its reflection-padded copy, float32 under any autocast."""
         pad = [self.kernel_size // 2] * 4
         with no_autocast(like):
-            pos = F.conv2d(position_grid(h, w, like), self.conv_p.weight.float(), self.conv_p.bias.float())
+            grid = position_grid(h, w, like)
+            pos = F.conv2d(grid, self.conv_p.weight.to(grid.dtype), self.conv_p.bias.to(grid.dtype))
         return pos.contiguous(), F.pad(pos, pad, mode="reflect")
 
     def _offsets(self):
@@ -329,10 +338,32 @@ class PairwiseSelfAttention(nn.Module):
             d_pos = (pos - pos_pad[:, :, dy:dy + h, dx:dx + w]).to(d_rel.dtype).expand(b, -1, -1, -1)
             logits.append(self.conv_w(torch.cat([d_rel, d_pos], dim=1)))
         # softmax and the weighted sum in float32 (CPU autocast would keep them in bf16)
-        weights = torch.softmax(torch.stack(logits, dim=2).float(), dim=2)  # (B, Cw, k*k, H, W)
+        weights = torch.softmax(fp32(torch.stack(logits, dim=2)), dim=2)  # (B, Cw, k*k, H, W)
         cw = weights.shape[1]
         out = 0
         for idx, (dy, dx) in enumerate(self._offsets()):
+            v = value[:, :, dy:dy + h, dx:dx + w].unflatten(1, (-1, cw))
+            out = out + v * weights[:, None, :, idx]
+        return out.flatten(1, 2), weights
+
+    def _attend_vectorized(self, phi, psi, pos, pos_pad, value):
+        """The reference form with the ``k*k`` footprint offsets stacked on one axis: gamma runs
+        once on a ``(B, rel + 2, k*k * H, W)`` tensor instead of ``k*k`` times on small ones
+        (the per-offset 1x1 convolutions dominated JDNet's training step). Same module code
+        (``conv_w``), same result to float rounding; autograd-friendly."""
+        b, rel, h, w = phi.shape
+        offsets = self._offsets()
+        n = len(offsets)
+        psi_n = torch.stack([psi[:, :, dy:dy + h, dx:dx + w] for dy, dx in offsets], dim=2)
+        pos_n = torch.stack([pos_pad[:, :, dy:dy + h, dx:dx + w] for dy, dx in offsets], dim=2)
+        d_rel = phi.unsqueeze(2) - psi_n  # (B, rel, n, H, W)
+        d_pos = (pos.unsqueeze(2) - pos_n).to(d_rel.dtype).expand(b, -1, -1, -1, -1)
+        diff = torch.cat([d_rel, d_pos], dim=1).view(b, rel + 2, n * h, w)
+        logits = self.conv_w(diff).view(b, -1, n, h, w)  # pointwise layers: any spatial shape
+        weights = torch.softmax(fp32(logits), dim=2)  # (B, Cw, n, H, W), float32
+        cw = weights.shape[1]
+        out = 0
+        for idx, (dy, dx) in enumerate(offsets):
             v = value[:, :, dy:dy + h, dx:dx + w].unflatten(1, (-1, cw))
             out = out + v * weights[:, None, :, idx]
         return out.flatten(1, 2), weights

@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..base import DerainNet, MapSpec, Recorder
-from ..blocks import HAAR_BAND_MEANING, HAAR_BANDS, SPP_ANCHORS, haar_dwt, no_autocast, spp_anchors
+from ..blocks import HAAR_BAND_MEANING, HAAR_BANDS, SPP_ANCHORS, fp32, haar_dwt, no_autocast, spp_anchors
 from ..registry import ModelCard, PaperResult, register
 
 _OFF = Recorder.off()
@@ -342,8 +342,9 @@ class ChannelCSSAB(nn.Module):
         b, c = al.shape[:2]
         nh, d = self.heads, c // self.heads
         with no_autocast(al):
-            q = F.conv2d(al.float(), self.q.weight.float(), self.q.bias.float()).view(b, nh, d, SPP_ANCHORS)
-            k = F.conv2d(as_.float(), self.k.weight.float(), self.k.bias.float()).view(b, nh, d, SPP_ANCHORS)
+            al, as_ = fp32(al), fp32(as_)
+            q = F.conv2d(al, self.q.weight.to(al.dtype), self.q.bias.to(al.dtype)).view(b, nh, d, SPP_ANCHORS)
+            k = F.conv2d(as_, self.k.weight.to(al.dtype), self.k.bias.to(al.dtype)).view(b, nh, d, SPP_ANCHORS)
             return torch.softmax((k @ q.transpose(-1, -2)) * self.qk_scale, dim=-2)
 
     def specs(self, prefix: str, channels: int, scale: int, group: str,
