@@ -193,7 +193,11 @@ class DerainNet(nn.Module):
 
     @property
     def border_pad(self) -> int:
-        return self.card.border_pad if self.card is not None else 0
+        """The card's reflection margin, at inference only (training crops need none: their
+        loss covers the whole crop, and the margin would cost up to 2x per step)."""
+        if self.training or self.card is None:
+            return 0
+        return self.card.border_pad
 
     def _run(self, x: torch.Tensor, rec: Recorder) -> torch.Tensor:
         self._check_input(x)

@@ -49,7 +49,7 @@ class ModelCard:
     size_multiple: int = 1  # the network pads to this multiple internally
     # Reflection margin (pixels, a multiple of size_multiple) added on every side before the network
     # and cropped after, so that the image border is seen as interior content. For weights whose
-    # response to the zero-padded frame edge is unstable (RRANet: a saturated 8-px band).
+    # response to the zero-padded frame edge is unstable (RRANet: a saturated 8-px band). Inference only.
     border_pad: int = 0
     min_size: int = 16  # smallest accepted side, in pixels
     supports_fp16: bool = False  # allowed on CUDA (checked by a test against fp32)
