@@ -147,3 +147,73 @@ def matmul_peak_gflops(device: torch.device, dtype: torch.dtype = torch.float32,
 
 def rows_as_dicts(rows: list[BenchRow]) -> list[dict]:
     return [asdict(r) for r in rows]
+
+
+# --------------------------------------------------------------------------------------
+# Training steps
+# --------------------------------------------------------------------------------------
+@dataclass
+class TrainBenchRow:
+    model_id: str
+    path: str  # "current" (the training path today) or "baseline" (reference kernels, as before)
+    batch: int
+    patch: int
+    precision: str
+    sec_per_step: float
+    samples_per_s: float
+    gflops: float  # forward + backward, counted as 3x the forward pass's 2 * MACs
+    peak_mb: float
+    frac_bf16_peak: float | None = None
+    frac_fp32_peak: float | None = None
+
+
+def train_bench(models: list[str], batch: int = 8, patch: int = 64, steps: int = 3, device: str | None = None,
+                paths: tuple[str, ...] = ("baseline", "current"), progress=None) -> list[TrainBenchRow]:
+    """Seconds per training step (forward, loss, backward, Adam) of each model, on random crops.
+
+    ``current`` is what ``derain train`` runs (bf16 autocast where native, channels_last, the
+    blocks' training forms); ``baseline`` is the same under :func:`reference_kernels`, the
+    plain per-offset module code that trained the weights shipped before the training-speed
+    work. Both run in one process, one after the other, with the same data.
+    """
+    from . import train as T
+    from .base import reference_kernels
+
+    dev = torch.device(device) if device else default_device()
+    use_bf16 = T.bf16_available(dev)
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16) if use_bf16 else torch.autocast(dev.type, enabled=False)
+    g = torch.Generator().manual_seed(0)
+    rainy = torch.rand(batch, 3, patch, patch, generator=g).to(dev).contiguous(memory_format=torch.channels_last)
+    clean = torch.rand(batch, 3, patch, patch, generator=g).to(dev)
+    rows = []
+    for model_id in models:
+        macs = model_stats(model_id, patch, patch, training=True)["macs"]
+        for path in paths:
+            torch.manual_seed(0)
+            net = T.build_model(model_id, {}).to(dev).to(memory_format=torch.channels_last).train()
+            opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+
+            def step():
+                loss = T.compute_loss(net, T.LOSSES[model_id], rainy, clean, autocast)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+            with reference_kernels(path == "baseline"):
+                _reset_peak(dev)
+                step()  # warm-up
+                times = []
+                for _ in range(steps):
+                    _sync(dev)
+                    t0 = time.perf_counter()
+                    step()
+                    _sync(dev)
+                    times.append(time.perf_counter() - t0)
+                peak = _peak_mb(dev)
+            s = statistics.median(times)
+            rows.append(TrainBenchRow(model_id, path, batch, patch, "bf16" if use_bf16 else "fp32", s, batch / s,
+                                      3 * 2 * macs * batch / s / 1e9, peak))
+            if progress:
+                progress(rows[-1])
+            del net, opt
+    return rows

@@ -187,6 +187,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     info = machine_info()
     dev = torch.device(args.device) if args.device else None
     print(f"# {info}")
+    if args.train:
+        return _bench_train(args, models, info)
 
     def show(r):
         print(f"{r.model_id:<8} {r.size:>9}  {r.precision:<4} fast {r.fast_s:7.3f} s  "
@@ -217,6 +219,44 @@ def cmd_bench(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps({"machine": info, "matmul_peak_gflops_fp32": peak32,
                                                "matmul_peak_gflops_bf16": peak16,
                                                "rows": rows_as_dicts(rows)}, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _bench_train(args: argparse.Namespace, models: list[str], info: dict) -> int:
+    """``derain bench --train``: training steps, current path against the baseline, one run."""
+    import torch
+
+    from .bench import matmul_peak_gflops, train_bench
+    from .engine import cpu_has_native_bf16, default_device
+
+    device = torch.device(args.device) if args.device else default_device()
+    peak32 = matmul_peak_gflops(device, torch.float32)
+    has_bf16 = device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+    peak16 = matmul_peak_gflops(device, torch.bfloat16) if has_bf16 else None
+    print(f"# measured matmul peak: fp32 {peak32:.0f} GFLOP/s" + (f", bf16 {peak16:.0f} GFLOP/s" if peak16 else ""))
+    print(f"# training step: batch {args.batch} of {args.patch}x{args.patch}, forward + loss + backward + Adam; "
+          f"median of {args.steps} after a warm-up")
+
+    def show(r):
+        r.frac_fp32_peak = r.gflops / peak32
+        r.frac_bf16_peak = r.gflops / peak16 if peak16 else None
+        print(f"{r.model_id:<8} {r.path:<8} {r.precision:<4} {r.sec_per_step:7.3f} s/step  "
+              f"{r.samples_per_s:7.1f} samples/s  {r.gflops:7.1f} GFLOP/s = {r.frac_fp32_peak:4.0%} fp32 / "
+              f"{_fmt(r.frac_bf16_peak and 100 * r.frac_bf16_peak, 0)}% bf16 peak  peak {r.peak_mb:6.0f} MB", flush=True)
+
+    rows = train_bench(models, args.batch, args.patch, args.steps, args.device, progress=show)
+    by = {(r.model_id, r.path): r for r in rows}
+    for m in models:
+        if (m, "baseline") in by and (m, "current") in by:
+            print(f"SPEEDUP  {m:<8} x{by[m, 'baseline'].sec_per_step / by[m, 'current'].sec_per_step:.2f} "
+                  "samples/s, current against baseline")
+    if args.json:
+        from dataclasses import asdict
+        Path(args.json).write_text(json.dumps({"machine": info, "matmul_peak_gflops_fp32": peak32,
+                                               "matmul_peak_gflops_bf16": peak16, "batch": args.batch,
+                                               "patch": args.patch, "rows": [asdict(r) for r in rows]},
+                                              indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
 
@@ -257,6 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default=None)
     b.add_argument("--no-reference", action="store_true", help="skip the reference path")
     b.add_argument("--json", help="also write the numbers as JSON to this file")
+    b.add_argument("--train", action="store_true",
+                   help="time training steps instead (current training path against the baseline)")
+    b.add_argument("--batch", type=int, default=8, help="with --train: batch size (default %(default)s)")
+    b.add_argument("--patch", type=int, default=64, help="with --train: crop size (default %(default)s)")
+    b.add_argument("--steps", type=int, default=3, help="with --train: timed steps (default %(default)s)")
     b.set_defaults(func=cmd_bench)
 
     try:

@@ -29,19 +29,20 @@ def count_macs(model: torch.nn.Module, height: int = 512, width: int = 512) -> i
 
 
 @functools.lru_cache(maxsize=None)
-def model_stats(model_id: str, height: int = 512, width: int = 512) -> dict[str, int]:
+def model_stats(model_id: str, height: int = 512, width: int = 512, training: bool = False) -> dict[str, int]:
     """``{"params": ..., "macs": ...}`` for the default config of ``model_id``.
 
     Counted on the meta device (no memory, no time); a network whose forward pass needs
-    real data at some size is counted on CPU instead.
+    real data at some size is counted on CPU instead. ``training``: the forward pass as
+    training runs it (train mode: no inference-only border margin).
     """
     get_card(model_id)  # import the network modules outside the meta-device context
     with torch.device("meta"):
         model = create_model(model_id)
     params = count_params(model)
     try:
-        macs = count_macs(model.eval(), height, width)
+        macs = count_macs(model.train(training), height, width)
     except Exception:
         torch.manual_seed(0)
-        macs = count_macs(create_model(model_id).eval(), height, width)
+        macs = count_macs(create_model(model_id).train(training), height, width)
     return {"params": params, "macs": macs}

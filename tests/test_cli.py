@@ -120,3 +120,15 @@ def test_models_table(capsys):
     assert code == 0
     for mid in ("msamnet", "dsmnet", "mfan", "rranet", "jdnet"):
         assert mid in out
+
+
+def test_bench_train_prints_both_paths_and_writes_json(tmp_path):
+    out = tmp_path / "bench_train.json"
+    proc = subprocess.run([sys.executable, "-m", "derain_core.cli", "bench", "--train", "--models", "dsmnet",
+                           "--batch", "1", "--patch", "16", "--steps", "1", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "SPEEDUP  dsmnet" in proc.stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["path"] for r in rows] == ["baseline", "current"]
+    assert all(r["samples_per_s"] > 0 and r["gflops"] > 0 and r["frac_fp32_peak"] > 0 for r in rows)
