@@ -68,9 +68,6 @@ class MapSpec:
     for an input of size ``H x W``; other maps have the fixed shape ``(B, channels, *size)``.
     ``group`` is a "/"-separated path the apps use to arrange maps (e.g. ``"stage 3/scale 2"``).
 
-    Until every network declares its rain layers as ``"residual"``, an ``"image"`` whose key
-    has a ``rain`` component (``rain``, ``sam.rain``, ``stage1.rain``, ``rain.linear``) is
-    read as one; this is the only place that looks at a key to decide what a map is.
     """
 
     key: str
@@ -81,10 +78,6 @@ class MapSpec:
     scale: int = 1
     size: tuple[int, int] | None = None
     group: str = ""
-
-    def __post_init__(self) -> None:
-        if self.kind == "image" and "rain" in self.key.split("."):
-            object.__setattr__(self, "kind", "residual")
 
     @property
     def spatial(self) -> bool:

@@ -70,11 +70,6 @@ class ModelCard:
     predicts_note: str = ""  # how the output follows, e.g. "output = input - R"
 
     def __post_init__(self) -> None:
-        # Cards written before ``predicts_note`` existed say "rain layer (output = input - R)".
-        kind, _, note = self.predicts.partition(" (")
-        if note:
-            object.__setattr__(self, "predicts", kind)
-            object.__setattr__(self, "predicts_note", self.predicts_note or note.removesuffix(")"))
         if self.predicts not in get_args(Predicts):
             raise ValueError(f"{self.id}: predicts must be one of {get_args(Predicts)}, got {self.predicts!r}")
 

@@ -263,7 +263,7 @@ class DSMNet(DerainNet):
                 f"up{s}.features", "feature", f"hourglass fusion at scale {s}",
                 f"scale {s} features merged with the up-sampled coarser scale", c,
                 scale=2 ** (s - 1), group=grp))
-        specs.append(MapSpec("rain", "image", "predicted rain layer",
+        specs.append(MapSpec("rain", "residual", "predicted rain layer",
                              "R = input - output: what the network removes", 3, group="output"))
         specs.append(MapSpec("output", "image", "derained image", "B = I - R", 3, group="output"))
         return specs

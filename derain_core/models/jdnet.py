@@ -32,7 +32,8 @@ CARD = ModelCard(
     paper="Joint Self-Attention and Scale-Aggregation for Self-Calibrated Deraining Network",
     venue="ACM Multimedia (MM)",
     year=2020,
-    predicts="rain layer (output = input - R)",
+    predicts="rain layer",
+    predicts_note="output = input - R",
     description=("32 densely connected joint units; each lets every pixel attend to its 7x7 "
                  "neighbourhood (pairwise self-attention), mixes features from four coarser "
                  "scales (1/2 .. 1/16) and refines them with a self-calibrated convolution."),
@@ -355,10 +356,10 @@ class JDNet(DerainNet):
                         c, group=f"unit {u}/dense"),
             ]
         specs += [
-            MapSpec("rain.linear", "image", "rain before activation",
+            MapSpec("rain.linear", "residual", "rain before activation",
                     "exit conv output; its negative part is scaled by 0.2 to give the rain layer",
                     3, group="output"),
-            MapSpec("rain", "image", "rain layer", "predicted rain R = input - output", 3,
+            MapSpec("rain", "residual", "rain layer", "predicted rain R = input - output", 3,
                     group="output"),
             MapSpec("output", "image", "derained image", "input minus rain layer", 3,
                     group="output"),

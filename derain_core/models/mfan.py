@@ -40,7 +40,8 @@ CARD = ModelCard(
     paper="Multifocal Attention-Based Cross-Scale Network for Image De-raining",
     venue="ACM Multimedia (MM '21)",
     year=2021,
-    predicts="rain layer (output = input - R)",
+    predicts="rain layer",
+    predicts_note="output = input - R",
     description=("A three-scale network on a learnable image pyramid whose scales exchange "
                  "information through cross-scale attention: spatial attention split into four "
                  "Haar wavelet bands over 110 pooled anchors, and 4-head channel attention; it "
@@ -446,7 +447,7 @@ class MFAN(DerainNet):
                 specs.append(MapSpec(f"module{m}.scale{s}", "feature", f"module {m} output",
                                      f"features of scale {s} (1/{sc} resolution) after basic "
                                      f"module {m}", c, sc, group=grp))
-        specs.append(MapSpec("rain", "image", "rain layer R",
+        specs.append(MapSpec("rain", "residual", "rain layer R",
                              "what the network removes: input minus output", 3, group="output"))
         specs.append(MapSpec("output", "image", "derained image", "B = O - R", 3, group="output"))
         return specs

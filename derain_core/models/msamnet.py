@@ -277,7 +277,7 @@ class MSAMNet(DerainNet):
             MapSpec("mag.aggregate", "feature", "Aggregated branches",
                     f"The three dilated branches fused by a 1x1 conv ({rms})", 1,
                     group="MAGNet/dilated branches"),
-            MapSpec("sam.rain", "image", "SAM rain estimate",
+            MapSpec("sam.rain", "residual", "SAM rain estimate",
                     "Rain layer predicted by the auxiliary network (subtracted from the input)",
                     3, group="MAGNet/SAM"),
             MapSpec("sam.clean_estimate", "image", "SAM clean estimate",
@@ -304,7 +304,7 @@ class MSAMNet(DerainNet):
                 f"Main-stream features after ORB {i} plus the d{d} branch guidance ({rms})", 1,
                 group=grp))
         specs += [
-            MapSpec("rain", "image", "Rain layer",
+            MapSpec("rain", "residual", "Rain layer",
                     "Rain the network removes: input minus output", 3, group="output"),
             MapSpec("output", "image", "Derained image", "Final output: input minus the rain layer",
                     3, group="output"),

@@ -26,7 +26,8 @@ CARD = ModelCard(
     paper="Recurrent RLCN-Guided Attention Network for Single Image Deraining",
     venue="MVA (IAPR Int. Conf. on Machine Vision Applications)",
     year=2021,
-    predicts="rain layer (negative rain layer N_t, output = input + N_t)",
+    predicts="rain layer",
+    predicts_note="negative rain layer N_t, output = input + N_t",
     description=("A recurrent U-Net (6 stages, shared weights, ConvLSTM memory in the encoder) "
                  "guided by the RLCN image, which marks pixels brighter than their 9x9 "
                  "neighbourhood; attention maps computed from it re-weight the skip features."),
@@ -348,7 +349,7 @@ class RRANet(DerainNet):
                     f"ConvLSTM at 1/{2 ** (k - 1)} size: what stage {t} passes on to the next",
                     1, 2 ** (k - 1), group=f"stage {t}/memory"))
             specs.append(MapSpec(
-                f"stage{t}.rain", "image", f"rain removed by stage {t}",
+                f"stage{t}.rain", "residual", f"rain removed by stage {t}",
                 f"input minus stage {t}'s output (the predicted rain layer so far)", 3, 1,
                 group=f"stage {t}/result"))
             specs.append(MapSpec(
@@ -356,7 +357,7 @@ class RRANet(DerainNet):
                 f"derained image after {t} of {self.stages} stages", 3, 1,
                 group=f"stage {t}/result"))
         specs += [
-            MapSpec("rain", "image", "rain layer", "input minus output: the rain the network removed",
+            MapSpec("rain", "residual", "rain layer", "input minus output: the rain the network removed",
                     3, 1, group="result"),
             MapSpec("output", "image", "output", "derained image (last stage)", 3, 1, group="result"),
         ]
