@@ -38,7 +38,7 @@ def main() -> int:
     summary_path = ROOT / "results" / args.variant / "eval_summary.json"
     summary = {r["model"]: r for r in json.loads(summary_path.read_text())} if summary_path.is_file() else {}
 
-    print(f"| model | params | GMACs @512² | training (steps, wall time, device) | PSNR-Y | SSIM-Y | "
+    print(f"| model | params | GMACs @512² | training (all chunks: steps, wall time; last chunk's device) | PSNR-Y | SSIM-Y | "
           f"PSNR-RGB | SSIM-RGB | paper, Rain100L (PSNR / SSIM) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for card in dc.list_models():
@@ -46,7 +46,11 @@ def main() -> int:
         wc = wts.read_card(card.id, args.variant)
         m = (wc or {}).get("metrics", {}).get(f"{args.variant}_test") or summary.get(card.id)
         if wc:
-            train = f"{wc.get('steps', '?')} steps, {wc.get('wall_time_s', 0) / 60:.0f} min, {wc.get('device', '?')}, {wc.get('threads', '?')} threads"
+            steps = wc.get("total_steps_all_chunks", wc.get("steps", "?"))
+            wall = wc.get("total_wall_time_s", wc.get("wall_time_s", 0)) / 60
+            chunks = wc.get("n_chunks", 1)
+            train = (f"{steps} steps, {wall:.0f} min in {chunks} chunk{'s' if chunks != 1 else ''}, "
+                     f"{wc.get('device', '?')}, {wc.get('threads', '?')} threads")
         else:
             train = "untrained"
         cells = [f"{m['psnr_y']:.2f}", f"{m['ssim_y']:.4f}", f"{m['psnr_rgb']:.2f}", f"{m['ssim_rgb']:.4f}"] \
