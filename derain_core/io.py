@@ -374,13 +374,18 @@ def _encode_png16(arr: np.ndarray) -> bytes:
 # --------------------------------------------------------------------------- saving
 
 def _quantize(x: np.ndarray, bits: int) -> np.ndarray:
+    """Floats in [0, 1] (or uint8/uint16 pictures, read as their full range) -> ``bits`` integers."""
+    x = np.asarray(x)
+    if x.dtype in (np.uint8, np.uint16):
+        x = x.astype(np.float64) / np.iinfo(x.dtype).max
     peak = 65535 if bits == 16 else 255
     q = np.round(np.clip(np.nan_to_num(np.asarray(x, dtype=np.float64)), 0.0, 1.0) * peak)
     return q.astype(np.uint16 if bits == 16 else np.uint8)
 
 
 def png_bytes(rgb: np.ndarray, alpha: np.ndarray | None = None, bits: int = 8) -> bytes:
-    """Encode float ``H x W x 3`` RGB in [0, 1] (and optional ``H x W`` alpha) as lossless PNG bytes.
+    """Encode ``H x W x 3`` RGB (floats in [0, 1], or uint8/uint16) and an optional ``H x W`` alpha as
+    lossless PNG bytes.
 
     Values are clipped to [0, 1] and rounded to ``bits`` (8 or 16) per sample.
     """

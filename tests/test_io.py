@@ -357,3 +357,10 @@ def test_downscale_is_the_engine_preview_rule():
     assert np.allclose(small[0, 0], rgb[:2, :2].mean((0, 1)), atol=1e-6)  # area average
     assert dio.downscale(rgb, 500).shape == rgb.shape  # never enlarges
     assert dio.downscale(rgb, 20).shape == (16, 20, 3)  # at least 16 px per side
+
+
+def test_save_png_keeps_uint8_pictures(tmp_path):
+    """Rendered maps are uint8; they must not be read as floats and clipped to 0/255."""
+    rgb = np.arange(60 * 3, dtype=np.uint8).reshape(6, 10, 3)
+    save_png(tmp_path / "u8.png", rgb)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "u8.png")), rgb)
