@@ -4,32 +4,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
-def _gaussian_window(size: int, sigma: float, device, dtype) -> torch.Tensor:
-    coords = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
-    g = torch.exp(-(coords ** 2) / (2 * sigma ** 2))
-    g = g / g.sum()
-    return g[:, None] * g[None, :]
+from .metrics import ssim_map_torch
 
 
-def ssim_loss_map(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Per-pixel SSIM as in JDNet's ``cal_ssim.py``: 11x11 Gaussian, zero padding, per channel.
-
-    Images in [0, 1]; C1 = 0.01^2, C2 = 0.03^2.
-    """
-    c = x.shape[1]
-    w = _gaussian_window(window, sigma, x.device, x.dtype).expand(c, 1, window, window)
-    pad = window // 2
-
-    def filt(t):
-        return F.conv2d(t, w, padding=pad, groups=c)
-
-    mu_x, mu_y = filt(x), filt(y)
-    sxx = filt(x * x) - mu_x ** 2
-    syy = filt(y * y) - mu_y ** 2
-    sxy = filt(x * y) - mu_x * mu_y
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    return ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2))
+def ssim_loss_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-pixel SSIM as in JDNet's ``cal_ssim.py``: 11x11 Gaussian (sigma 1.5), zero padding, per
+    channel, images in [0, 1] (C1 = 0.01^2, C2 = 0.03^2): :func:`metrics.ssim_map_torch` with zero padding."""
+    return ssim_map_torch(x, y, padding="zeros")
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as _dt
-import functools
 import json
 import math
 import os
@@ -45,6 +44,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from . import losses as L
+from . import metrics as M
+from .engine import cpu_has_native_bf16, resolve_device
 from .control import CONTROL_CONFIG, CONTROL_ID, CONTROL_TEST_CONFIG, create_control
 from .data import (SYNTH_KINDS, PairedPatches, SyntheticRainPatches, center_crop, find_pairs, load_rgb_uint8,
                    load_validation, make_synthetic_val, split_pairs, to_float)
@@ -208,30 +209,19 @@ def lr_at(model_id: str, step: int, total: int, base_lr: float | None = None,
 # ------------------------------------------------------------------------------------------
 # Validation metrics (Y channel of ITU-R BT.601, 0..255, outputs quantised to uint8)
 # ------------------------------------------------------------------------------------------
-def rgb_to_y255(x: torch.Tensor) -> torch.Tensor:
-    """``(B, 3, H, W)`` RGB in [0, 1] -> quantised ``(B, 1, H, W)`` Y in [16, 235] (float64)."""
-    q = (x.detach().double().clamp(0, 1) * 255).round()
-    r, g, b = q[:, 0:1], q[:, 1:2], q[:, 2:3]
-    return 16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0
+def quantize8(x: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] rounded to 8 bits (float64), as saved outputs would be."""
+    return (x.detach().double().clamp(0, 1) * 255).round() / 255
 
 
 def psnr_y(pred: torch.Tensor, target: torch.Tensor) -> float:
-    """PSNR on Y (peak 255), images in [0, 1]; capped at 100 dB for identical images."""
-    mse = torch.mean((rgb_to_y255(pred) - rgb_to_y255(target)) ** 2).item()
-    return 100.0 if mse <= 1e-10 else 10 * math.log10(255.0 ** 2 / mse)
+    """PSNR on Y (BT.601) of the 8-bit-quantised images, mean over the batch; capped at 100 dB."""
+    return min(M.psnr_torch(quantize8(pred), quantize8(target), on="y").mean().item(), 100.0)
 
 
 def ssim_y(pred: torch.Tensor, target: torch.Tensor) -> float:
-    """SSIM on Y (Wang et al.: 11x11 Gaussian, sigma 1.5, valid window, 0..255 constants)."""
-    x, y = rgb_to_y255(pred), rgb_to_y255(target)
-    w = L._gaussian_window(11, 1.5, x.device, x.dtype)[None, None]
-    mx, my = F.conv2d(x, w), F.conv2d(y, w)
-    sxx = F.conv2d(x * x, w) - mx ** 2
-    syy = F.conv2d(y * y, w) - my ** 2
-    sxy = F.conv2d(x * y, w) - mx * my
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (sxx + syy + c2))
-    return s.mean().item()
+    """SSIM on Y (Wang et al.: 11x11 Gaussian, sigma 1.5, valid windows) of the 8-bit-quantised images."""
+    return M.ssim_torch(quantize8(pred), quantize8(target), on="y").mean().item()
 
 
 @torch.no_grad()
@@ -307,38 +297,11 @@ class TrainResult:
     config: dict[str, Any]
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> CUDA if available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("CUDA requested but not available")
-    return dev
-
-
-@functools.lru_cache(maxsize=None)
-def cpu_bf16_supported() -> bool:
-    """True if the CPU has native bf16 (AVX512-BF16 or AMX) and a bf16 autocast conv works."""
-    try:
-        flags = [getattr(torch.cpu, n, None) for n in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-        if not any(f is not None and f() for f in flags):
-            return False
-        conv = nn.Conv2d(3, 4, 3, padding=1)
-        x = torch.rand(1, 3, 8, 8)
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-            y = conv(x)
-        ref = conv(x)
-        return y.dtype == torch.bfloat16 and bool(torch.allclose(y.float(), ref, atol=5e-2))
-    except Exception:  # pragma: no cover - depends on the build
-        return False
-
-
 def bf16_available(device: torch.device) -> bool:
-    """Whether bf16 autocast is native on ``device``."""
+    """Whether bf16 autocast is native on ``device`` (CUDA with bf16, or a CPU with AVX512-BF16/AMX)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return cpu_bf16_supported()
+    return device.type == "cpu" and cpu_has_native_bf16()
 
 
 def device_description(device: torch.device) -> str:
@@ -639,7 +602,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     use_bf16 = bf16_available(device) if cfg.bf16 is None else bool(cfg.bf16)
-    if use_bf16 and device.type == "cpu" and not cpu_bf16_supported():
+    if use_bf16 and device.type == "cpu" and not cpu_has_native_bf16():
         print("warning: bf16 autocast requested on a CPU without native bf16 (slow)", file=sys.stderr)
     if cfg.recipe not in RECIPE_SETS:
         raise ValueError(f"unknown recipe {cfg.recipe!r}; choose from {', '.join(RECIPE_SETS)}")
