@@ -5,7 +5,8 @@ Start it from the repository root::
     .venv/bin/streamlit run app/streamlit_app.py --server.headless true \
         --browser.gatherUsageStats false --server.fileWatcherType none
 
-Pages (files in ``app/views/``; not ``pages/``, which Streamlit would also auto-discover as legacy pages): Compare, Inspect, Benchmark, Rain lab. All model, metric and
+Pages (files in ``app/views/``; not ``pages/``, which Streamlit would also auto-discover as legacy
+pages): Compare, Inspect, Benchmark, Rain lab. All model, metric and
 drawing logic lives in ``derain_core``; the pages only lay out widgets. Nothing is fetched
 from the network: weights and examples are local, usage statistics are off.
 """

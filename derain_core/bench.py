@@ -215,5 +215,4 @@ def train_bench(models: list[str], batch: int = 8, patch: int = 64, steps: int =
                                       3 * 2 * macs * batch / s / 1e9, peak))
             if progress:
                 progress(rows[-1])
-            del net, opt
     return rows

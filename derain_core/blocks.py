@@ -87,7 +87,6 @@ class SubspaceAttention(nn.Module):
         if channels % groups:
             raise ValueError(f"channels ({channels}) must be divisible by groups ({groups})")
         self.groups = groups
-        m = channels // groups
         # All groups at once: a depthwise 1x1 and a grouped 1x1 (m -> 1 per group).
         self.depthwise = nn.Conv2d(channels, channels, 1, groups=channels)
         self.pointwise = nn.Conv2d(channels, groups, 1, groups=groups)

@@ -44,7 +44,10 @@ import copy
 import math
 import zlib
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import torch
 
 import numpy as np
 from scipy import fft as sfft

@@ -38,8 +38,8 @@ def main() -> int:
     summary_path = ROOT / "results" / args.variant / "eval_summary.json"
     summary = {r["model"]: r for r in json.loads(summary_path.read_text())} if summary_path.is_file() else {}
 
-    print(f"| model | params | GMACs @512² | training (all chunks: steps, wall time; last chunk's device) | PSNR-Y | SSIM-Y | "
-          f"PSNR-RGB | SSIM-RGB | paper, Rain100L (PSNR / SSIM) |")
+    print("| model | params | GMACs @512² | training (all chunks: steps, wall time; last chunk's device) | "
+          "PSNR-Y | SSIM-Y | PSNR-RGB | SSIM-RGB | paper, Rain100L (PSNR / SSIM) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for card in dc.list_models():
         st = model_stats(card.id)

@@ -31,7 +31,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 import derain_core as dc  # noqa: E402
 from derain_core import engine, viz  # noqa: E402
 from derain_core import weights as wts  # noqa: E402
-from _support import free_port
+from _support import free_port  # noqa: E402
 
 ALL = list(dc.model_ids())
 DEFAULT = "default (each model's own)"

@@ -88,7 +88,6 @@ def test_mfan_channel_attention_is_float32_under_autocast(dtype):
     torch.manual_seed(0)
     m = ChannelCSSAB(16, heads=4)
     al, as_ = torch.randn(2, 16, 110, 1), torch.randn(2, 16, 110, 1)
-    ref = m.channel_attention(al, as_)
     with _autocast(dtype):
         att = m.channel_attention(al.to(dtype), as_.to(dtype))
     assert att.dtype == torch.float32

@@ -211,7 +211,7 @@ def test_train_synth_heavy_steps_and_card(tmp_path, model_id):
 
 def test_train_synth_resume_identical(tmp_path):
     data = make_data(tmp_path / "d", n=4)
-    a = T.train(_cfg(tmp_path, data, out=str(tmp_path / "a"), steps=4, val_every=2, synth_mix=0.25))
+    T.train(_cfg(tmp_path, data, out=str(tmp_path / "a"), steps=4, val_every=2, synth_mix=0.25))
     b1 = T.train(_cfg(tmp_path, data, out=str(tmp_path / "b"), steps=4, val_every=2, synth_mix=0.25, stop_at=2))
     assert (b1.step, b1.stopped) == (2, "paused")
     # the data RNG state in the checkpoint reproduces the batches the straight run drew next
