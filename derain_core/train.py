@@ -586,314 +586,388 @@ def grad_norm_(params: list[torch.Tensor], max_norm: float | None) -> float:
 MAX_ROLLBACKS = 3  # a run that diverges more often than this stops and exports its best checkpoint
 
 
-def train(cfg: TrainConfig) -> TrainResult:
-    """Run (or resume) one training run; see the module docstring for what it writes."""
-    from tqdm import tqdm
-
-    from .synth import describe_generator
-    from .weights import save_weights, sha256_of
-
-    model_id = cfg.model
-    if model_id not in LOSSES:
-        raise ValueError(f"unknown model {model_id!r}; trainable: {', '.join(LOSSES)}")
+def _check_config(cfg: TrainConfig) -> None:
+    """Reject impossible configurations with a one-line reason."""
+    if cfg.model not in LOSSES:
+        raise ValueError(f"unknown model {cfg.model!r}; trainable: {', '.join(LOSSES)}")
     if (cfg.steps is None) == (cfg.minutes is None) and not cfg.resume:
         raise ValueError("give exactly one of steps or minutes")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
-    use_bf16 = bf16_available(device) if cfg.bf16 is None else bool(cfg.bf16)
-    if use_bf16 and device.type == "cpu" and not cpu_has_native_bf16():
-        print("warning: bf16 autocast requested on a CPU without native bf16 (slow)", file=sys.stderr)
     if cfg.recipe not in RECIPE_SETS:
         raise ValueError(f"unknown recipe {cfg.recipe!r}; choose from {', '.join(RECIPE_SETS)}")
-    recipe = RECIPE_SETS[cfg.recipe][model_id]
-    loss_fn = LOSSES[model_id]
-    synth_on = cfg.synth != "none"
     if cfg.synth not in ("none", *SYNTH_KINDS):
         raise ValueError(f"unknown synth {cfg.synth!r}; choose from none, {', '.join(SYNTH_KINDS)}")
     if not 0.0 <= cfg.synth_mix <= 1.0:
         raise ValueError(f"synth_mix must be in [0, 1], got {cfg.synth_mix}")
-    if cfg.synth_mix and not synth_on:
+    if cfg.synth_mix and cfg.synth == "none":
         raise ValueError("synth_mix needs synth (light, heavy or storm)")
 
-    data_dir = Path(cfg.data) if cfg.data else default_data_dir()
-    if data_dir is None:
-        raise FileNotFoundError("no --data given and ../shared/data/Rain100L_train not found")
-    variant = cfg.variant or (cfg.synth if synth_on else default_variant(data_dir))
-    out = Path(cfg.out) if cfg.out else Path("runs") / f"{model_id}_{variant}"
-    export_dir = Path(cfg.export_dir) if cfg.export_dir else out / "export"
-    paths = _paths(out)
 
-    # ---- model config: tiny/test config, --init file, explicit overrides, or the checkpoint
-    saved: dict[str, Any] | None = None
-    if cfg.resume:
-        if not paths["json"].is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint in {out} ({paths['json'].name} missing)")
-        saved = json.loads(paths["json"].read_text())
-        if saved["model_id"] != model_id:
-            raise ValueError(f"--resume: checkpoint in {out} is for {saved['model_id']!r}, not {model_id!r}")
-        steps_meta = {_meta_step(paths["last"]), _meta_step(paths["state"]), saved["step"]}
-        if len(steps_meta) != 1:
-            raise RuntimeError(f"--resume: inconsistent checkpoint files in {out} (steps {sorted(steps_meta)})")
-        model_config = saved["model_config"]
-        before = saved.get("run_config", {})
-        before = {"synth": "none", "synth_mix": 0.0, **before}  # runs from before --synth existed
-        for key in ("seed", "val_count", "synth", "synth_mix"):
-            if key in before and before[key] != getattr(cfg, key):
-                why = "it fixes the validation split" if key != "synth_mix" else "it fixes the training data"
-                raise ValueError(f"--resume: {key} was {before[key]} ({why}), now {getattr(cfg, key)}")
-    else:
-        if paths["json"].is_file() and not cfg.overwrite:
-            raise FileExistsError(f"{out} already holds a run; use resume, another out/variant, or overwrite")
-        model_config = model_base_config(model_id, cfg.tiny)
+def _read_resume_state(cfg: TrainConfig, out: Path, paths: dict[str, Path]) -> dict[str, Any]:
+    """The JSON scalars of the checkpoint in ``out``, checked against ``cfg``."""
+    if not paths["json"].is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint in {out} ({paths['json'].name} missing)")
+    saved = json.loads(paths["json"].read_text())
+    if saved["model_id"] != cfg.model:
+        raise ValueError(f"--resume: checkpoint in {out} is for {saved['model_id']!r}, not {cfg.model!r}")
+    steps_meta = {_meta_step(paths["last"]), _meta_step(paths["state"]), saved["step"]}
+    if len(steps_meta) != 1:
+        raise RuntimeError(f"--resume: inconsistent checkpoint files in {out} (steps {sorted(steps_meta)})")
+    before = {"synth": "none", "synth_mix": 0.0, **saved.get("run_config", {})}  # runs from before --synth
+    for key in ("seed", "val_count", "synth", "synth_mix"):
+        if key in before and before[key] != getattr(cfg, key):
+            why = "it fixes the validation split" if key != "synth_mix" else "it fixes the training data"
+            raise ValueError(f"--resume: {key} was {before[key]} ({why}), now {getattr(cfg, key)}")
+    return saved
+
+
+class Trainer:
+    """One training run, in four parts: :meth:`__init__` prepares (and resumes), :meth:`loop`
+    trains until the budget, a pause or a stop, :meth:`finish` validates and checkpoints the end,
+    :meth:`export` writes the best weights and their card. :func:`train` runs them in order."""
+
+    def __init__(self, cfg: TrainConfig):
+        _check_config(cfg)
+        self.cfg, self.model_id = cfg, cfg.model
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = resolve_device(cfg.device)
+        self.use_bf16 = bf16_available(self.device) if cfg.bf16 is None else bool(cfg.bf16)
+        if self.use_bf16 and self.device.type == "cpu" and not cpu_has_native_bf16():
+            print("warning: bf16 autocast requested on a CPU without native bf16 (slow)", file=sys.stderr)
+        self.recipe = RECIPE_SETS[cfg.recipe][cfg.model]
+        self.loss_fn = LOSSES[cfg.model]
+        self.synth_on = cfg.synth != "none"
+        data_dir = Path(cfg.data) if cfg.data else default_data_dir()
+        if data_dir is None:
+            raise FileNotFoundError("no --data given and ../shared/data/Rain100L_train not found")
+        self.data_dir = data_dir
+        self.variant = cfg.variant or (cfg.synth if self.synth_on else default_variant(data_dir))
+        self.out = Path(cfg.out) if cfg.out else Path("runs") / f"{cfg.model}_{self.variant}"
+        self.export_dir = Path(cfg.export_dir) if cfg.export_dir else self.out / "export"
+        self.paths = _paths(self.out)
+        saved = _read_resume_state(cfg, self.out, self.paths) if cfg.resume else None
+        if saved is None and self.paths["json"].is_file() and not cfg.overwrite:
+            raise FileExistsError(f"{self.out} already holds a run; use resume, another out/variant, or overwrite")
+        self.model_config = saved["model_config"] if saved is not None else self._new_model_config()
+        self.config = full_config(cfg.model, self.model_config)
+        self.train_pairs, self.val_pairs = split_pairs(find_pairs(data_dir), cfg.val_count, cfg.seed)
+        self._build()
+        # run state (checkpointed by save_last)
+        self.step, self.total, self.fixed = 0, cfg.steps, cfg.steps is not None
+        self.elapsed_before = 0.0
+        self.best_psnr = self.best_ssim = self.best_step = None
+        self.best_source, self.last_ema_val = "raw", None
+        self.lr_scale, self.rollbacks, self.skipped = 1.0, 0, 0
+        if saved is not None:
+            self._resume(saved)
+        self.start_step = self.step
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.log = CsvLog(self.paths["log"], resume_step=self.step if saved is not None else None)
+        self.budget = cfg.minutes * 60.0 if cfg.minutes is not None else None
+        self.val_every = cfg.val_every if cfg.val_every > 0 else 0
+        self.save_every = cfg.save_every or self.val_every
+        self.step_times: list[float] = []
+        self.stopped = "done"
+        self.lr = self.base_lr
+        self.t_start = time.monotonic()
+
+    # ---- preparing
+    def _new_model_config(self) -> dict[str, Any]:
+        """Tiny/test config, the --init file's config, and explicit overrides, in that order."""
+        cfg = self.cfg
+        model_config = model_base_config(cfg.model, cfg.tiny)
         if cfg.init and not cfg.model_config and not cfg.tiny:
             model_config = _file_config(Path(cfg.init))
-        model_config = {**model_config, **cfg.model_config}
-    config = full_config(model_id, model_config)
-    pairs = find_pairs(data_dir)
-    train_pairs, val_pairs = split_pairs(pairs, cfg.val_count, cfg.seed)
+        return {**model_config, **cfg.model_config}
 
-    torch.manual_seed(cfg.seed)
-    model = build_model(model_id, model_config)
-    if cfg.init and not cfg.resume:
-        load_model_file(model, Path(cfg.init))
-    model.to(device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    base_lr = cfg.lr or recipe.lr
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=base_lr, betas=recipe.betas)
-    ema = Ema(model, recipe.ema) if recipe.ema else None
-    if synth_on:
-        data: PairedPatches | SyntheticRainPatches = SyntheticRainPatches(
-            train_pairs, cfg.patch, kind=cfg.synth, mix=cfg.synth_mix, flips=cfg.flips, seed=cfg.seed)
-        val = make_synthetic_val(val_pairs, len(val_pairs), cfg.val_crop, cfg.synth, cfg.seed)
-    else:
-        data = PairedPatches(train_pairs, cfg.patch, flips=cfg.flips, seed=cfg.seed)
-        val = load_validation(val_pairs, cfg.val_crop) if val_pairs else []
-
-    step, total, fixed = 0, cfg.steps, cfg.steps is not None
-    elapsed_before, best_psnr, best_ssim, best_step = 0.0, None, None, None
-    best_source, last_ema_val = "raw", None
-    if saved is not None:
-        load_model_file(model, paths["last"])
-        st = load_file(str(paths["state"]))
-        optimizer_from_safe(opt, st, saved["optimizer"])
-        torch.set_rng_state(st["rng.torch"])
-        data.set_state(st["rng.data"])
-        if device.type == "cuda" and "rng.cuda" in st:
-            torch.cuda.set_rng_state(st["rng.cuda"], device)
-        step, elapsed_before = saved["step"], saved["elapsed_s"]
-        if ema is not None:
-            if paths["ema"].is_file():
-                load_model_file(ema.model, paths["ema"])
-                ema.updates = int(saved.get("ema_updates", step))
-            else:
-                ema.reset_to(model)
-        lr_scale, rollbacks, skipped = (saved.get("lr_scale", 1.0), saved.get("rollbacks", 0),
-                                        saved.get("skipped_steps", 0))
-        best_psnr, best_ssim, best_step = saved["best_psnr_y"], saved["best_ssim_y"], saved["best_step"]
-        best_source = saved.get("best_source", "raw")
-        if cfg.steps is not None:
-            total, fixed = cfg.steps, True
-        elif saved["total_fixed"]:
-            total, fixed = saved["total_steps"], True
+    def _build(self) -> None:
+        """Network (from --init when given), optimizer, EMA, training data and validation set."""
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg.model, self.model_config)
+        if cfg.init and not cfg.resume:
+            load_model_file(self.model, Path(cfg.init))
+        self.model.to(self.device)
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.base_lr = cfg.lr or self.recipe.lr
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.Adam(self.params, lr=self.base_lr, betas=self.recipe.betas)
+        self.ema = Ema(self.model, self.recipe.ema) if self.recipe.ema else None
+        if self.synth_on:
+            self.data: PairedPatches | SyntheticRainPatches = SyntheticRainPatches(
+                self.train_pairs, cfg.patch, kind=cfg.synth, mix=cfg.synth_mix, flips=cfg.flips, seed=cfg.seed)
+            self.val = make_synthetic_val(self.val_pairs, len(self.val_pairs), cfg.val_crop, cfg.synth, cfg.seed)
         else:
-            total, fixed = None, False
-        if not fixed and cfg.minutes is None:
+            self.data = PairedPatches(self.train_pairs, cfg.patch, flips=cfg.flips, seed=cfg.seed)
+            self.val = load_validation(self.val_pairs, cfg.val_crop) if self.val_pairs else []
+        self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.use_bf16
+                         else torch.autocast(self.device.type, enabled=False))
+
+    def _resume(self, saved: dict[str, Any]) -> None:
+        """Weights, EMA, optimizer, RNG streams and run state from the ``last`` checkpoint."""
+        cfg, paths = self.cfg, self.paths
+        load_model_file(self.model, paths["last"])
+        st = load_file(str(paths["state"]))
+        optimizer_from_safe(self.opt, st, saved["optimizer"])
+        torch.set_rng_state(st["rng.torch"])
+        self.data.set_state(st["rng.data"])
+        if self.device.type == "cuda" and "rng.cuda" in st:
+            torch.cuda.set_rng_state(st["rng.cuda"], self.device)
+        self.step, self.elapsed_before = saved["step"], saved["elapsed_s"]
+        if self.ema is not None:
+            if paths["ema"].is_file():
+                load_model_file(self.ema.model, paths["ema"])
+                self.ema.updates = int(saved.get("ema_updates", self.step))
+            else:
+                self.ema.reset_to(self.model)
+        self.lr_scale = saved.get("lr_scale", 1.0)
+        self.rollbacks, self.skipped = saved.get("rollbacks", 0), saved.get("skipped_steps", 0)
+        self.best_psnr, self.best_ssim = saved["best_psnr_y"], saved["best_ssim_y"]
+        self.best_step, self.best_source = saved["best_step"], saved.get("best_source", "raw")
+        if cfg.steps is not None:
+            self.total, self.fixed = cfg.steps, True
+        elif saved["total_fixed"]:
+            self.total, self.fixed = saved["total_steps"], True
+        else:
+            self.total, self.fixed = None, False
+        if not self.fixed and cfg.minutes is None:
             raise ValueError("--resume of a run whose step count was never fixed needs steps or minutes")
-    if saved is None:
-        lr_scale, rollbacks, skipped = 1.0, 0, 0
-    start_step = step
-    out.mkdir(parents=True, exist_ok=True)
-    log = CsvLog(paths["log"], resume_step=step if saved is not None else None)
-    budget = cfg.minutes * 60.0 if cfg.minutes is not None else None
-    val_every = cfg.val_every if cfg.val_every > 0 else 0
-    save_every = cfg.save_every or val_every
 
-    def elapsed() -> float:
-        return elapsed_before + time.monotonic() - t_session
+    # ---- state
+    def elapsed(self) -> float:
+        """Training seconds so far, earlier sessions of the run included (not setup time)."""
+        return self.elapsed_before + time.monotonic() - self.t_start
 
-    def scalars() -> dict[str, Any]:
-        return {"version": 1, "model_id": model_id, "model_config": model_config, "variant": variant,
-                "step": step, "total_steps": total, "total_fixed": fixed, "elapsed_s": round(elapsed(), 2),
-                "best_psnr_y": best_psnr, "best_ssim_y": best_ssim, "best_step": best_step,
-                "best_source": best_source, "lr_scale": lr_scale, "rollbacks": rollbacks,
-                "skipped_steps": skipped, "ema_updates": ema.updates if ema is not None else 0,
-                "run_config": {k: v for k, v in asdict(cfg).items() if k not in ("resume", "overwrite")}}
+    def scalars(self) -> dict[str, Any]:
+        """The JSON part of the ``last`` checkpoint."""
+        return {"version": 1, "model_id": self.model_id, "model_config": self.model_config,
+                "variant": self.variant, "step": self.step, "total_steps": self.total,
+                "total_fixed": self.fixed, "elapsed_s": round(self.elapsed(), 2), "best_psnr_y": self.best_psnr,
+                "best_ssim_y": self.best_ssim, "best_step": self.best_step, "best_source": self.best_source,
+                "lr_scale": self.lr_scale, "rollbacks": self.rollbacks, "skipped_steps": self.skipped,
+                "ema_updates": self.ema.updates if self.ema is not None else 0,
+                "run_config": {k: v for k, v in asdict(self.cfg).items() if k not in ("resume", "overwrite")}}
 
-    def run_validation() -> tuple[float | None, float | None]:
+    def save(self) -> None:
+        save_last(self.out, self.model, self.opt, self.data, self.device, self.scalars(), self.model_id,
+                  self.config, self.ema)
+
+    def validate(self) -> tuple[float | None, float | None]:
         """Validate the raw weights (and the EMA); keep the better as ``best``. Returns the raw score."""
-        nonlocal best_psnr, best_ssim, best_step, best_source, last_ema_val
-        if not val:
+        if not self.val:
             return None, None
-        p, s = validate(model, val, device, cfg.channels_last)
-        candidates = [(p, s, "raw", model)]
-        last_ema_val = None
-        if ema is not None:
-            ep, es = validate(ema.model, val, device, cfg.channels_last)
-            last_ema_val = (ep, es)
-            candidates.append((ep, es, "ema", ema.model))
+        p, s = validate(self.model, self.val, self.device, self.cfg.channels_last)
+        candidates = [(p, s, "raw", self.model)]
+        self.last_ema_val = None
+        if self.ema is not None:
+            ep, es = validate(self.ema.model, self.val, self.device, self.cfg.channels_last)
+            self.last_ema_val = (ep, es)
+            candidates.append((ep, es, "ema", self.ema.model))
         cp, cs, src, net = max(candidates, key=lambda c: c[0])
-        if best_psnr is None or cp > best_psnr:
-            best_psnr, best_ssim, best_step, best_source = cp, cs, step, src
-            save_model_file(net, paths["best"], model_id, config, step)
-            paths["best_json"].write_text(json.dumps(
-                {"step": step, "val_psnr_y": cp, "val_ssim_y": cs, "source": src}, indent=1) + "\n")
+        if self.best_psnr is None or cp > self.best_psnr:
+            self.best_psnr, self.best_ssim, self.best_step, self.best_source = cp, cs, self.step, src
+            save_model_file(net, self.paths["best"], self.model_id, self.config, self.step)
+            self.paths["best_json"].write_text(json.dumps(
+                {"step": self.step, "val_psnr_y": cp, "val_ssim_y": cs, "source": src}, indent=1) + "\n")
         return p, s
 
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16
-                else torch.autocast(device.type, enabled=False))
-    step_times: list[float] = []
-    loss_sum, loss_n, bad, gnorm_sum = 0.0, 0, 0, 0.0
-    last_val_step = -1
-    stopped = "done"
-    lr = base_lr
-    model.train()
-    bar = tqdm(total=total, initial=step, unit="step", dynamic_ncols=True, disable=not cfg.progress,
-               desc=f"{model_id}")
-    t_session = time.monotonic()  # the budget counts training, not building and data loading
-    with _StopFlag() as flag:
-        while True:
-            if fixed and step >= total:
-                break
-            if flag.stop:
-                stopped = "interrupt"
-                break
-            if cfg.stop_at is not None and step >= cfg.stop_at:
-                stopped = "paused"
-                break
-            if budget is not None and elapsed() >= budget:
-                stopped = "time" if fixed else "done"  # a --minutes run ends when its time is up
-                break
-            t0 = time.perf_counter()
-            if fixed:
-                lr = base_lr * lr_scale * recipe.schedule(step, total)
-            else:  # --minutes: the schedule follows the fraction of the wall-time budget spent
-                frac = min(elapsed() / budget, 1.0)
-                lr = base_lr * lr_scale * recipe.schedule(int(frac * TIME_SCHEDULE_STEPS), TIME_SCHEDULE_STEPS)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            rainy, clean = data.batch(cfg.batch)
-            rainy, clean = rainy.to(device), clean.to(device)
-            if cfg.channels_last:
-                rainy = rainy.contiguous(memory_format=torch.channels_last)
-            loss = compute_loss(model, loss_fn, rainy, clean, autocast)
-            opt.zero_grad(set_to_none=True)
-            finite = bool(torch.isfinite(loss))
-            if finite:
-                loss.backward()
-                gnorm = grad_norm_(params, recipe.grad_clip)
-                finite = math.isfinite(gnorm)
-            if finite:  # apply the step; a non-finite loss or gradient is skipped, never applied
-                bad = 0
-                opt.step()
-                if ema is not None:
-                    ema.update(model)
-                loss_sum += loss.item()
-                loss_n += 1
-                gnorm_sum += gnorm
-            else:
-                bad += 1
-                skipped += 1
-                opt.zero_grad(set_to_none=True)
-                if bad >= 10:  # diverged: roll back to the best weights with half the LR, or stop
-                    if rollbacks >= MAX_ROLLBACKS or not paths["best"].is_file():
-                        print(f"warning: {bad} non-finite steps in a row at step {step} after {rollbacks} "
-                              "rollbacks; stopping (the best validated checkpoint is exported)", file=sys.stderr)
-                        stopped = "diverged"
-                        break
-                    rollbacks += 1
-                    lr_scale *= 0.5
+    # ---- the loop
+    def _stop_reason(self, flag: "_StopFlag") -> str | None:
+        cfg = self.cfg
+        if self.fixed and self.step >= self.total:
+            return "done"
+        if flag.stop:
+            return "interrupt"
+        if cfg.stop_at is not None and self.step >= cfg.stop_at:
+            return "paused"
+        if self.budget is not None and self.elapsed() >= self.budget:
+            return "time" if self.fixed else "done"  # a --minutes run ends when its time is up
+        return None
+
+    def _set_lr(self) -> None:
+        if self.fixed:
+            self.lr = self.base_lr * self.lr_scale * self.recipe.schedule(self.step, self.total)
+        else:  # --minutes: the schedule follows the fraction of the wall-time budget spent
+            frac = min(self.elapsed() / self.budget, 1.0)
+            self.lr = self.base_lr * self.lr_scale * self.recipe.schedule(int(frac * TIME_SCHEDULE_STEPS),
+                                                                          TIME_SCHEDULE_STEPS)
+        for g in self.opt.param_groups:
+            g["lr"] = self.lr
+
+    def _optimizer_step(self) -> tuple[float, float] | None:
+        """One batch: ``(loss, grad norm)``, or None when the loss or gradient is not finite (skipped)."""
+        rainy, clean = self.data.batch(self.cfg.batch)
+        rainy, clean = rainy.to(self.device), clean.to(self.device)
+        if self.cfg.channels_last:
+            rainy = rainy.contiguous(memory_format=torch.channels_last)
+        loss = compute_loss(self.model, self.loss_fn, rainy, clean, self.autocast)
+        self.opt.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            return None
+        loss.backward()
+        gnorm = grad_norm_(self.params, self.recipe.grad_clip)
+        if not math.isfinite(gnorm):
+            self.opt.zero_grad(set_to_none=True)
+            return None
+        self.opt.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return loss.item(), gnorm
+
+    def _roll_back(self, bad: int) -> bool:
+        """After ``bad`` non-finite steps in a row: back to the best weights with half the LR.
+        False when the rollbacks are used up (the run stops)."""
+        if self.rollbacks >= MAX_ROLLBACKS or not self.paths["best"].is_file():
+            print(f"warning: {bad} non-finite steps in a row at step {self.step} after {self.rollbacks} "
+                  "rollbacks; stopping (the best validated checkpoint is exported)", file=sys.stderr)
+            return False
+        self.rollbacks += 1
+        self.lr_scale *= 0.5
+        print(f"warning: {bad} non-finite steps in a row at step {self.step}; rolling back to the best "
+              f"checkpoint (step {self.best_step}) with LR x{self.lr_scale:g} (rollback {self.rollbacks})",
+              file=sys.stderr)
+        load_model_file(self.model, self.paths["best"])
+        self.opt = torch.optim.Adam(self.params, lr=self.base_lr * self.lr_scale, betas=self.recipe.betas)
+        if self.ema is not None:
+            self.ema.reset_to(self.model)
+        return True
+
+    def loop(self) -> None:
+        """Train until the step count, the time budget, ``stop_at``, a signal or divergence."""
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        loss_sum, loss_n, gnorm_sum, bad = 0.0, 0, 0.0, 0
+        self.last_val_step = -1
+        self.model.train()
+        bar = tqdm(total=self.total, initial=self.step, unit="step", dynamic_ncols=True,
+                   disable=not cfg.progress, desc=self.model_id)
+        self.t_start = time.monotonic()  # the budget counts training, not building and data loading
+        with _StopFlag() as flag:
+            while (reason := self._stop_reason(flag)) is None:
+                t0 = time.perf_counter()
+                self._set_lr()
+                result = self._optimizer_step()
+                if result is not None:  # applied; a non-finite step is skipped, never applied
                     bad = 0
-                    print(f"warning: 10 non-finite steps in a row at step {step}; rolling back to the best "
-                          f"checkpoint (step {best_step}) with LR x{lr_scale:g} (rollback {rollbacks})",
-                          file=sys.stderr)
-                    load_model_file(model, paths["best"])
-                    opt = torch.optim.Adam(params, lr=base_lr * lr_scale, betas=recipe.betas)
-                    if ema is not None:
-                        ema.reset_to(model)
-            step += 1
-            step_times.append(time.perf_counter() - t0)
-            bar.update(1)
+                    loss_sum, loss_n, gnorm_sum = loss_sum + result[0], loss_n + 1, gnorm_sum + result[1]
+                else:
+                    bad, self.skipped = bad + 1, self.skipped + 1
+                    if bad >= 10:
+                        if not self._roll_back(bad):
+                            reason = "diverged"
+                            break
+                        bad = 0
+                self.step += 1
+                self.step_times.append(time.perf_counter() - t0)
+                bar.update(1)
+                vp = vs = None
+                due = (self.val_every and self.step % self.val_every == 0) or (self.fixed and self.step >= self.total)
+                if due and self.step != self.last_val_step:
+                    vp, vs = self.validate()
+                    self.last_val_step = self.step
+                if self.step % cfg.log_every == 0 or vp is not None:
+                    self.log.write(self.step, self.elapsed(), self.lr, loss_sum / loss_n if loss_n else None, vp, vs,
+                                   gnorm_sum / loss_n if loss_n else None,
+                                   self.last_ema_val if vp is not None else None, self.skipped)
+                    bar.set_postfix(loss=f"{loss_sum / loss_n:.4f}" if loss_n else "nan", lr=f"{self.lr:.2g}",
+                                    **({"val": f"{vp:.2f}"} if vp is not None else {}))
+                    loss_sum, loss_n, gnorm_sum = 0.0, 0, 0.0
+                if self.save_every and self.step % self.save_every == 0:
+                    self.save()
+            self.stopped = reason
+            self._pending_log = (loss_sum, loss_n, gnorm_sum)
+            self.finish()
+        bar.close()
 
-            vp = vs = None
-            due = (val_every and step % val_every == 0) or (fixed and step >= total)
-            if due and step != last_val_step:
-                vp, vs = run_validation()
-                last_val_step = step
-            if step % cfg.log_every == 0 or vp is not None:
-                log.write(step, elapsed(), lr, loss_sum / loss_n if loss_n else None, vp, vs,
-                          gnorm_sum / loss_n if loss_n else None, last_ema_val if vp is not None else None, skipped)
-                bar.set_postfix(loss=f"{loss_sum / loss_n:.4f}" if loss_n else "nan", lr=f"{lr:.2g}",
-                                **({"val": f"{vp:.2f}"} if vp is not None else {}))
-                loss_sum, loss_n, gnorm_sum = 0.0, 0, 0.0
-            if save_every and step % save_every == 0:
-                save_last(out, model, opt, data, device, scalars(), model_id, config, ema)
+    def finish(self) -> None:
+        """Validate the final weights (time-out, interrupt) and write the ``last`` checkpoint."""
+        loss_sum, loss_n, gnorm_sum = getattr(self, "_pending_log", (0.0, 0, 0.0))
+        if self.step != self.last_val_step and self.step > self.start_step and self.stopped != "paused":
+            vp, vs = self.validate()
+            self.last_val_step = self.step
+            self.log.write(self.step, self.elapsed(), self.lr, loss_sum / loss_n if loss_n else None, vp, vs,
+                           gnorm_sum / loss_n if loss_n else None, self.last_ema_val, self.skipped)
+        if self.total is None:
+            self.total = self.step
+        self.save()
 
-        # ---- end: validate the final weights (time-out, interrupt), checkpoint, export
-        if step != last_val_step and step > start_step and stopped != "paused":
-            vp, vs = run_validation()
-            last_val_step = step
-            log.write(step, elapsed(), lr, loss_sum / loss_n if loss_n else None, vp, vs,
-                      gnorm_sum / loss_n if loss_n else None, last_ema_val, skipped)
-        if total is None:
-            total = step
-        save_last(out, model, opt, data, device, scalars(), model_id, config, ema)
-    bar.close()
+    # ---- export
+    def median_step_s(self, include_first: bool = False) -> float | None:
+        times = self.step_times[1:]
+        if times:
+            return sorted(times)[len(times) // 2]
+        return self.step_times[0] if include_first and self.step_times else None
 
-    # ---- export the best weights (fp16 if outputs stay within 50 dB of fp32)
-    export_path = None
-    if step > 0:
-        best = build_model(model_id, model_config)
-        src = paths["best"] if (val and paths["best"].is_file()) else paths["last"]
+    def export(self) -> Path | None:
+        """The best weights (fp16 if outputs stay within 50 dB of fp32) and their card, or None
+        when no step was trained."""
+        from .weights import save_weights
+
+        if self.step <= 0:
+            return None
+        best = build_model(self.model_id, self.model_config)
+        src = self.paths["best"] if (self.val and self.paths["best"].is_file()) else self.paths["last"]
         load_model_file(best, src)
-        if val:
-            x = val[0][0]
-        else:
-            x = to_float(center_crop(load_rgb_uint8(train_pairs[0][0]), 256))[None]
+        x = self.val[0][0] if self.val else to_float(center_crop(load_rgb_uint8(self.train_pairs[0][0]), 256))[None]
         fp16_psnr = _fp16_check_psnr(best, x)
-        half = fp16_psnr >= 50.0
-        per_step = (sorted(step_times[1:])[len(step_times[1:]) // 2] if len(step_times) > 1
-                    else (step_times[0] if step_times else None))
+        return save_weights(best, self.model_id, self.variant, self.config, self._card(fp16_psnr),
+                            half=fp16_psnr >= 50.0, directory=self.export_dir)
+
+    def _card(self, fp16_psnr: float) -> dict[str, Any]:
+        """Provenance of this chunk for the weight card (scripts/ship_weights.py adds the history)."""
+        from .synth import describe_generator
+        from .weights import sha256_of
+
+        cfg, recipe, val = self.cfg, self.recipe, bool(self.val)
+        per_step = self.median_step_s(include_first=True)
+        init = Path(cfg.init) if cfg.init else None
         card = {
-            "training_data": _training_data_text(cfg, data_dir, len(train_pairs), len(val_pairs)),
-            "data_dir": str(data_dir),
-            "steps": step, "total_steps": total, "batch": cfg.batch, "patch": cfg.patch,
+            "training_data": _training_data_text(cfg, self.data_dir, len(self.train_pairs), len(self.val_pairs)),
+            "data_dir": str(self.data_dir),
+            "steps": self.step, "total_steps": self.total, "batch": cfg.batch, "patch": cfg.patch,
             "augmentation": "random horizontal/vertical flips" if cfg.flips else "none",
-            "loss": recipe.loss, "optimizer": f"Adam betas {recipe.betas}, lr {base_lr:g}",
+            "loss": recipe.loss, "optimizer": f"Adam betas {recipe.betas}, lr {self.base_lr:g}",
             "schedule": recipe.schedule.describe(), "grad_clip": recipe.grad_clip, "recipe": cfg.recipe,
-            "ema_decay": recipe.ema, "best_source": best_source if val else "raw",
-            "skipped_steps": skipped, "rollbacks": rollbacks,
+            "ema_decay": recipe.ema, "best_source": self.best_source if val else "raw",
+            "skipped_steps": self.skipped, "rollbacks": self.rollbacks,
             "recipe_source": recipe.source, "seed": cfg.seed,
-            "device": device_description(device), "device_type": device.type,
-            "threads": torch.get_num_threads(), "bf16_autocast": use_bf16,
-            "channels_last": cfg.channels_last, "wall_time_s": round(elapsed(), 1),
+            "device": device_description(self.device), "device_type": self.device.type,
+            "threads": torch.get_num_threads(), "bf16_autocast": self.use_bf16,
+            "channels_last": cfg.channels_last, "wall_time_s": round(self.elapsed(), 1),
             "sec_per_step": None if per_step is None else round(per_step, 4),
-            "stopped": stopped, "init_from": cfg.init,
-            "init_sha256": sha256_of(Path(cfg.init)) if cfg.init and Path(cfg.init).is_file() else None,
-            "best_step": best_step if val else step,
-            "best_val_psnr_y": None if best_psnr is None else round(best_psnr, 3),
-            "best_val_ssim_y": None if best_ssim is None else round(best_ssim, 4),
-            "validation": (f"{len(val_pairs)} images, " + (f"center crop {cfg.val_crop}" if cfg.val_crop > 0
-                                                           else "full size") + ", PSNR/SSIM on Y (BT.601)"
+            "stopped": self.stopped, "init_from": cfg.init,
+            "init_sha256": sha256_of(init) if init and init.is_file() else None,
+            "best_step": self.best_step if val else self.step,
+            "best_val_psnr_y": None if self.best_psnr is None else round(self.best_psnr, 3),
+            "best_val_ssim_y": None if self.best_ssim is None else round(self.best_ssim, 4),
+            "validation": (f"{len(self.val_pairs)} images, "
+                           + (f"center crop {cfg.val_crop}" if cfg.val_crop > 0 else "full size")
+                           + ", PSNR/SSIM on Y (BT.601)"
                            + (f"; held-out clean images with fixed synthetic {cfg.synth} rain "
                               f"(make_synthetic_val, seed {cfg.seed}), not the real rainy images"
-                              if synth_on else "")),
+                              if self.synth_on else "")),
             "fp16_check_psnr_db": round(fp16_psnr, 2),
             "torch": torch.__version__, "trained_at": _dt.datetime.now().isoformat(timespec="seconds"),
         }
-        if synth_on:
+        if self.synth_on:
             card["synthetic_rain"] = {
                 "generator": describe_generator(cfg.synth), "kind": cfg.synth, "mix_real": cfg.synth_mix,
-                "backgrounds": f"{data_dir.resolve().name}/clean ({len(train_pairs)} training images)",
+                "backgrounds": f"{self.data_dir.resolve().name}/clean ({len(self.train_pairs)} training images)",
                 "seed": cfg.seed, "rendered_on": f"each {cfg.patch}x{cfg.patch} training patch; validation: "
                 "full image, then center crop", "validation_rain": f"make_synthetic_val(kind={cfg.synth!r}, "
                 f"seed={cfg.seed}): rain seeds hashed from kind, seed and file name (not the training stream)"}
-        export_path = save_weights(best, model_id, variant, config, card, half=half, directory=export_dir)
+        return card
 
-    per_step = sorted(step_times[1:])[len(step_times[1:]) // 2] if len(step_times) > 1 else None
-    return TrainResult(out, step, total, stopped, best_psnr, best_step, per_step, export_path, config)
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Run (or resume) one training run; see the module docstring for what it writes."""
+    run = Trainer(cfg)
+    run.loop()
+    export_path = run.export()
+    return TrainResult(run.out, run.step, run.total, run.stopped, run.best_psnr, run.best_step,
+                       run.median_step_s(), export_path, run.config)
 
 
 def _training_data_text(cfg: TrainConfig, data_dir: Path, n_train: int, n_val: int) -> str:

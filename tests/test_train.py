@@ -394,3 +394,16 @@ def test_divergence_stops_and_exports_the_best_checkpoint(tmp_path, monkeypatch)
     assert state["rollbacks"] == T.MAX_ROLLBACKS and state["lr_scale"] == 0.5 ** T.MAX_ROLLBACKS
     assert state["skipped_steps"] == 10 * (T.MAX_ROLLBACKS + 1)
     assert res.best_step == 2 and res.export_path is not None and res.export_path.is_file()
+
+
+def test_trainer_parts_run_on_their_own(tmp_path):
+    """prepare (Trainer()), loop, export: each step testable; preparing trains nothing."""
+    data = make_data(tmp_path / "d", n=4)
+    run = T.Trainer(_cfg(tmp_path, data, steps=3))
+    assert run.step == 0 and run.model.training is True and not run.paths["last"].exists()
+    assert run.export() is None  # nothing trained yet
+    run.loop()
+    assert (run.step, run.stopped) == (3, "done") and run.paths["last"].is_file()
+    assert run.best_step in (2, 3) and run.export().is_file()
+    with pytest.raises(ValueError, match="recipe"):
+        T.Trainer(_cfg(tmp_path, data, recipe="fastest"))
