@@ -194,7 +194,7 @@ def train_bench(models: list[str], batch: int = 8, patch: int = 64, steps: int =
             opt = torch.optim.Adam(net.parameters(), lr=1e-4)
 
             def step():
-                loss = T.compute_loss(net, T.LOSSES[model_id], rainy, clean, autocast)
+                loss = T.compute_loss(net, T.loss_for(model_id), rainy, clean, autocast)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

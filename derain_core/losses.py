@@ -1,4 +1,8 @@
-"""Training losses of the papers (architectures.md section 1.10)."""
+"""Training losses of the papers (architectures.md section 1.10).
+
+The networks combine these in their ``TrainingSpec`` (``ModelCard.training``); each loss takes
+the dict of ``training_outputs`` and the target, both float32.
+"""
 from __future__ import annotations
 
 import torch
@@ -44,3 +48,18 @@ def laplacian_detail(x: torch.Tensor) -> torch.Tensor:
 def edge_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """MPRNet edge loss: Charbonnier between Laplacian detail layers."""
     return charbonnier(laplacian_detail(x), laplacian_detail(y))
+
+
+def l1_output(outs: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    """L1 between the output and the target (MFAN, the control)."""
+    return F.l1_loss(outs["output"], target)
+
+
+def neg_ssim_output(outs: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    """Negative SSIM of the output (RRANet's last stage, JDNet)."""
+    return -ssim(outs["output"], target)
+
+
+def charbonnier_edge(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """MPRNet's Charbonnier + 0.05 x edge loss."""
+    return charbonnier(x, y) + 0.05 * edge_loss(x, y)

@@ -68,6 +68,7 @@ class ModelCard:
     license: str = "MIT (this re-implementation)"
     default_variant: str | None = None  # None: the engine's VARIANT_PREFERENCE decides
     predicts_note: str = ""  # how the output follows, e.g. "output = input - R"
+    training: Any = None  # recipes.TrainingSpec: the paper's loss and recipe (derain train)
 
     def __post_init__(self) -> None:
         if self.predicts not in get_args(Predicts):

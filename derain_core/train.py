@@ -35,174 +35,63 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from . import losses as L
 from . import metrics as M
 from .engine import cpu_has_native_bf16, resolve_device
-from .control import CONTROL_CONFIG, CONTROL_ID, CONTROL_TEST_CONFIG, create_control
+from .control import CONTROL_CONFIG, CONTROL_ID, CONTROL_TEST_CONFIG, CONTROL_TRAINING, create_control
+from .recipes import LossFn, Recipe, Schedule, TrainingSpec  # noqa: F401 (Schedule: re-exported)
 from .data import (SYNTH_KINDS, PairedPatches, SyntheticRainPatches, center_crop, find_pairs, load_rgb_uint8,
                    load_validation, make_synthetic_val, split_pairs, to_float)
 
-Outputs = dict[str, torch.Tensor]
-LossFn = Callable[[Outputs, torch.Tensor], torch.Tensor]
 
 
 # ------------------------------------------------------------------------------------------
-# Losses (architectures.md 1.10, 2.2, 3.4, 4.8, 5.5, 6.3); inputs are fp32
-# ------------------------------------------------------------------------------------------
-def _charb_edge(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return L.charbonnier(x, y) + 0.05 * L.edge_loss(x, y)
-
-
-def loss_msamnet(outs: Outputs, target: torch.Tensor) -> torch.Tensor:
-    """MSAMNet: (Charbonnier + 0.05 edge) on the main output plus the same on SAM's estimate."""
-    loss = _charb_edge(outs["output"], target)
-    if "sam" in outs:
-        loss = loss + _charb_edge(outs["sam"], target)
-    return loss
-
-
-def loss_dsmnet(outs: Outputs, target: torch.Tensor) -> torch.Tensor:
-    """DSM-Net: MSE + 0.2 (1 - SSIM)."""
-    out = outs["output"]
-    return F.mse_loss(out, target) + 0.2 * (1.0 - L.ssim(out, target))
-
-
-def loss_l1(outs: Outputs, target: torch.Tensor) -> torch.Tensor:
-    """MFAN and the control: L1."""
-    return F.l1_loss(outs["output"], target)
-
-
-def loss_neg_ssim(outs: Outputs, target: torch.Tensor) -> torch.Tensor:
-    """RRANet (last stage) and JDNet: negative SSIM (1.10)."""
-    return -L.ssim(outs["output"], target)
-
-
-LOSSES: dict[str, LossFn] = {
-    "msamnet": loss_msamnet,
-    "dsmnet": loss_dsmnet,
-    "mfan": loss_l1,
-    "rranet": loss_neg_ssim,
-    "jdnet": loss_neg_ssim,
-    CONTROL_ID: loss_l1,
-}
-
-
-# ------------------------------------------------------------------------------------------
-# Learning-rate schedules as functions of (step, total_steps)
+# Losses and recipes: declared by each network on its card (ModelCard.training, recipes.py)
 # ------------------------------------------------------------------------------------------
 TIME_SCHEDULE_STEPS = 100_000  # --minutes runs: LR schedule resolution over the time budget
+RECIPE_KINDS = ("short", "paper")
 
 
-@dataclass(frozen=True)
-class Schedule:
-    """LR multiplier of the base LR at a step (0-based) of a ``total``-step run.
+def training_spec(model_id: str) -> TrainingSpec:
+    """The :class:`TrainingSpec` a network declares (the control's for ``"control"``)."""
+    if model_id == CONTROL_ID:
+        return CONTROL_TRAINING
+    from .registry import get_card, model_ids
 
-    ``kind``: ``"cosine"`` (to ``min_ratio``), ``"multistep"`` (x ``gamma`` at each fraction in
-    ``milestones``) or ``"halving"`` (x0.5 every ``1/halvings`` of the run). A linear warm-up
-    over the first ``warmup`` fraction of the steps multiplies all of them.
-    """
-
-    kind: str
-    milestones: tuple[float, ...] = ()
-    gamma: float = 0.1
-    min_ratio: float = 0.0
-    halvings: int = 7
-    warmup: float = 0.02
-
-    def warmup_steps(self, total: int) -> int:
-        return int(round(self.warmup * total))
-
-    def __call__(self, step: int, total: int) -> float:
-        total = max(int(total), 1)
-        w = self.warmup_steps(total)
-        warm = (step + 1) / w if step < w else 1.0
-        if self.kind == "cosine":
-            p = min(max((step - w) / max(total - w, 1), 0.0), 1.0)
-            m = self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * p))
-        elif self.kind == "multistep":
-            m = self.gamma ** sum(step >= round(f * total) for f in self.milestones)
-        elif self.kind == "halving":
-            m = 0.5 ** math.floor(self.halvings * step / total)
-        else:
-            m = 1.0
-        return warm * m
-
-    def describe(self) -> str:
-        warm = f"linear warm-up {self.warmup:.0%} of steps, then "
-        if self.kind == "cosine":
-            return warm + f"cosine to {self.min_ratio:g} x base"
-        if self.kind == "multistep":
-            at = "/".join(f"{f:.0%}" for f in self.milestones)
-            return warm + f"x{self.gamma:g} at {at} of steps"
-        if self.kind == "halving":
-            return warm + f"halved every 1/{self.halvings} of the steps"
-        return warm + "constant"
+    if model_id not in model_ids():
+        raise ValueError(f"unknown model {model_id!r}; trainable: {', '.join([*model_ids(), CONTROL_ID])}")
+    spec = get_card(model_id).training
+    if spec is None:
+        raise ValueError(f"{model_id} declares no training recipe (ModelCard.training)")
+    return spec
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """Optimizer recipe of one model (Adam), scaled to any step budget."""
+def trainable_ids() -> list[str]:
+    """Every registered network with a training spec, and the control."""
+    from .registry import list_models
 
-    lr: float
-    schedule: Schedule
-    loss: str
-    grad_clip: float | None = None
-    betas: tuple[float, float] = (0.9, 0.999)
-    source: str = ""
-    ema: float | None = None  # decay of an exponential moving average of the weights (None: off)
+    return [c.id for c in list_models() if c.training is not None] + [CONTROL_ID]
 
 
-PAPER_RECIPES: dict[str, Recipe] = {
-    # The papers' own schedules, scaled to the run's step budget (``--recipe paper``). They assume
-    # hundreds of epochs; compressed into minutes they decay before anything is learned.
-    "msamnet": Recipe(2e-4, Schedule("cosine", min_ratio=1e-6 / 2e-4, warmup=0.012),
-                      "Charbonnier + 0.05 edge on output and SAM estimate",
-                      source="paper 2.2: Adam 2e-4 cosine to 1e-6; MPRNet-style warm-up 3/250 epochs"),
-    "dsmnet": Recipe(1e-3, Schedule("multistep", milestones=(0.6, 0.8), gamma=0.1),
-                     "MSE + 0.2 (1 - SSIM)",
-                     source="paper 3.4: Adam 1e-3; schedule not given (choice: x0.1 at 60/80%)"),
-    "mfan": Recipe(2e-4, Schedule("halving", halvings=7), "L1",
-                   source="paper 4.8: Adam 2e-4 halved every 100 of 700 epochs"),
-    "rranet": Recipe(1e-3, Schedule("multistep", milestones=(0.25, 0.5, 0.75), gamma=0.2), "-SSIM",
-                     grad_clip=5.0, source="5.5 (successor ECNet defaults): Adam 1e-3, x0.2 at 25/50/75%, clip 5"),
-    "jdnet": Recipe(5e-4, Schedule("multistep", milestones=(0.6, 0.8), gamma=0.1), "-SSIM",
-                    source="paper 6.3: Adam 5e-4, /10 after 600 and 800 of 1000 epochs"),
-    CONTROL_ID: Recipe(5e-4, Schedule("cosine", min_ratio=1e-6 / 5e-4), "L1",
-                       source="choice: plain CNN control, Adam 5e-4 cosine to 1e-6"),
-}
-
-def _short(lr: float, loss: str, paper: str, clip: float = 1.0) -> Recipe:
-    return Recipe(lr, Schedule("cosine", min_ratio=0.01, warmup=0.02), loss, grad_clip=clip, ema=0.999,
-                  source=f"short-budget recipe (training.md): Adam {lr:g}, warm-up 2% then cosine to 1% over "
-                  f"the chunk, gradient-norm clip {clip:g}, EMA 0.999 (better of raw/EMA exported); "
-                  f"paper: {paper}")
+def loss_for(model_id: str) -> LossFn:
+    """The paper's training loss of ``model_id`` (over its ``training_outputs``)."""
+    return training_spec(model_id).loss
 
 
-# Short-budget recipes (the default): each paper's loss, warm-up + cosine over the chunk's budget,
-# gradient clipping and an EMA of the weights. Peak LRs: see results/lr_trials/ for what was tried.
-RECIPES: dict[str, Recipe] = {
-    "msamnet": _short(2e-4, PAPER_RECIPES["msamnet"].loss, PAPER_RECIPES["msamnet"].source),
-    "dsmnet": _short(5e-4, PAPER_RECIPES["dsmnet"].loss, PAPER_RECIPES["dsmnet"].source),
-    "mfan": _short(5e-4, PAPER_RECIPES["mfan"].loss, PAPER_RECIPES["mfan"].source),
-    "rranet": _short(5e-4, PAPER_RECIPES["rranet"].loss, PAPER_RECIPES["rranet"].source),
-    "jdnet": _short(5e-4, PAPER_RECIPES["jdnet"].loss, PAPER_RECIPES["jdnet"].source),
-    CONTROL_ID: _short(1e-3, "L1", "choice: plain CNN control (training.md: Adam 1e-3 cosine, batch 16 of 64x64)"),
-}
-RECIPE_SETS: dict[str, dict[str, Recipe]] = {"short": RECIPES, "paper": PAPER_RECIPES}
+def recipe_for(model_id: str, kind: str = "short") -> Recipe:
+    """``model_id``'s ``"short"`` (default, short-budget) or ``"paper"`` recipe."""
+    return training_spec(model_id).recipe(kind)
 
 
-def lr_at(model_id: str, step: int, total: int, base_lr: float | None = None,
-          recipes: dict[str, Recipe] | None = None) -> float:
+def lr_at(model_id: str, step: int, total: int, base_lr: float | None = None, kind: str = "short") -> float:
     """Learning rate of ``model_id``'s recipe (default: the short-budget one) at ``step`` of ``total``."""
-    recipe = (recipes or RECIPES)[model_id]
+    recipe = recipe_for(model_id, kind)
     return (base_lr or recipe.lr) * recipe.schedule(step, total)
 
 
@@ -588,12 +477,11 @@ MAX_ROLLBACKS = 3  # a run that diverges more often than this stops and exports 
 
 def _check_config(cfg: TrainConfig) -> None:
     """Reject impossible configurations with a one-line reason."""
-    if cfg.model not in LOSSES:
-        raise ValueError(f"unknown model {cfg.model!r}; trainable: {', '.join(LOSSES)}")
+    training_spec(cfg.model)  # raises for an unknown model
     if (cfg.steps is None) == (cfg.minutes is None) and not cfg.resume:
         raise ValueError("give exactly one of steps or minutes")
-    if cfg.recipe not in RECIPE_SETS:
-        raise ValueError(f"unknown recipe {cfg.recipe!r}; choose from {', '.join(RECIPE_SETS)}")
+    if cfg.recipe not in RECIPE_KINDS:
+        raise ValueError(f"unknown recipe {cfg.recipe!r}; choose from {', '.join(RECIPE_KINDS)}")
     if cfg.synth not in ("none", *SYNTH_KINDS):
         raise ValueError(f"unknown synth {cfg.synth!r}; choose from none, {', '.join(SYNTH_KINDS)}")
     if not 0.0 <= cfg.synth_mix <= 1.0:
@@ -634,8 +522,8 @@ class Trainer:
         self.use_bf16 = bf16_available(self.device) if cfg.bf16 is None else bool(cfg.bf16)
         if self.use_bf16 and self.device.type == "cpu" and not cpu_has_native_bf16():
             print("warning: bf16 autocast requested on a CPU without native bf16 (slow)", file=sys.stderr)
-        self.recipe = RECIPE_SETS[cfg.recipe][cfg.model]
-        self.loss_fn = LOSSES[cfg.model]
+        self.recipe = recipe_for(cfg.model, cfg.recipe)
+        self.loss_fn = loss_for(cfg.model)
         self.synth_on = cfg.synth != "none"
         data_dir = Path(cfg.data) if cfg.data else default_data_dir()
         if data_dir is None:
@@ -1001,7 +889,7 @@ def _parse_kv(text: str) -> tuple[str, Any]:
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add ``MODEL --data DIR --steps N|--minutes M [...]`` to ``parser``."""
     d = TrainConfig(model="")
-    parser.add_argument("model", help=f"model id: {', '.join(LOSSES)}")
+    parser.add_argument("model", help="a registered network id, or control (the plain-CNN control)")
     parser.add_argument("--data", help="paired training folder (default: ../shared/data/Rain100L_train)")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="number of optimizer steps")
@@ -1010,7 +898,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--batch", type=int, default=d.batch, help="batch size (default %(default)s)")
     parser.add_argument("--patch", type=int, default=d.patch, help="crop size (default %(default)s)")
     parser.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
-    parser.add_argument("--recipe", choices=tuple(RECIPE_SETS), default=d.recipe,
+    parser.add_argument("--recipe", choices=RECIPE_KINDS, default=d.recipe,
                         help="short: warm-up + cosine over the budget, gradient clipping, EMA (default); "
                         "paper: the paper's own schedule scaled to the budget")
     parser.add_argument("--val-every", type=int, default=d.val_every, help="steps between validations")

@@ -110,9 +110,13 @@ def test_paired_patches(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ losses
-def test_losses_table_covers_all_models():
-    assert set(T.LOSSES) == {"msamnet", "dsmnet", "mfan", "rranet", "jdnet", "control"}
-    assert set(T.RECIPES) == set(T.LOSSES)
+def test_every_network_declares_its_training_beside_it():
+    assert set(T.trainable_ids()) == {"msamnet", "dsmnet", "mfan", "rranet", "jdnet", "control"}
+    for m in T.trainable_ids():
+        spec = T.training_spec(m)
+        assert callable(spec.loss) and spec.paper.lr > 0 and spec.short().ema == 0.999
+    with pytest.raises(ValueError, match="unknown model"):
+        T.training_spec("nonet")
 
 
 def test_losses_known_cases():
@@ -120,28 +124,28 @@ def test_losses_known_cases():
     y = torch.rand(2, 3, 24, 24)
     same = {"output": y.clone(), "sam": y.clone()}
     # Charbonnier of identical images is eps = 1e-3, the edge term too: 2 * (1e-3 + 0.05e-3)
-    assert T.LOSSES["msamnet"](same, y).item() == pytest.approx(2 * 1.05e-3, rel=1e-4)
-    assert T.LOSSES["dsmnet"](same, y).item() == pytest.approx(0.0, abs=1e-6)
-    assert T.LOSSES["mfan"](same, y).item() == 0.0
-    assert T.LOSSES["rranet"](same, y).item() == pytest.approx(-1.0, abs=1e-5)
-    assert T.LOSSES["jdnet"](same, y).item() == pytest.approx(-1.0, abs=1e-5)
+    assert T.loss_for("msamnet")(same, y).item() == pytest.approx(2 * 1.05e-3, rel=1e-4)
+    assert T.loss_for("dsmnet")(same, y).item() == pytest.approx(0.0, abs=1e-6)
+    assert T.loss_for("mfan")(same, y).item() == 0.0
+    assert T.loss_for("rranet")(same, y).item() == pytest.approx(-1.0, abs=1e-5)
+    assert T.loss_for("jdnet")(same, y).item() == pytest.approx(-1.0, abs=1e-5)
     # SAM output is part of MSAMNet's loss
     worse = {"output": y.clone(), "sam": (y + 0.1).clamp(0, 1)}
-    assert T.LOSSES["msamnet"](worse, y) > T.LOSSES["msamnet"](same, y) + 0.01
+    assert T.loss_for("msamnet")(worse, y) > T.loss_for("msamnet")(same, y) + 0.01
     # DSM-Net: MSE + 0.2 (1 - SSIM) on a known offset
     off = {"output": y + 0.1}
     expect = 0.01 + 0.2 * (1 - dc.losses.ssim(y + 0.1, y).item())
-    assert T.LOSSES["dsmnet"](off, y).item() == pytest.approx(expect, rel=1e-5)
+    assert T.loss_for("dsmnet")(off, y).item() == pytest.approx(expect, rel=1e-5)
 
 
-@pytest.mark.parametrize("model_id", sorted(T.LOSSES))
+@pytest.mark.parametrize("model_id", sorted(T.trainable_ids()))
 def test_losses_decrease_under_descent(model_id):
     torch.manual_seed(0)
     y = torch.rand(1, 3, 24, 24)
     x = (y + 0.3 * torch.rand_like(y)).clamp(0, 1).requires_grad_(True)
     s = (y + 0.3 * torch.rand_like(y)).clamp(0, 1).requires_grad_(True)
     opt = torch.optim.Adam([x, s], lr=0.01)
-    fn = T.LOSSES[model_id]
+    fn = T.loss_for(model_id)
     first = fn({"output": x, "sam": s}, y).item()
     for _ in range(20):
         opt.zero_grad()
@@ -153,7 +157,7 @@ def test_losses_decrease_under_descent(model_id):
 def test_loss_is_fp32_under_bf16_autocast():
     model = create_control(channels=8, blocks=1)
     x, y = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
-    loss = T.compute_loss(model, T.LOSSES["control"], x, y, torch.autocast("cpu", dtype=torch.bfloat16))
+    loss = T.compute_loss(model, T.loss_for("control"), x, y, torch.autocast("cpu", dtype=torch.bfloat16))
     assert loss.dtype == torch.float32
     loss.backward()
     assert all(p.grad.dtype == torch.float32 for p in model.parameters())
@@ -161,24 +165,24 @@ def test_loss_is_fp32_under_bf16_autocast():
 
 # ------------------------------------------------------------------------------------------ schedules
 def test_schedules_follow_recipes():
-    P = T.PAPER_RECIPES  # the papers' schedules (--recipe paper)
+    P = "paper"  # the papers' schedules (--recipe paper)
     total = 1000
-    assert T.lr_at("msamnet", 0, total, recipes=P) < 2e-4 / 5  # warm-up
-    assert T.lr_at("msamnet", 100, total, recipes=P) == pytest.approx(2e-4, rel=0.05)
-    assert T.lr_at("msamnet", total - 1, total, recipes=P) == pytest.approx(1e-6, rel=0.1)
-    assert T.lr_at("dsmnet", 500, total, recipes=P) == pytest.approx(1e-3)
-    assert T.lr_at("dsmnet", 700, total, recipes=P) == pytest.approx(1e-4)
-    assert T.lr_at("dsmnet", 900, total, recipes=P) == pytest.approx(1e-5)
-    assert T.lr_at("mfan", 100, total, recipes=P) == pytest.approx(2e-4)
-    assert T.lr_at("mfan", 150, total, recipes=P) == pytest.approx(1e-4)
-    assert T.lr_at("mfan", 999, total, recipes=P) == pytest.approx(2e-4 / 64)
-    assert [T.lr_at("rranet", s, total, recipes=P) for s in (200, 300, 600, 800)] == pytest.approx([1e-3, 2e-4, 4e-5, 8e-6])
-    assert P["rranet"].grad_clip == 5.0
-    assert [T.lr_at("jdnet", s, total, recipes=P) for s in (500, 650, 850)] == pytest.approx([5e-4, 5e-5, 5e-6])
+    assert T.lr_at("msamnet", 0, total, kind=P) < 2e-4 / 5  # warm-up
+    assert T.lr_at("msamnet", 100, total, kind=P) == pytest.approx(2e-4, rel=0.05)
+    assert T.lr_at("msamnet", total - 1, total, kind=P) == pytest.approx(1e-6, rel=0.1)
+    assert T.lr_at("dsmnet", 500, total, kind=P) == pytest.approx(1e-3)
+    assert T.lr_at("dsmnet", 700, total, kind=P) == pytest.approx(1e-4)
+    assert T.lr_at("dsmnet", 900, total, kind=P) == pytest.approx(1e-5)
+    assert T.lr_at("mfan", 100, total, kind=P) == pytest.approx(2e-4)
+    assert T.lr_at("mfan", 150, total, kind=P) == pytest.approx(1e-4)
+    assert T.lr_at("mfan", 999, total, kind=P) == pytest.approx(2e-4 / 64)
+    assert [T.lr_at("rranet", s, total, kind=P) for s in (200, 300, 600, 800)] == pytest.approx([1e-3, 2e-4, 4e-5, 8e-6])
+    assert T.recipe_for("rranet", "paper").grad_clip == 5.0
+    assert [T.lr_at("jdnet", s, total, kind=P) for s in (500, 650, 850)] == pytest.approx([5e-4, 5e-5, 5e-6])
     # cosine midpoint after the 2% warm-up (20 steps): (1000 + 20) / 2
-    assert T.lr_at("control", 510, total, base_lr=1e-3, recipes=P) == pytest.approx(0.5e-3, rel=0.01)
+    assert T.lr_at("control", 510, total, base_lr=1e-3, kind=P) == pytest.approx(0.5e-3, rel=0.01)
     # functions of (step, total): the same fraction of any budget gives the same LR
-    assert T.lr_at("dsmnet", 70, 100, recipes=P) == T.lr_at("dsmnet", 7000, 10000, recipes=P)
+    assert T.lr_at("dsmnet", 70, 100, kind=P) == T.lr_at("dsmnet", 7000, 10000, kind=P)
 
 
 # ------------------------------------------------------------------------------------------ control

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 
 from ..base import DerainNet, MapSpec, Recorder, use_fast_kernels
 from ..blocks import PairwiseSelfAttention
+from ..losses import neg_ssim_output
+from ..recipes import Recipe, Schedule, TrainingSpec
 from ..registry import ModelCard, PaperResult, register
 
 _OFF = Recorder.off()
@@ -34,6 +36,11 @@ CARD = ModelCard(
     year=2020,
     predicts="rain layer",
     predicts_note="output = input - R",
+    training=TrainingSpec(
+        loss=neg_ssim_output,
+        paper=Recipe(5e-4, Schedule("multistep", milestones=(0.6, 0.8), gamma=0.1), "-SSIM",
+                     source="paper 6.3: Adam 5e-4, /10 after 600 and 800 of 1000 epochs"),
+        short_lr=5e-4),
     description=("32 densely connected joint units; each lets every pixel attend to its 7x7 "
                  "neighbourhood (pairwise self-attention), mixes features from four coarser "
                  "scales (1/2 .. 1/16) and refines them with a self-calibrated convolution."),

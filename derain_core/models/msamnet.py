@@ -30,9 +30,19 @@ import torch.nn as nn
 
 from ..base import DerainNet, MapSpec, Recorder
 from ..blocks import ChannelAttention, SpatialAttention
+from ..losses import charbonnier_edge
+from ..recipes import Recipe, Schedule, TrainingSpec
 from ..registry import ModelCard, PaperResult, register
 
 DILATIONS = (1, 2, 3)  # one MAGNet path per ORB (paper: three ORBs, DF 1, 2, 3)
+
+def training_loss(outs: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    """Paper 2.2: (Charbonnier + 0.05 edge) on the main output plus the same on SAM's estimate."""
+    loss = charbonnier_edge(outs["output"], target)
+    if "sam" in outs:
+        loss = loss + charbonnier_edge(outs["sam"], target)
+    return loss
+
 
 CARD = ModelCard(
     id="msamnet",
@@ -41,6 +51,12 @@ CARD = ModelCard(
     venue="Academic Journal of Computing & Information Science 6(4)",
     year=2023,
     predicts="rain layer",
+    training=TrainingSpec(
+        loss=training_loss,
+        paper=Recipe(2e-4, Schedule("cosine", min_ratio=1e-6 / 2e-4, warmup=0.012),
+                     "Charbonnier + 0.05 edge on output and SAM estimate",
+                     source="paper 2.2: Adam 2e-4 cosine to 1e-6; MPRNet-style warm-up 3/250 epochs"),
+        short_lr=2e-4),
     description=(
         "A full-resolution residual-in-residual network of dual-attention blocks (ORMNet), "
         "guided by an auxiliary net of three dilated-convolution paths and a supervised "

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 
 from ..base import DerainNet, MapSpec, Recorder, pad_border, pad_to_multiple
 from ..blocks import ConvLSTMCell, rlcn
+from ..losses import neg_ssim_output
+from ..recipes import Recipe, Schedule, TrainingSpec
 from ..registry import ModelCard, PaperResult, register
 from ..tiling import blend_window, tile_starts
 
@@ -28,6 +30,11 @@ CARD = ModelCard(
     year=2021,
     predicts="rain layer",
     predicts_note="negative rain layer N_t, output = input + N_t",
+    training=TrainingSpec(
+        loss=neg_ssim_output,
+        paper=Recipe(1e-3, Schedule("multistep", milestones=(0.25, 0.5, 0.75), gamma=0.2), "-SSIM", grad_clip=5.0,
+                     source="5.5 (successor ECNet defaults): Adam 1e-3, x0.2 at 25/50/75%, clip 5"),
+        short_lr=5e-4),
     description=("A recurrent U-Net (6 stages, shared weights, ConvLSTM memory in the encoder) "
                  "guided by the RLCN image, which marks pixels brighter than their 9x9 "
                  "neighbourhood; attention maps computed from it re-weight the skip features."),
