@@ -17,6 +17,23 @@ def _autocast(dtype):
     return torch.autocast("cpu", dtype=dtype)
 
 
+def _softmax_dtypes(module, x, dtype) -> list:
+    """The input dtypes of every torch.softmax call while ``module(x)`` runs under autocast."""
+    seen, real = [], torch.softmax
+
+    def spy(t, dim):
+        seen.append(t.dtype)
+        return real(t, dim)
+
+    torch.softmax = spy
+    try:
+        with _autocast(dtype):
+            module(x)
+    finally:
+        torch.softmax = real
+    return seen
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_rlcn_is_float32_under_autocast(dtype):
     torch.manual_seed(0)
@@ -67,20 +84,7 @@ def test_jdnet_attention_softmax_is_float32_under_autocast(dtype):
     torch.manual_seed(0)
     m = PairwiseSelfAttention(8, 2, 8, 2, 3)
     x = torch.rand(1, 8, 12, 12, requires_grad=True)
-    seen = []
-    real = torch.softmax
-
-    def spy(t, dim):
-        seen.append(t.dtype)
-        return real(t, dim)
-
-    torch.softmax, saved = spy, torch.softmax
-    try:
-        with _autocast(dtype):
-            m(x)
-    finally:
-        torch.softmax = saved
-    assert seen == [torch.float32]
+    assert _softmax_dtypes(m, x, dtype) == [torch.float32]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -114,17 +118,4 @@ def test_ulsam_softmax_is_float32_under_autocast(dtype):
     torch.manual_seed(0)
     m = SubspaceAttention(16, groups=8)
     x = torch.rand(1, 16, 32, 32)
-    seen = []
-    real = torch.softmax
-
-    def spy(t, dim):
-        seen.append(t.dtype)
-        return real(t, dim)
-
-    torch.softmax, saved = spy, torch.softmax
-    try:
-        with _autocast(dtype):
-            m(x)
-    finally:
-        torch.softmax = saved
-    assert seen == [torch.float32]
+    assert _softmax_dtypes(m, x, dtype) == [torch.float32]
