@@ -53,6 +53,11 @@ def rgb_to_y_torch(x: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     return (16.0 * data_range + (x * w).sum(1, keepdim=True)) / 255.0
 
 
+def quantize8(x: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] rounded to 8 bits (float64, still in [0, 1]), as saved outputs would be."""
+    return (x.detach().double().clamp(0, 1) * 255).round() / 255
+
+
 def _on(x: torch.Tensor, y: torch.Tensor, data_range: float, on: Channel) -> tuple[torch.Tensor, torch.Tensor]:
     if x.shape != y.shape or x.dim() != 4:
         raise ValueError(f"expected two (B, C, H, W) tensors of one shape, got {tuple(x.shape)} "

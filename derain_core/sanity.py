@@ -12,7 +12,6 @@ shipped weights to the limits below.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 
 from . import engine
 from .io import load_image, to_tensor
+from .metrics import psnr_torch, quantize8
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
 IDENTITY_PHOTOS = ("astronaut", "chelsea", "coffee")
@@ -73,10 +73,8 @@ class SanityReport:
 
 
 def psnr_rgb(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR (dB, peak 1) of two images in [0, 1], both quantised to 8 bits."""
-    qa, qb = (a.clamp(0, 1) * 255).round(), (b.clamp(0, 1) * 255).round()
-    mse = torch.mean((qa - qb) ** 2).item() / 255.0 ** 2
-    return 100.0 if mse <= 1e-12 else 10 * math.log10(1.0 / mse)
+    """PSNR (dB, RGB) of two images in [0, 1], both quantised to 8 bits; capped at 100 dB."""
+    return min(psnr_torch(quantize8(a), quantize8(b)).mean().item(), 100.0)
 
 
 def blob_fraction(out: torch.Tensor, inp: torch.Tensor, level: float = BLOB_LEVEL) -> float:

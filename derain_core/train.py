@@ -43,6 +43,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from . import metrics as M
+from .metrics import quantize8
 from .engine import cpu_has_native_bf16, resolve_device
 from .control import CONTROL_CONFIG, CONTROL_ID, CONTROL_TEST_CONFIG, CONTROL_TRAINING, create_control
 from .recipes import LossFn, Recipe, Schedule, TrainingSpec  # noqa: F401 (Schedule: re-exported)
@@ -98,11 +99,6 @@ def lr_at(model_id: str, step: int, total: int, base_lr: float | None = None, ki
 # ------------------------------------------------------------------------------------------
 # Validation metrics (Y channel of ITU-R BT.601, 0..255, outputs quantised to uint8)
 # ------------------------------------------------------------------------------------------
-def quantize8(x: torch.Tensor) -> torch.Tensor:
-    """Images in [0, 1] rounded to 8 bits (float64), as saved outputs would be."""
-    return (x.detach().double().clamp(0, 1) * 255).round() / 255
-
-
 def psnr_y(pred: torch.Tensor, target: torch.Tensor) -> float:
     """PSNR on Y (BT.601) of the 8-bit-quantised images, mean over the batch; capped at 100 dB."""
     return min(M.psnr_torch(quantize8(pred), quantize8(target), on="y").mean().item(), 100.0)
@@ -423,8 +419,7 @@ def _fp16_check_psnr(model: nn.Module, x: torch.Tensor) -> float:
         model.load_state_dict(rounded)
         out = model(x).float()
         model.load_state_dict(state)
-    mse = torch.mean((ref - out) ** 2).item()
-    return 200.0 if mse <= 1e-20 else min(200.0, 10 * math.log10(1.0 / mse))
+    return min(M.psnr_torch(ref.double(), out.double()).min().item(), 200.0)
 
 
 class Ema:

@@ -209,5 +209,13 @@ def test_fit_script_reproduces_pristine_file():
     spec = importlib.util.spec_from_file_location("fit_niqe", ROOT / "scripts" / "fit_niqe.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    blob = niqe_mod.pristine_npz_bytes(mod.fit())
-    assert blob == niqe_mod.PRISTINE_PATH.read_bytes()
+    fit, shipped = mod.fit(), niqe_mod.load_pristine()
+    assert sorted(fit) == sorted(shipped)
+    for key, ref in shipped.items():
+        got = np.asarray(fit[key])
+        if ref.dtype.kind == "f":  # float rounding differs across CPUs (BLAS kernels): 1e-16 here
+            np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12, err_msg=key)
+        else:
+            assert np.array_equal(got, ref), key
+    # the writer itself is byte-reproducible
+    assert niqe_mod.pristine_npz_bytes(shipped) == niqe_mod.pristine_npz_bytes(niqe_mod.load_pristine())
