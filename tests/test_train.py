@@ -411,3 +411,19 @@ def test_trainer_parts_run_on_their_own(tmp_path):
     assert run.best_step in (2, 3) and run.export().is_file()
     with pytest.raises(ValueError, match="recipe"):
         T.Trainer(_cfg(tmp_path, data, recipe="fastest"))
+
+
+def test_lr_trials_script_records_every_trial(tmp_path):
+    import subprocess
+    import sys
+
+    data = make_data(tmp_path / "d", n=4)
+    out = tmp_path / "trials"
+    proc = subprocess.run([sys.executable, "scripts/lr_trials.py", "control", "--lrs", "1e-4", "1e-3", "--steps", "2",
+                           "--batch", "2", "--patch", "32", "--val-every", "1", "--val-count", "2", "--data", str(data), "--tiny",
+                           "--threads", "1", "--out", str(out)],
+                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    trials = json.loads((out / "control.json").read_text())["trials"]
+    assert [t["lr"] for t in trials] == [1e-4, 1e-3]
+    assert all(len(t["curve"]) == 2 and "--lr" in t["command"] for t in trials)
