@@ -30,7 +30,8 @@ import torch.nn.functional as F
 #   feature   a feature tensor (drawn as its per-pixel magnitude)
 #   band      a signed frequency band (wavelet LH/HL/HH, pyramid detail)
 #   vector    one value per channel, e.g. channel attention (B, C, 1, 1)
-MapKind = Literal["image", "residual", "attention", "feature", "band", "vector"]
+#   index     an integer label per pixel, e.g. which anchor wins (drawn in categorical colours)
+MapKind = Literal["image", "residual", "attention", "feature", "band", "vector", "index"]
 
 _FAST_KERNELS = contextvars.ContextVar("derain_fast_kernels", default=True)
 
@@ -67,7 +68,9 @@ class MapSpec:
     Spatial maps (``scale`` > 0) have shape ``(B, channels, ceil(H/scale), ceil(W/scale))``
     for an input of size ``H x W``; other maps have the fixed shape ``(B, channels, *size)``.
     ``group`` is a "/"-separated path the apps use to arrange maps (e.g. ``"stage 3/scale 2"``).
-
+    ``channel_names`` names the channels when each one means something of its own (wavelet
+    band groups ``("LL", "LH", "HL", "HH")``, heads): the apps then draw one labelled panel per
+    channel instead of a summary over channels.
     """
 
     key: str
@@ -78,11 +81,23 @@ class MapSpec:
     scale: int = 1
     size: tuple[int, int] | None = None
     group: str = ""
+    channel_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.channel_names is not None and len(self.channel_names) != self.channels:
+            raise ValueError(f"{self.key}: {len(self.channel_names)} channel names for "
+                             f"{self.channels} channels")
 
     @property
     def spatial(self) -> bool:
-        """True when the map lies on the input's frame (it can be laid over the photo)."""
+        """True when the map lies on the input's frame (it has the photo's geometry)."""
         return self.scale > 0 and self.size is None and self.kind != "vector"
+
+    @property
+    def overlayable(self) -> bool:
+        """True when laying the map over the photo makes sense: a spatial map drawn in false
+        colours. Images and residuals are pictures themselves (nothing to overlay)."""
+        return self.spatial and self.kind not in ("image", "residual")
 
     def shape(self, batch: int, height: int, width: int) -> tuple[int, int, int, int]:
         """Expected tensor shape for an input of ``batch x 3 x height x width``."""

@@ -247,7 +247,8 @@ class DSMNet(DerainNet):
             specs.append(MapSpec(
                 f"{prefix}cadb.subspace_att", "attention", f"CADB subspace attention ({where})",
                 f"ULSAM maps, one per {c // g}-channel subspace, times h*w (1 = uniform): "
-                "where each subspace looks", g, scale=scale, group=group))
+                "where each subspace looks", g, scale=scale, group=group,
+                channel_names=tuple(f"subspace {i}" for i in range(1, g + 1))))
 
         for s, n in enumerate(self.mabs_per_scale, start=1):
             scale, grp = 2 ** (s - 1), f"scale {s}"

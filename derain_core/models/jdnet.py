@@ -324,6 +324,8 @@ class JDNet(DerainNet):
     def map_specs(self) -> list[MapSpec]:
         c, cw, k = self.channel, self.weight_channels, self.kernel_size
         specs = []
+        shift_names = tuple(f"{axis} shift" + (f", weight group {i}" if cw > 1 else "")
+                            for axis in "xy" for i in range(cw))
         for u in range(self.unit_num):
             g = f"unit {u}/attention"
             p = f"unit{u}.san.attention."
@@ -336,7 +338,7 @@ class JDNet(DerainNet):
                         cw, group=g),
                 MapSpec(p + "shift", "feature", "attention shift (x, y)",
                         "average offset, in pixels, of where each pixel gathers from "
-                        "(x then y; + = right/down)", 2 * cw, group=g),
+                        "(x then y; + = right/down)", 2 * cw, group=g, channel_names=shift_names),
             ]
             if u not in detail_units(self.unit_num):
                 continue

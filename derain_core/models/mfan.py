@@ -287,16 +287,16 @@ class SpatialCSSAB(nn.Module):
         out.append(MapSpec(f"{prefix}similarity.entropy", "attention", "similarity entropy",
                            f"per pixel and band group ({bands}): 0 = looks at one pooled region "
                            "of the smaller scale, 1 = spreads evenly over all 110", N_BANDS, scale,
-                           group=group))
+                           group=group, channel_names=HAAR_BANDS))
         if self.detail or full:
-            out.append(MapSpec(f"{prefix}similarity.argmax", "attention", "most-attended anchor",
+            out.append(MapSpec(f"{prefix}similarity.argmax", "index", "most-attended anchor",
                                f"per band group ({bands}) the index of the strongest anchor: 0 = "
                                "whole image, 1-9 = 3x3 grid, 10-45 = 6x6, 46-109 = 8x8 (row-major)",
-                               N_BANDS, scale, group=group))
+                               N_BANDS, scale, group=group, channel_names=HAAR_BANDS))
         out.append(MapSpec(f"{prefix}group_maps", "feature", "band-group attention output",
                            f"mean |M_g V_g| per band group ({bands}): what each wavelet band "
                            "brings from the other scale (paper Fig. 1 a-d)", N_BANDS, scale,
-                           group=group))
+                           group=group, channel_names=HAAR_BANDS))
         if full:
             out.append(MapSpec(f"{prefix}similarity", "attention", "full similarity",
                                "softmax weights over anchors; channel = band * 110 + anchor",
@@ -364,7 +364,8 @@ class ChannelCSSAB(nn.Module):
                        size=(d, d), group=group),
                MapSpec(f"{prefix}head_maps", "feature", "head maps",
                        "mean |output| of each head: the region each head focuses on "
-                       "(paper Fig. 1 e-h)", self.heads, scale, group=group)]
+                       "(paper Fig. 1 e-h)", self.heads, scale, group=group,
+                       channel_names=tuple(f"head {i}" for i in range(self.heads)))]
         if full:
             out.append(MapSpec(f"{prefix}head_out", "feature", "head outputs",
                                f"per-head outputs, {d} channels per head", channels, scale,
