@@ -14,8 +14,9 @@ Conventions:
   ``(height, width)`` except crop sizes, which are ``(width, height)`` like points.
 
 Intermediate tensors come from ``model.forward_intermediates(x)`` as ``(B, C, h, w)`` and are
-described by a :class:`~derain_core.base.MapSpec`; :func:`map_to_2d` decides how each kind is
-shown and :func:`render_map` draws one map with colour bars and a caption.
+described by a :class:`~derain_core.base.MapSpec`; :func:`map_panels` decides how each kind is
+shown and on which colour scale (the "colour scales" section holds every rule), and
+:func:`render_map` draws one map with colour bars and its full caption.
 """
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .base import MapSpec
 
-__all__ = ["CMAPS", "apply_colormap", "heatmap", "overlay", "to_uint8_image", "map_to_2d",
-           "MapPanel", "map_panels", "is_spatial", "render_map", "channel_grid", "crop_window",
+__all__ = ["CMAPS", "CATEGORICAL", "OTHER_COLOUR", "apply_colormap", "heatmap", "overlay",
+           "to_uint8_image", "map_to_2d", "MapPanel", "map_panels", "panel_colours", "is_spatial",
+           "can_overlay", "robust_range", "interior", "render_map", "channel_grid", "crop_window",
            "synced_crops", "mark_point", "crops_strip", "labelled_grid", "group_specs"]
 
 # ----------------------------------------------------------------------------- colour maps
@@ -158,36 +160,75 @@ def _fit_text(text: str, font: Any, max_width: int) -> str:
     return text + "..." if text else ""
 
 
-def _fmt(v: float) -> str:
-    """Short tick label."""
+def _fmt(v: float, digits: int = 3) -> str:
+    """Short number label with ``digits`` significant digits."""
     if not math.isfinite(v):
         return str(v)
     if v == 0:
         return "0"
-    return f"{v:.3g}"
+    return f"{v:.{digits}g}"
+
+
+def _labels(values: Sequence[float], digits: int = 3) -> list[str]:
+    """Labels for ``values`` with as few significant digits (at least ``digits``) as keep
+    distinct values distinct: 0.9991 and 0.9999 do not both read "1"."""
+    for d in range(digits, 10):
+        out = [_fmt(v, d) for v in values]
+        if len(set(out)) == len(set(values)):
+            break
+    return out
+
+
+def _range_text(lo: float, hi: float) -> str:
+    """``"lo to hi"`` with enough digits to tell the two apart."""
+    a, b = _labels([lo, hi])
+    return a if lo == hi else f"{a} to {b}"
+
+
+def _wrap(text: str, font: Any, max_width: int) -> list[str]:
+    """``text`` broken into lines no wider than ``max_width`` (at spaces, and inside a word
+    only when the word alone is too wide); newlines are kept and nothing is cut."""
+    lines: list[str] = []
+    for para in text.split("\n"):
+        line = ""
+        for word in para.split(" "):
+            candidate = f"{line} {word}" if line else word
+            if _text_width(candidate, font) <= max_width:
+                line = candidate
+                continue
+            if line:
+                lines.append(line)
+            while len(word) > 1 and _text_width(word, font) > max_width:
+                k = len(word) - 1
+                while k > 1 and _text_width(word[:k], font) > max_width:
+                    k -= 1
+                lines.append(word[:k])
+                word = word[k:]
+            line = word
+        lines.append(line)
+    return lines
+
+
+def _text_block(text: str, font_size: int, colour: tuple[int, int, int], width: int) -> np.ndarray:
+    """``text`` wrapped to ``width`` pixels on the background, as many lines as it needs."""
+    font = _font(font_size)
+    lines = _wrap(text, font, max(width - 2, 1))
+    lh = _line_height(font)
+    canvas = Image.new("RGB", (max(width, 1), lh * len(lines) + 2), (_BG,) * 3)
+    draw = ImageDraw.Draw(canvas)
+    for i, line in enumerate(lines):
+        draw.text((1, 1 + i * lh), line, font=font, fill=colour)
+    return np.asarray(canvas).copy()
 
 
 def _titled(img: np.ndarray, title: str | None, font_size: int = 13,
             colour: tuple[int, int, int] = _INK) -> np.ndarray:
-    """``img`` with one line of text above it (left-aligned, cut to the image width)."""
+    """``img`` with ``title`` above it (left-aligned, wrapped to the image width, never cut)."""
     if not title:
         return img
-    font = _font(font_size)
-    h, w = img.shape[:2]
-    width = max(w, min(_text_width(title, font) + 4, max(w, 320)))
-    lh = _line_height(font) + 2
-    canvas = Image.new("RGB", (width, lh + h), (_BG,) * 3)
-    canvas.paste(Image.fromarray(img), (0, lh))
-    ImageDraw.Draw(canvas).text((1, 1), _fit_text(title, font, width - 2), font=font, fill=colour)
-    return np.asarray(canvas).copy()
-
-
-def _text_line(text: str, font_size: int, colour: tuple[int, int, int], width: int) -> np.ndarray:
-    """One line of text on the background, ``width`` pixels wide (text cut to fit)."""
-    font = _font(font_size)
-    canvas = Image.new("RGB", (max(width, 1), _line_height(font) + 2), (_BG,) * 3)
-    ImageDraw.Draw(canvas).text((1, 1), _fit_text(text, font, width - 2), font=font, fill=colour)
-    return np.asarray(canvas).copy()
+    w = img.shape[1]
+    width = max(w, min(_text_width(title, _font(font_size)) + 4, max(w, 320)))
+    return _vstack([_text_block(title, font_size, colour, width), img], pad=2)
 
 
 def _draw_band_text(img: np.ndarray, text: str, where: str = "bottom", font_size: int = 13,
@@ -283,12 +324,13 @@ def _resize_map(m: np.ndarray, hw: tuple[int, int], resample: str = "bilinear") 
     return np.asarray(pil.resize((w, h), Image.Resampling.BILINEAR), dtype=np.float64)
 
 
-def _resize_rgb(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """Resize uint8 RGB: nearest when enlarging (pixels stay sharp blocks), box when shrinking."""
+def _resize_rgb(img: np.ndarray, hw: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    """Resize uint8 RGB: nearest when enlarging (pixels stay sharp blocks), box when shrinking;
+    ``nearest`` always (categorical colours must not blend)."""
     h, w = hw
     if img.shape[:2] == (h, w):
         return img
-    if h >= img.shape[0] and w >= img.shape[1]:
+    if nearest or (h >= img.shape[0] and w >= img.shape[1]):
         if h % img.shape[0] == 0 and w % img.shape[1] == 0:  # exact integer zoom
             return np.repeat(np.repeat(img, h // img.shape[0], 0), w // img.shape[1], 1)
         method = Image.Resampling.NEAREST
@@ -318,17 +360,35 @@ def _display_hw(hw: tuple[int, int], size: int) -> tuple[int, int]:
     return hw
 
 
+def _panel_hw(hw: tuple[int, int], size: int) -> tuple[int, int]:
+    """Display size of a map panel: ``size`` px wide (at most ``1.5 * size`` tall). Enlarging
+    uses a whole factor when it comes within 10 % of that (map pixels stay equal squares)."""
+    h, w = hw
+    f = min(size / w, 1.5 * size / h)
+    k = int(f)
+    if k >= 1 and k >= 0.9 * f:
+        return h * k, w * k
+    return max(1, round(h * f)), max(1, round(w * f))
+
+
+def _font_size(size: int) -> int:
+    """Body text size for pictures whose panels are ``size`` px: readable when the picture is
+    shown at its own size or somewhat smaller."""
+    return max(13, round(size / 30))
+
+
 # ----------------------------------------------------------------------------- heat maps
 def _colorbar_panel(img: np.ndarray, lo: float, hi: float, cmap: str, font_size: int = 11,
                     bar_width: int = 12) -> np.ndarray:
-    """``img`` with a vertical colour bar (top = ``hi``) and min/mid/max tick labels on its right."""
+    """``img`` with a vertical colour bar (top = ``hi``) and min/mid/max tick labels on its right
+    (five ticks on a tall bar); the labels have enough digits to be distinct."""
     font = _font(font_size)
     lh = _line_height(font)
     h, w = img.shape[:2]
-    three = h >= 3 * lh + 6
     bar_h = max(h, 2 * lh + 2)
-    ticks = [(0, hi), (bar_h - 1, lo)] + ([(bar_h // 2, (lo + hi) / 2)] if three else [])
-    labels = [_fmt(v) for _, v in ticks]
+    n = 5 if bar_h >= 10 * lh else 3 if h >= 3 * lh + 6 else 2
+    ticks = [(round((bar_h - 1) * (1 - t)), lo + t * (hi - lo)) for t in np.linspace(0, 1, n)]
+    labels = _labels([v for _, v in ticks])
     text_w = max(_text_width(s, font) for s in labels)
     gap = 6
     width = w + gap + bar_width + 3 + 2 + text_w + 2
@@ -387,12 +447,124 @@ def overlay(image: Any, map2d: Any, alpha: float = 0.5, cmap: str = "inferno",
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-# ----------------------------------------------------------------------------- map kinds
+# ----------------------------------------------------------------------------- colour scales
+# Every rule that sets the colours of a map panel lives in this section:
+#   "unit"         fixed 0-1 (attention and channel weights whose values lie in [0, 1], grey
+#                  images): near-constant attention looks near-constant; the actual value
+#                  range is printed in the panel's note;
+#   "robust"       1st-99th percentile of the map's interior (spatial maps of 8 px or more a
+#                  side: features, residuals, bands; symmetric maps use +/- the 99th percentile
+#                  of |x|): a bright border row or a few hot pixels do not set the range;
+#   "minmax"       finite min-max (small or non-spatial maps, vectors outside [0, 1]);
+#   "categorical"  one qualitative colour per index value (index maps), no colour bar;
+#   "rgb"          the picture itself (images and residuals with 3 channels).
+ROBUST_PERCENTILES = (1.0, 99.0)
+ROBUST_MIN_SIDE = 8  # smaller maps have no meaningful border/interior: min-max
+
+# Qualitative palette (matplotlib's tab20 without its two greys), for index maps; values
+# beyond it share OTHER_COLOUR.
+CATEGORICAL = tuple(tuple(int(h[i:i + 2], 16) for i in (0, 2, 4)) for h in (
+    "1f77b4 ff7f0e 2ca02c d62728 9467bd 8c564b e377c2 bcbd22 17becf "
+    "aec7e8 ffbb78 98df8a ff9896 c5b0d5 c49c94 f7b6d2 dbdb8d 9edae5").split())
+OTHER_COLOUR = (199, 199, 199)
+
+
+def interior(a: np.ndarray) -> np.ndarray:
+    """``a`` (``..., h, w``) without a frame of ``max(1, min(h, w) // 32)`` pixels on each side,
+    where padding artefacts live; maps under ``ROBUST_MIN_SIDE`` px a side are kept whole."""
+    h, w = a.shape[-2:]
+    if min(h, w) < ROBUST_MIN_SIDE:
+        return a
+    m = max(1, min(h, w) // 32)
+    return a[..., m:h - m, m:w - m]
+
+
+def robust_range(a: Any, symmetric: bool = False,
+                 percentiles: tuple[float, float] = ROBUST_PERCENTILES) -> tuple[float, float]:
+    """Colour range of a spatial map ``(..., h, w)``: the percentiles of its interior's finite
+    values (``symmetric``: +/- the upper percentile of ``|x|``).
+
+    Where the percentiles coincide (a sparse map), the interior's min-max; maps under
+    ``ROBUST_MIN_SIDE`` px a side, or without finite interior values, use their min-max.
+    """
+    a = np.asarray(_as_array(a), dtype=np.float64)
+    inner = interior(a)
+    f = inner[np.isfinite(inner)]
+    if min(a.shape[-2:]) < ROBUST_MIN_SIDE or not f.size:
+        return _value_range(a, symmetric=symmetric)
+    lo_p, hi_p = percentiles
+    if symmetric:
+        m = float(np.percentile(np.abs(f), hi_p)) or float(np.abs(f).max())
+        return -m, m
+    lo, hi = (float(v) for v in np.percentile(f, [lo_p, hi_p]))
+    if hi <= lo:
+        lo, hi = float(f.min()), float(f.max())
+    return lo, hi
+
+
+def _in_unit_interval(a: np.ndarray, tol: float = 1e-6) -> bool:
+    f = a[np.isfinite(a)]
+    return bool(f.size) and f.min() >= -tol and f.max() <= 1.0 + tol
+
+
+def _scale_rule(kind: str, data: np.ndarray, spatial: bool) -> str:
+    """Which colour scale (see the section comment) a non-RGB panel of ``kind`` gets."""
+    if kind == "index":
+        return "categorical"
+    if kind == "image" or (kind in ("attention", "vector") and _in_unit_interval(data)):
+        return "unit"
+    if spatial and min(data.shape[-2:]) >= ROBUST_MIN_SIDE:
+        return "robust"
+    return "minmax"
+
+
+def _colour_range(data: np.ndarray, scale: str, symmetric: bool) -> tuple[float, float]:
+    """The ``(vmin, vmax)`` of the colours for ``scale`` (data may stack several panels)."""
+    if scale == "unit":
+        return 0.0, 1.0
+    if scale == "robust":
+        return robust_range(data, symmetric)
+    return _value_range(data, symmetric=symmetric)
+
+
+def _categories(data: np.ndarray) -> tuple[int, ...]:
+    """The index values that get a palette colour: all of them when they fit, else the most
+    frequent ones (the rest are drawn in ``OTHER_COLOUR``); in increasing order."""
+    f = data[np.isfinite(data)]
+    values, counts = np.unique(np.rint(f).astype(np.int64), return_counts=True)
+    if len(values) > len(CATEGORICAL):
+        keep = np.argsort(-counts, kind="stable")[:len(CATEGORICAL) - 1]
+        values = np.sort(values[keep])
+    return tuple(int(v) for v in values)
+
+
+def _scale_note(p: "MapPanel") -> str:
+    """One line telling how the panel's colours relate to its values."""
+    if p.scale == "rgb":
+        return ""
+    f = p.data[np.isfinite(p.data)]
+    values = f"values {_range_text(float(f.min()), float(f.max()))}" if f.size else "no finite values"
+    lo, hi = p.vrange
+    if p.scale == "categorical":
+        n = len(np.unique(np.rint(f))) if f.size else 0
+        shown = len(p.categories or ())
+        more = f"; the {len(CATEGORICAL) - 1} most frequent coloured, the rest grey" if n > shown else ""
+        return f"categorical colours, {n} distinct values{more}"
+    if p.scale == "unit":
+        return f"colours: fixed 0 to 1; {values}"
+    if p.scale == "robust":
+        how = "99th percentile of |x|" if p.symmetric else "1st to 99th percentile"
+        return f"colours: {_range_text(lo, hi)} ({how} inside the border; beyond is clipped); {values}"
+    return f"colours: min to max; {values}"
+
+
+# ----------------------------------------------------------------------------- map panels
 @dataclass
 class MapPanel:
-    """One picture of a map: a 2-D array (coloured with ``cmap`` over ``vrange``) or, when
-    ``rgb``, an ``H x W x 3`` float image in [0, 1]. An interactive chart that uses these
-    fields draws what :func:`render_map` draws."""
+    """One picture of a map: a 2-D array coloured by its ``scale`` (``cmap`` over ``vrange``,
+    or categorical colours) or, when ``rgb``, an ``H x W x 3`` float image in [0, 1].
+    An interactive chart that uses these fields draws what :func:`render_map` draws; see
+    :func:`panel_colours` for the exact pixels."""
 
     label: str
     data: np.ndarray
@@ -402,6 +574,31 @@ class MapPanel:
     spatial: bool = True  # lies on the input's frame: can be laid over the photo
     strip: bool = False  # a vector drawn as a heat strip
     rgb: bool = False
+    scale: str = "minmax"  # "unit", "robust", "minmax", "categorical" or "rgb" (see above)
+    note: str = ""  # how colours relate to values (set by map_panels)
+    categories: tuple[int, ...] | None = None  # index values with a palette colour, in order
+
+    @property
+    def categorical(self) -> bool:
+        return self.scale == "categorical"
+
+    def legend(self) -> list[tuple[str, tuple[int, int, int]]]:
+        """``[(text, colour)]`` of a categorical panel: each coloured value with its share of
+        the panel's pixels (``"other"`` for the rest)."""
+        f = np.rint(self.data[np.isfinite(self.data)])
+        cats = self.categories or ()
+        out = [(f"{v}: {_share(f == v)}", CATEGORICAL[i]) for i, v in enumerate(cats)
+               if (f == v).any()]
+        rest = ~np.isin(f, cats)
+        if rest.any():
+            out.append((f"other: {_share(rest)}", OTHER_COLOUR))
+        return out
+
+
+def _share(mask: np.ndarray) -> str:
+    """The share of True in ``mask`` as a percentage ("<1 %" rather than "0 %")."""
+    pct = 100.0 * float(mask.mean())
+    return "<1 %" if 0 < pct < 0.5 else f"{pct:.0f} %"
 
 
 def _chw(tensor: Any, batch: int = 0) -> np.ndarray:
@@ -418,39 +615,74 @@ def _chw(tensor: Any, batch: int = 0) -> np.ndarray:
     return a.astype(np.float64)
 
 
-def _shared_range(a: np.ndarray, symmetric: bool = False) -> tuple[float, float]:
-    return _value_range(a, symmetric=symmetric)
-
-
 def is_spatial(tensor: Any, spec: MapSpec) -> bool:
-    """Whether a recorded map is a picture on the input's frame that can be laid over the
-    photo: a spatial spec (:attr:`MapSpec.spatial`) with more than one row and column."""
+    """Whether a recorded map is a picture on the input's frame: a spatial spec
+    (:attr:`MapSpec.spatial`) with more than one row and column."""
     h, w = _as_array(tensor).shape[-2:]
     return spec.spatial and h > 1 and w > 1
 
 
-def _per_channel(a: np.ndarray, what: str, cmap: str, spatial: bool, max_panels: int,
-                 single: str, symmetric: bool = False) -> list[MapPanel]:
-    """One panel per channel with a shared range, or the channel mean beyond ``max_panels``."""
+def can_overlay(tensor: Any, spec: MapSpec) -> bool:
+    """Whether the apps should offer "overlay on the photo" for this map: a false-colour map
+    (:attr:`MapSpec.overlayable`; not an image or a residual) on the input's frame."""
+    return spec.overlayable and is_spatial(tensor, spec)
+
+
+def _per_channel(a: np.ndarray, spec: MapSpec, cmap: str, spatial: bool, max_panels: int,
+                 single: str, what: str = "channel") -> list[MapPanel]:
+    """One panel per channel, named by ``spec.channel_names`` (else ``"<what> i"``), sharing one
+    colour scale; beyond ``max_panels`` channels the channel mean (the first ones for indices)."""
     c = a.shape[0]
+    scale = _scale_rule(spec.kind, a, spatial)
+    symmetric = scale != "categorical" and bool(np.nanmin(a) < 0) and spec.kind in ("feature", "band")
+    if symmetric:
+        cmap = "coolwarm"
     if c == 1:
-        return [MapPanel(single, a[0], cmap, symmetric, spatial=spatial)]
-    if c > max_panels:
-        return [MapPanel(f"mean of {c} {what}s", a.mean(0), cmap, symmetric, spatial=spatial)]
-    vr = _shared_range(a, symmetric)
-    return [MapPanel(f"{what} {i}", a[i], cmap, symmetric, vr, spatial) for i in range(c)]
+        return [MapPanel(spec.channel_names[0] if spec.channel_names else single, a[0], cmap,
+                         symmetric, spatial=spatial, scale=scale)]
+    if c > max_panels and scale != "categorical":
+        return [MapPanel(f"mean of {c} {what}s", a.mean(0), cmap, symmetric, spatial=spatial,
+                         scale=_scale_rule(spec.kind, a.mean(0), spatial))]
+    a = a[:max_panels]
+    names = spec.channel_names or [f"{what} {i}" for i in range(c)]
+    vr = None if scale == "categorical" else _colour_range(a, scale, symmetric)
+    cats = _categories(a) if scale == "categorical" else None
+    return [MapPanel(names[i], a[i], cmap, symmetric, vr, spatial, scale=scale, categories=cats)
+            for i in range(len(a))]
 
 
 def map_panels(tensor: Any, spec: MapSpec, batch: int = 0, max_panels: int = 8) -> list[MapPanel]:
-    """The panels :func:`render_map` draws for one map, each with its colour map and value
-    range (the rules are documented in :func:`map_to_2d`)."""
+    """The panels :func:`render_map` draws for one map, each with its colour map, value range
+    and note (the rules are documented in :func:`map_to_2d` and the colour-scale section)."""
     panels = _panels(tensor, spec, batch, max_panels)
     for p in panels:
         if p.rgb:
-            p.cmap, p.vrange = "gray", (0.0, 1.0)
+            p.cmap, p.vrange, p.scale = "gray", (0.0, 1.0), "rgb"
+        elif p.categorical:
+            p.vrange = p.vrange or _value_range(p.data)
+            p.categories = p.categories if p.categories is not None else _categories(p.data)
         elif p.vrange is None:
-            p.vrange = _value_range(p.data, symmetric=p.symmetric)
+            p.vrange = _colour_range(p.data, p.scale, p.symmetric)
+        p.note = p.note or _scale_note(p)
     return panels
+
+
+def _residual_panels(a: np.ndarray, spatial: bool) -> list[MapPanel]:
+    """A 3-channel rain layer: the picture and ``|rain|`` amplified so that the 99th percentile
+    of the interior is white (gain 1-100, in the label), since rain is faint."""
+    rgb = np.transpose(a, (1, 2, 0))
+    mag = np.abs(np.nan_to_num(rgb))
+    inner = interior(np.moveaxis(mag, -1, 0))
+    p = float(np.percentile(inner, ROBUST_PERCENTILES[1])) if inner.size else 0.0
+    gain = float(np.clip(1.0 / p, 1.0, 100.0)) if p > 0 else 1.0
+    how = ("the 99th percentile inside the border reaches full brightness" if p > 0 and gain == 1.0 / p
+           else "gain held to 1-100")
+    f = rgb[np.isfinite(rgb)]
+    values = f"values {_range_text(float(f.min()), float(f.max()))}, " if f.size else ""
+    return [MapPanel("image", np.clip(np.nan_to_num(rgb), 0.0, 1.0), rgb=True, spatial=spatial,
+                     note=f"{values}shown clipped to 0 to 1"),
+            MapPanel(f"|rain| x{gain:.1f}", np.clip(mag * gain, 0.0, 1.0), rgb=True,
+                     spatial=spatial, note=f"|rain| times {gain:.1f}: {how}")]
 
 
 def _panels(tensor: Any, spec: MapSpec, batch: int = 0, max_panels: int = 8) -> list[MapPanel]:
@@ -465,110 +697,196 @@ def _panels(tensor: Any, spec: MapSpec, batch: int = 0, max_panels: int = 8) -> 
         strip = np.full(rows * cols, np.nan)
         strip[:n] = v
         label = f"{n} values" + (f" (rows of {cols})" if rows > 1 else "")
-        return [MapPanel(label, strip.reshape(rows, cols), "viridis", spatial=False, strip=True)]
-    if spec.kind in ("image", "residual"):
-        if c == 3:
-            rgb = np.transpose(a, (1, 2, 0))
-            panels = [MapPanel("image", np.clip(np.nan_to_num(rgb), 0.0, 1.0), rgb=True)]
-            if spec.kind == "residual":
-                mag = np.abs(np.nan_to_num(rgb))
-                p = float(np.percentile(mag, 99.5)) if mag.size else 0.0
-                gain = float(np.clip(1.0 / p, 1.0, 100.0)) if p > 0 else 1.0
-                panels.append(MapPanel(f"|rain| x{gain:.1f}", np.clip(mag * gain, 0.0, 1.0),
-                                     rgb=True))
-            return panels
-        if c == 1:
-            return [MapPanel("image", a[0], "gray", vrange=(0.0, 1.0), spatial=spatial)]
-        # an "image" with another channel count is shown like a feature map
+        return [MapPanel(label, strip.reshape(rows, cols), "viridis", spatial=False, strip=True,
+                         scale=_scale_rule("vector", v, False))]
+    if spec.kind == "image" and c == 3:
+        rgb = np.clip(np.nan_to_num(np.transpose(a, (1, 2, 0))), 0.0, 1.0)
+        return [MapPanel("image", rgb, rgb=True, spatial=spatial)]
+    if spec.kind == "residual" and c == 3:
+        return _residual_panels(a, spatial)
+    if spec.kind == "image" and c == 1:
+        return [MapPanel("image", a[0], "gray", spatial=spatial, scale="unit")]
+    if spec.kind == "residual" and c == 1:
+        return [MapPanel("rain", a[0], "coolwarm", True, spatial=spatial,
+                         scale=_scale_rule("residual", a, spatial))]
+    if spec.kind == "index":
+        return _per_channel(a, spec, "viridis", spatial, max_panels, "index")
+    # an "image" or "residual" with another channel count is shown like a feature map
     if spec.kind == "band":
+        scale = _scale_rule("band", a, spatial)
         if c == 1:
-            return [MapPanel("band", a[0], "coolwarm", True, spatial=spatial)]
-        panels = [MapPanel(f"mean of {c} channels", a.mean(0), "coolwarm", True, spatial=spatial)]
+            return [MapPanel("band", a[0], "coolwarm", True, spatial=spatial, scale=scale)]
+        panels = [MapPanel(f"mean of {c} channels", a.mean(0), "coolwarm", True, spatial=spatial,
+                           scale=scale)]
         if c > 3:  # signed feature channels cancel in the mean: also show their energy
             panels.append(MapPanel(f"mean |x| over {c} ch", np.abs(a).mean(0), "viridis",
-                                 spatial=spatial))
+                                   spatial=spatial, scale=scale))
         return panels
-    if spec.kind == "attention" or not spatial:
+    if spec.kind == "attention" or not spatial or spec.channel_names:
         what = "head" if spec.kind == "attention" and not spatial else "channel"
-        return _per_channel(a, what, "inferno" if spatial else "magma", spatial, max_panels,
-                            spec.kind if spatial else "matrix")
+        return _per_channel(a, spec, "inferno" if spatial else "magma", spatial, max_panels,
+                            spec.kind if spatial else "matrix", what)
     # feature maps: how strongly each pixel activates, summarised over channels
+    if c == 1:  # the map itself (mean |x| and the L2 norm would both be |x|)
+        return _per_channel(a, spec, "viridis", spatial, max_panels, "feature")
+    scale = _scale_rule("feature", a, spatial)
     with np.errstate(over="ignore", invalid="ignore"):
         mean_abs = np.abs(a).mean(0)
         l2 = np.sqrt((a * a).sum(0))
-    return [MapPanel(f"mean |x| over {c} ch", mean_abs, "viridis", spatial=spatial),
-            MapPanel(f"L2 norm over {c} ch", l2, "viridis", spatial=spatial)]
+    return [MapPanel(f"mean |x| over {c} ch", mean_abs, "viridis", spatial=spatial, scale=scale),
+            MapPanel(f"L2 norm over {c} ch", l2, "viridis", spatial=spatial, scale=scale)]
 
 
 def map_to_2d(tensor: Any, spec: MapSpec, batch: int = 0,
               max_panels: int = 8) -> list[tuple[str, np.ndarray]]:
     """What to draw for one recorded map: ``[(label, 2-D float map or H x W x 3 float image)]``.
 
-    * image or residual, 3 channels: the RGB image clipped to [0, 1]; a residual (rain layer)
-      also as ``|rain|`` scaled so its 99.5th percentile is white (gain 1-100, given in the
-      label), since rain is faint;
-    * image or residual, 1 channel: the grey map (range 0-1);
-    * attention: one panel per channel up to ``max_panels`` (shared range), else their mean;
-    * feature: channel mean of ``|x|`` and the L2 norm over channels;
+    * image, 3 channels: the RGB image clipped to [0, 1]; 1 channel: grey on a fixed 0-1 scale;
+    * residual, 3 channels: the rain layer as an image, and ``|rain|`` amplified so that the
+      99th percentile of its interior is white (gain 1-100, given in the label), since rain
+      is faint; 1 channel: a signed map (diverging colours);
+    * attention: one panel per channel up to ``max_panels`` (shared scale), else their mean;
+    * index: one panel per channel in categorical colours (no mean of labels);
+    * feature: the map itself for one channel, else the channel mean of ``|x|`` and the L2 norm
+      over channels; one panel per channel when the spec names its channels;
     * band (signed wavelet/frequency band): the map, or its channel mean (plus the mean of
       ``|x|`` beyond 3 channels, where signed channels cancel); drawn symmetric;
     * vector ``(B, C, 1, 1)`` (or any 1 x 1 map): a heat strip, wrapped in rows of 32 beyond 64;
     * fixed-size matrices (``spec.size``, e.g. 4 x 16 x 16 head attention): one panel per head
       (per channel for non-attention kinds), up to ``max_panels``, else their mean.
 
-    ``tensor`` is ``(B, C, h, w)`` (element ``batch`` is used), ``(C, h, w)`` or ``(h, w)``.
+    Panels are named by ``spec.channel_names`` where given (e.g. wavelet bands LL/LH/HL/HH);
+    no two panels of a one-channel map show the same picture. ``tensor`` is ``(B, C, h, w)``
+    (element ``batch`` is used), ``(C, h, w)`` or ``(h, w)``.
     """
     return [(p.label, p.data) for p in _panels(tensor, spec, batch, max_panels)]
 
 
-def render_map(tensor: Any, spec: MapSpec, image: Any = None, overlay_alpha: float | None = None,
-               cmap: str | None = None, batch: int = 0, size: int = 192, max_panels: int = 8,
-               cols: int = 4) -> np.ndarray:
-    """One map as a picture: caption (``spec.title``, key and shape) over its panels.
+# ----------------------------------------------------------------------------- drawing maps
+def _categorical_colours(data: np.ndarray, categories: Sequence[int]) -> np.ndarray:
+    """uint8 ``H x W x 3``: value ``categories[i]`` in ``CATEGORICAL[i]``, other values in
+    ``OTHER_COLOUR``, NaN in ``NAN_COLOUR``."""
+    out = np.empty(data.shape + (3,), np.uint8)
+    out[:] = OTHER_COLOUR
+    idx = np.rint(np.nan_to_num(data, nan=-1e18, posinf=-1e18, neginf=-1e18))
+    for i, v in enumerate(categories):
+        out[idx == v] = CATEGORICAL[i]
+    out[np.isnan(data)] = NAN_COLOUR
+    return out
 
-    Each coloured panel has a colour bar with min/mid/max ticks. Spatial maps are laid over
-    ``image`` (the input, full size) when both ``image`` and ``overlay_alpha`` are given.
-    ``cmap`` overrides the kind's default colour map; ``size`` is each panel's longest side
-    (small maps are enlarged by a whole nearest-neighbour factor). Returns uint8 ``H x W x 3``.
+
+def panel_colours(panel: MapPanel, cmap: str | None = None) -> np.ndarray:
+    """The panel's pixels exactly as :func:`render_map` colours them (at the map's size).
+
+    ``cmap`` overrides the colour map of continuous panels; RGB and categorical panels keep
+    their own colours. Returns uint8 ``H x W x 3``.
+    """
+    if panel.rgb:
+        return to_uint8_image(panel.data)
+    if panel.categorical:
+        cats = panel.categories if panel.categories is not None else _categories(panel.data)
+        return _categorical_colours(panel.data, cats)
+    lo, hi = panel.vrange if panel.vrange is not None else _value_range(panel.data)
+    return apply_colormap(panel.data, cmap or panel.cmap, lo, hi)
+
+
+def _legend_panel(img: np.ndarray, entries: Sequence[tuple[str, tuple[int, int, int]]],
+                  font_size: int) -> np.ndarray:
+    """``img`` with a legend of colour swatches and their texts on its right."""
+    font = _font(font_size)
+    lh = _line_height(font) + 2
+    h, w = img.shape[:2]
+    sw = lh - 6
+    text_w = max((_text_width(t, font) for t, _ in entries), default=0)
+    canvas = Image.new("RGB", (w + 8 + sw + 6 + text_w + 2, max(h, lh * len(entries))), (_BG,) * 3)
+    canvas.paste(Image.fromarray(img), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, (text, colour) in enumerate(entries):
+        y = i * lh
+        draw.rectangle((w + 8, y + 3, w + 8 + sw, y + 3 + sw), fill=colour)
+        draw.text((w + 8 + sw + 6, y + 1), text, font=font, fill=_INK)
+    return np.asarray(canvas).copy()
+
+
+def _overlaid(base: np.ndarray, p: MapPanel, map_scale: int, alpha: float, cmap: str) -> np.ndarray:
+    """Panel ``p`` blended over ``base`` (the input at the maps' resolution)."""
+    hh, ww = base.shape[:2]
+    m, s = p.data, max(map_scale, 1)
+    nearest = "nearest" if p.categorical else "bilinear"
+    if m.shape[0] * s >= hh and m.shape[1] * s >= ww:  # map covers the padded frame
+        m = _resize_map(m, (m.shape[0] * s, m.shape[1] * s), nearest)[:hh, :ww]
+    if not p.categorical:
+        return overlay(base, m, alpha, cmap, *p.vrange)
+    colours = panel_colours(MapPanel(p.label, _resize_map(m, (hh, ww), "nearest"), scale=p.scale,
+                                     categories=p.categories))
+    out = (1.0 - alpha) * base.astype(np.float32) + alpha * colours.astype(np.float32)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _panel_tile(p: MapPanel, size: int, font_size: int, cmap: str | None = None,
+                base: np.ndarray | None = None, alpha: float | None = None,
+                map_scale: int = 1) -> np.ndarray:
+    """One panel as drawn by :func:`render_map`: label, picture, colour bar or legend, note."""
+    cm = p.cmap if p.rgb or p.categorical else (cmap or p.cmap)
+    if base is not None and alpha and p.spatial and not p.rgb:
+        pic = _overlaid(base, p, map_scale, alpha, cm)
+    else:
+        pic = panel_colours(p, cm)
+    if p.strip:
+        rows, n = p.data.shape
+        cw = max(1, size // n)
+        hw = (rows * (max(cw, size // 12) if rows == 1 else cw), n * cw)
+    else:
+        hw = _panel_hw(pic.shape[:2], size)
+    pic = _resize_rgb(pic, hw, nearest=p.categorical)
+    if p.categorical:
+        pic = _legend_panel(pic, p.legend(), font_size - 1)
+    elif not p.rgb:
+        pic = _colorbar_panel(pic, *p.vrange, cm, font_size - 1, bar_width=max(12, size // 28))
+    width = max(pic.shape[1], size)
+    parts = [_text_block(p.label, font_size + 1, _INK, width), pic]
+    if p.note:
+        parts.append(_text_block(p.note, font_size - 1, _MUTED, width))
+    return _vstack(parts, pad=4)
+
+
+def render_map(tensor: Any, spec: MapSpec, image: Any = None, overlay_alpha: float | None = None,
+               cmap: str | None = None, batch: int = 0, size: int = 480, max_panels: int = 8,
+               cols: int = 2) -> np.ndarray:
+    """One map as a picture: its title, key and shape and its meaning (wrapped, never cut) over
+    its panels, ``cols`` panels per row.
+
+    Each panel is ``size`` px wide (small maps are enlarged by nearest neighbour), with its label
+    above, a colour bar with distinct ticks (or a legend for index maps) on the right, and a note
+    below telling how colours relate to values (see the colour-scale section). Text is sized for
+    ``size``. Maps that :func:`can_overlay` are laid over ``image`` (the input at the maps'
+    resolution) when both ``image`` and ``overlay_alpha`` are given; others ignore them.
+    ``cmap`` overrides the default colour map of continuous panels. Returns uint8 ``H x W x 3``.
     """
     a = _chw(tensor, batch)
-    tiles = []
-    base = to_uint8_image(image) if image is not None and overlay_alpha else None
-    for p in map_panels(a, spec, 0, max_panels):
-        if p.rgb:
-            rgb = to_uint8_image(p.data)
-            tiles.append(_titled(_resize_rgb(rgb, _display_hw(rgb.shape[:2], size)), p.label))
-            continue
-        cm = cmap or p.cmap
-        lo, hi = p.vrange
-        if p.strip:
-            rows, n = p.data.shape
-            cw = max(1, size // n)
-            target = (rows * (max(cw, 16) if rows == 1 else cw), n * cw)
-            tiles.append(heatmap(p.data, p.label, cm, lo, hi, upscale_to=target))
-        elif base is not None and p.spatial:
-            hh, ww = base.shape[:2]
-            m, s = p.data, max(spec.scale, 1)
-            if m.shape[0] * s >= hh and m.shape[1] * s >= ww:  # map covers the padded frame
-                m = _resize_map(m, (m.shape[0] * s, m.shape[1] * s))[:hh, :ww]
-            rgb = overlay(base, m, overlay_alpha, cm, lo, hi)
-            rgb = _resize_rgb(rgb, _display_hw(rgb.shape[:2], size))
-            tiles.append(_titled(_colorbar_panel(rgb, lo, hi, cm), p.label))
-        else:
-            tiles.append(heatmap(p.data, p.label, cm, lo, hi,
-                                 upscale_to=_display_hw(p.data.shape, size)))
-    grid = _grid(tiles, cols, pad=6)
+    fs = _font_size(size)
+    base = (to_uint8_image(image) if image is not None and overlay_alpha and can_overlay(a, spec)
+            else None)
+    tiles = [_panel_tile(p, size, fs, cmap, base, overlay_alpha, spec.scale)
+             for p in map_panels(a, spec, 0, max_panels)]
+    grid = _grid(tiles, cols, pad=max(8, fs))
     c, h, w = a.shape
-    sub = _text_line(f"{spec.key}  |  {spec.kind}  |  {c}x{h}x{w}", 11, _MUTED, grid.shape[1])
-    head = _titled(sub, spec.title, 15)
-    return _vstack([np.pad(head, ((4, 0), (6, 0), (0, 0)), constant_values=_BG), grid], pad=0)
+    where = f"  |  1/{spec.scale} of the input" if spec.scale > 1 else ""
+    width = grid.shape[1] - 12
+    head = [_text_block(spec.title, fs + 5, _INK, width),
+            _text_block(f"{spec.key}  |  {spec.kind}  |  {c} x {h} x {w}{where}", fs - 2, _MUTED, width)]
+    if spec.meaning:
+        head.append(_text_block(spec.meaning, fs, _INK, width))
+    head_img = np.pad(_vstack(head, pad=2), ((6, 0), (12, 0), (0, 0)), constant_values=_BG)
+    return _vstack([head_img, grid], pad=0)
 
 
 # ----------------------------------------------------------------------------- channel grid
 def channel_grid(feature: Any, max_channels: int = 64, cols: int = 8, cmap: str = "viridis",
-                 tile: int = 48, order: str = "index", batch: int = 0
+                 tile: int = 96, order: str = "index", batch: int = 0
                  ) -> tuple[np.ndarray, list[dict[str, float]]]:
-    """Every channel of a feature map as a small tile, each with its own min-max range.
+    """Every channel of a feature map as a tile, each coloured over its own range
+    (:func:`robust_range`: a bright border does not flatten the channel), its index above it.
 
     ``feature``: ``(C, h, w)`` or ``(B, C, h, w)``. Shows ``max_channels`` channels, the first
     ones (``order="index"``) or the most varied (``order="std"``), each labelled with its index.
@@ -595,9 +913,9 @@ def channel_grid(feature: Any, max_channels: int = 64, cols: int = 8, cmap: str 
     hw = _display_hw(a.shape[1:], tile)
     tiles = []
     for i in shown:
-        t = _resize_rgb(apply_colormap(a[i], cmap), hw)
-        tiles.append(_draw_band_text(t, str(i), where="top", font_size=10, alpha=0.55))
-    return _grid(tiles, cols, pad=2), stats
+        t = _resize_rgb(apply_colormap(a[i], cmap, *robust_range(a[i])), hw)
+        tiles.append(_titled(t, str(i), font_size=max(10, tile // 8)))
+    return _grid(tiles, cols, pad=4), stats
 
 
 # ----------------------------------------------------------------------------- synced crops

@@ -263,3 +263,160 @@ def test_map_panels_carry_the_drawn_colours_and_spatial_rule():
     assert not vec.spatial and not viz.is_spatial(np.zeros((1, 4, 1, 1)), vec)
     att = MapSpec("a", "attention", "a", "", 1, 2)
     assert viz.is_spatial(np.zeros((1, 1, 5, 6)), att) and not viz.is_spatial(np.zeros((1, 1, 1, 6)), att)
+
+
+# --------------------------------------------------------------------------- honest colour scales
+def lut_indices(img, cmap):
+    """The colour-map index of every pixel of ``img`` that has exactly a LUT colour, else -1."""
+    lut = viz._lut(cmap).astype(np.int64)
+    keys = (lut[:, 0] << 16) | (lut[:, 1] << 8) | lut[:, 2]
+    px = img.reshape(-1, 3).astype(np.int64)
+    pk = (px[:, 0] << 16) | (px[:, 1] << 8) | px[:, 2]
+    index = {int(k): i for i, k in reversed(list(enumerate(keys)))}
+    return np.array([index.get(int(k), -1) for k in pk])
+
+
+def test_border_outlier_does_not_set_the_range():
+    rng = np.random.default_rng(0)
+    m = rng.random((1, 1, 64, 96))
+    m[..., 0, :] = 50.0  # one bright top row, as FRCB bands have
+    spec = MapSpec("frcb.LH", "feature", "band energy", "", 1)
+    (p,) = viz.map_panels(m, spec)
+    assert p.scale == "robust" and 0.0 <= p.vrange[0] < 0.05 and 0.95 < p.vrange[1] <= 1.0
+    assert "values 0" in p.note and "to 50" in p.note  # the real range is still told
+    # the interior spreads over the whole colour map (with min-max it would all be dark)
+    out = viz.render_map(m, spec, size=192)  # 2x enlargement: 128 x 192 map pixels
+    idx = lut_indices(out, p.cmap)
+    area = 128 * 192
+    assert (idx >= 192).sum() > 0.15 * area and ((idx >= 64) & (idx < 192)).sum() > 0.3 * area
+    # the same for a signed band drawn symmetric: +/- the interior's 99th percentile of |x|
+    band = MapSpec("LH", "band", "LH", "", 1)
+    s = rng.uniform(-1, 1, (1, 1, 64, 96))
+    s[..., -1, :] = -80.0
+    (p,) = viz.map_panels(s, band)
+    assert p.vrange[0] == -p.vrange[1] and 0.9 < p.vrange[1] <= 1.0
+    assert viz.robust_range(s[0, 0], symmetric=True) == p.vrange
+
+
+def test_constant_attention_is_shown_as_constant():
+    rng = np.random.default_rng(1)
+    att = 0.504 + 0.019 * rng.random((1, 1, 64, 96))  # SAM-like near-constant gate
+    spec = MapSpec("sam.attention", "attention", "SAM attention", "", 1)
+    (p,) = viz.map_panels(att, spec)
+    assert p.vrange == (0.0, 1.0) and p.scale == "unit"
+    assert "fixed 0 to 1" in p.note and "0.504 to 0.523" in p.note
+    colours = viz.panel_colours(p)
+    assert np.ptp(colours.reshape(-1, 3).astype(int), axis=0).max() <= 12  # nearly one colour
+    out = viz.render_map(att, spec, size=192)
+    idx = lut_indices(out, "inferno")
+    area = 128 * 192
+    assert ((idx >= 128) & (idx <= 134)).sum() >= area  # every map pixel in the 0.50-0.53 band
+    assert ((idx >= 0) & ((idx < 120) | (idx > 140))).sum() < 0.1 * area  # only the colour bar
+    # attention outside [0, 1] (DSM-Net's subspace maps times h*w) falls back to robust
+    (q,) = viz.map_panels(att * 50, spec)
+    assert q.scale == "robust" and q.vrange[1] > 25
+
+
+def test_colorbar_ticks_are_distinct():
+    assert viz._labels([0.0, 0.5, 1.0]) == ["0", "0.5", "1"]
+    near_one = [0.99990, 0.999925, 0.99995, 0.999975, 1.0]
+    labels = viz._labels(near_one)
+    assert len(set(labels)) == 5, labels
+    assert viz._range_text(0.5041, 0.5229) == "0.504 to 0.523"
+
+
+def test_band_groups_are_named_ll_lh_hl_hh():
+    from derain_core.blocks import HAAR_BANDS
+    spec = MapSpec("similarity.entropy", "attention", "similarity entropy", "", 4, 2,
+                   channel_names=HAAR_BANDS)
+    t = torch.rand(1, 4, 20, 24)
+    assert [p.label for p in viz.map_panels(t, spec)] == ["LL", "LH", "HL", "HH"]
+    feat = MapSpec("group_maps", "feature", "band-group output", "", 4, 2, channel_names=HAAR_BANDS)
+    assert [label for label, _ in viz.map_to_2d(t, feat)] == ["LL", "LH", "HL", "HH"]
+    with pytest.raises(ValueError):
+        MapSpec("x", "feature", "x", "", 3, channel_names=HAAR_BANDS)
+    # MFAN's band-group maps declare the names
+    import derain_core as dc
+    specs = dc.create_model("mfan", **dc.get_card("mfan").test_config).map_specs()
+    grouped = [s for s in specs if s.key.endswith(("similarity.entropy", "similarity.argmax",
+                                                   "group_maps"))]
+    assert grouped and all(s.channel_names == HAAR_BANDS for s in grouped)
+    assert {s.kind for s in grouped if s.key.endswith("argmax")} == {"index"}
+    assert not any(p.label.startswith("channel") for s in grouped
+                   for p in viz.map_panels(torch.rand(*s.shape(1, 32, 32)), s))
+
+
+def test_index_maps_use_categorical_colours():
+    rng = np.random.default_rng(2)
+    idx = np.zeros((1, 2, 40, 60))
+    idx[:, :, :20] = 3.0
+    idx[:, 0, 20:, :30] = 54.0
+    idx[:, 1, 20:, 30:] = 109.0
+    spec = MapSpec("argmax", "index", "most-attended anchor", "", 2, 1, channel_names=("LL", "LH"))
+    panels = viz.map_panels(idx, spec)
+    assert [p.label for p in panels] == ["LL", "LH"] and all(p.categorical for p in panels)
+    assert panels[0].categories == panels[1].categories == (0, 3, 54, 109)  # shared colours
+    palette = {tuple(c) for c in viz.CATEGORICAL}
+    for p in panels:
+        colours = viz.panel_colours(p)
+        got = {tuple(c) for c in colours.reshape(-1, 3)}
+        assert got <= palette and len(got) == len(np.unique(p.data))  # one colour per value
+        assert "categorical" in p.note and "54.5" not in p.note
+    assert tuple(viz.panel_colours(panels[0])[0, 0]) == viz.CATEGORICAL[1]  # value 3
+    out = viz.render_map(idx, spec, size=120, image=rgb_u8(40, 60), overlay_alpha=None)
+    saturated = {tuple(c) for c in out.reshape(-1, 3) if not c[0] == c[1] == c[2]}
+    assert saturated <= palette  # no continuous colour bar, no blended colours, text is grey
+    assert not np.isin(lut_indices(out, "viridis"), np.arange(256)).any()
+    # more values than colours: the most frequent get colours, the rest one grey
+    many = rng.integers(0, 110, (1, 1, 40, 60)).astype(float)
+    many[..., :10, :] = 7.0
+    (p,) = viz.map_panels(many, MapSpec("a", "index", "a", "", 1))
+    assert len(p.categories) == len(viz.CATEGORICAL) - 1 and 7 in p.categories
+    got = {tuple(c) for c in viz.panel_colours(p).reshape(-1, 3)}
+    assert viz.OTHER_COLOUR in got and got <= palette | {viz.OTHER_COLOUR}
+    assert p.legend()[-1][0].startswith("other")
+
+
+@pytest.mark.parametrize("kind", ["feature", "attention", "band", "image", "residual", "index"])
+def test_single_channel_maps_have_no_duplicate_panels(kind):
+    spec = MapSpec("m", kind, "one channel", "", 1)
+    t = torch.rand(1, 1, 20, 24)
+    panels = viz.map_panels(t, spec)
+    assert len(panels) == 1, [p.label for p in panels]
+    feat = viz.map_panels(t, MapSpec("f", "feature", "f", "", 1))[0]
+    assert np.array_equal(feat.data, t[0, 0].double().numpy())  # the map itself, not a summary
+
+
+def test_overlay_only_where_it_applies():
+    t3 = torch.rand(1, 3, 20, 24)
+    t1 = torch.rand(1, 1, 20, 24)
+    assert not viz.can_overlay(t3, MapSpec("o", "image", "o", "", 3))
+    assert not viz.can_overlay(t3, MapSpec("r", "residual", "r", "", 3))
+    assert not viz.can_overlay(torch.rand(1, 4, 1, 1), MapSpec("v", "vector", "v", "", 4, 0, (1, 1)))
+    assert not viz.can_overlay(torch.rand(1, 4, 16, 16), MapSpec("h", "attention", "h", "", 4, 0, (16, 16)))
+    att = MapSpec("a", "attention", "a", "", 1)
+    assert viz.can_overlay(t1, att) and att.overlayable
+    assert viz.can_overlay(t1, MapSpec("f", "feature", "f", "", 1))
+    image = rgb_u8(20, 24)
+    spec = MapSpec("o", "image", "o", "", 3)
+    assert np.array_equal(viz.render_map(t3, spec, image=image, overlay_alpha=0.5),
+                          viz.render_map(t3, spec))
+    assert not np.array_equal(viz.render_map(t1, att, image=image, overlay_alpha=0.5),
+                              viz.render_map(t1, att))
+
+
+def test_maps_are_rendered_large_with_full_captions():
+    spec = MapSpec("att3", "attention", "Three-scale attention", "short", 3, 2)
+    t = torch.rand(1, 3, 20, 30)  # a small map is enlarged to the panel width
+    out = viz.render_map(t, spec)
+    assert out.shape[1] >= 2 * 480  # two panels of 480 px per row
+    panels = viz.map_panels(t, spec)
+    tile = viz._panel_tile(panels[0], 480, viz._font_size(480))
+    assert tile.shape[1] >= 480 and viz._font_size(480) >= 16
+    long = MapSpec("att3", "attention", "Three-scale attention", "word " * 150, 3, 2)
+    tall = viz.render_map(t, long)
+    assert tall.shape[1] == out.shape[1] and tall.shape[0] > out.shape[0] + 4 * 16  # wrapped
+    font = viz._font(16)
+    lines = viz._wrap("word " * 150, font, 400)
+    assert " ".join(s.strip() for s in lines).split() == ["word"] * 150  # nothing cut
+    assert all(viz._text_width(s, font) <= 400 for s in lines)
