@@ -412,13 +412,26 @@ def render_maps(maps: compare.MapSet, group: str | None, show_overlay: bool) -> 
     base = maps.base if show_overlay else None
     items = []
     for spec in chosen:
-        pic = viz.render_map(maps.maps[spec.key], spec, image=base, overlay_alpha=0.55 if show_overlay else None,
-                             size=256)
+        pic = viz.render_map(maps.maps[spec.key], spec, image=base, overlay_alpha=0.55 if show_overlay else None)
         items.append((pic, f"{spec.title}: {spec.meaning}"))
-    lines = [f"**{maps.label}** · group **{group}** · {len(items)} map(s) · {maps.note}; each map has its own "
-             "colour bar (min / mid / max)."]
+    lines = [f"**{maps.label}** · group **{group}** · {len(items)} map(s) · {maps.note}; attention on a fixed "
+             "0-1 scale, features and rain layers between the 1st and 99th percentile, indices in categorical "
+             "colours (each panel's note gives its actual values)."]
     lines += [f"- **{spec.title}**: {spec.meaning}" for spec in chosen]
     return items, "\n".join(lines)
+
+
+def overlay_control(st: RunState | None, model_id: str | None, group: str | None):
+    """The overlay checkbox for the shown group: usable only when a map in it can be laid over the photo."""
+    r = None if st is None else st.result(model_id)
+    maps = None if r is None else st.maps.get((model_id, r.variant))
+    if maps is None:
+        return gr.skip()
+    grouped = viz.group_specs(maps.specs, default="other")
+    chosen = grouped.get(group) or next(iter(grouped.values()))
+    if any(viz.can_overlay(maps.maps[s.key], s) for s in chosen):
+        return gr.Checkbox(interactive=True, info=None)
+    return gr.Checkbox(value=False, interactive=False, info="Images in this group are shown as they are.")
 
 
 # --------------------------------------------------------------------------------------
@@ -493,7 +506,7 @@ def build() -> gr.Blocks:
                                              allow_custom_value=True, elem_id="insp-group")
                     insp_overlay = gr.Checkbox(False, label="Overlay on the photo", elem_id="insp-overlay")
                 insp_note = gr.Markdown(INSPECT_HINT, elem_id="insp-note")
-                maps = gr.Gallery(label="Intermediate maps", show_label=False, format="png", columns=3, height="auto",
+                maps = gr.Gallery(label="Intermediate maps", show_label=False, format="png", columns=1, height="auto",
                                   object_fit="contain", elem_id="maps", interactive=False)
 
                 gr.Markdown("### Outputs (clean, lossless PNG; the zip above has them at full size)")
@@ -517,7 +530,9 @@ def build() -> gr.Blocks:
         crop.release(zoom_settings, [state, factor, crop], named(ZoomOutputs), api_visibility="private")
         insp_model.input(inspect_model, [state, insp_model, insp_group, insp_overlay],
                           named(InspectOutputs), api_name="inspect",
-                          concurrency_limit=1, concurrency_id="torch")
+                          concurrency_limit=1, concurrency_id="torch").then(
+            overlay_control, [state, insp_model, insp_group], insp_overlay, api_visibility="private")
+        insp_group.input(overlay_control, [state, insp_model, insp_group], insp_overlay, api_visibility="private")
         for ctl in (insp_group, insp_overlay):
             ctl.input(change_group, [state, insp_model, insp_group, insp_overlay], [maps, insp_note],
                        api_visibility="private")
