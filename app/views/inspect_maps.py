@@ -76,14 +76,16 @@ with o1:
     cmap = st.selectbox("Colour map", ["auto", *viz.CMAPS], key="insp_cmap",
                         help="auto: the kind's default (signed bands use a diverging map)")
 spatial = viz.is_spatial(values, spec)
+overlay_ok = viz.can_overlay(values, spec)  # images and residuals are shown as they are
 with o2:
-    use_overlay = st.toggle("Overlay on the image", value=False, key="insp_overlay", disabled=not spatial)
+    use_overlay = st.toggle("Overlay on the image", value=False, key="insp_overlay", disabled=not overlay_ok,
+                            help=None if overlay_ok else "This map is a picture itself: nothing to lay over the photo.")
 with o3:
     alpha = st.slider("Overlay opacity", 0.1, 1.0, 0.6, 0.05, key="insp_alpha", disabled=not use_overlay)
 
-picture = viz.render_map(values, spec, image=maps.base if use_overlay and spatial else None,
-                         overlay_alpha=alpha if use_overlay and spatial else None,
-                         cmap=None if cmap == "auto" else cmap, size=256)
+picture = viz.render_map(values, spec, image=maps.base if use_overlay and overlay_ok else None,
+                         overlay_alpha=alpha if use_overlay and overlay_ok else None,
+                         cmap=None if cmap == "auto" else cmap)
 ui.show_image(picture)
 
 # ---- interactive view: zoom and hover values ------------------------------------------
@@ -94,14 +96,16 @@ if len(panels) > 1:
     pi = st.selectbox("Panel", range(len(panels)), format_func=lambda i: panels[i].label, key=f"insp_panel_{spec.key}")
 panel = panels[pi]
 label = panel.label
-if panel.rgb:
-    fig = px.imshow(np.clip(panel.data, 0, 1) * 255, zmin=0, zmax=255)
+if panel.rgb or panel.categorical:  # the exact colours of the picture above (index maps: no colour scale)
+    fig = px.imshow(viz.panel_colours(panel), zmin=0, zmax=255)
 else:
     # Same colour map and value range as the picture above (cmap "auto": the kind's default).
     fig = px.imshow(panel.data, color_continuous_scale=dd.plotly_colorscale(panel.cmap if cmap == "auto" else cmap),
                     zmin=panel.vrange[0], zmax=panel.vrange[1], aspect="equal")
 fig.update_layout(title=label, margin=dict(l=10, r=10, t=40, b=40), height=480)
 st.plotly_chart(fig, key="insp_imshow", theme=None, config={"displaylogo": False})
+if panel.note:
+    st.caption(panel.note)
 
 # ---- channels: grid, statistics, histogram ---------------------------------------------
 if c > 1 and spatial:
@@ -114,7 +118,7 @@ if c > 1 and spatial:
                          help="std: the most varied channels first")
     grid, stats = viz.channel_grid(values, max_channels=max_ch, cols=8,
                                    cmap=cmap if cmap != "auto" else "viridis", order=order)
-    ui.show_image(grid, caption="each channel with its own min-max range")
+    ui.show_image(grid, caption="each channel coloured over its own 1st-99th percentile (inside the border)")
     st.dataframe(pd.DataFrame(stats).round(4), hide_index=True, height=240)
 
 st.subheader("Histogram of values")
