@@ -361,12 +361,13 @@ def _display_hw(hw: tuple[int, int], size: int) -> tuple[int, int]:
 
 
 def _panel_hw(hw: tuple[int, int], size: int) -> tuple[int, int]:
-    """Display size of a map panel: ``size`` px wide (at most ``1.5 * size`` tall). Enlarging
-    uses a whole factor when it comes within 10 % of that (map pixels stay equal squares)."""
+    """Display size of a map panel: ``size`` px wide (at most ``1.5 * size`` tall). A whole
+    factor (1 included: no resampling) is used when it comes within 10 % of that, so map
+    pixels stay equal squares."""
     h, w = hw
     f = min(size / w, 1.5 * size / h)
-    k = int(f)
-    if k >= 1 and k >= 0.9 * f:
+    k = max(1, round(f))
+    if 0.9 * f <= k <= f / 0.9:
         return h * k, w * k
     return max(1, round(h * f)), max(1, round(w * f))
 
