@@ -44,12 +44,16 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from derain_core import compare, report, viz  # noqa: E402
+from derain_core import compare, estimate, report, viz  # noqa: E402
 from derain_core import weights as wts  # noqa: E402
 from derain_core.compare import ModelResult  # noqa: E402
 from derain_core.dashboard_data import load_examples  # noqa: E402
 
 log = logging.getLogger("derain.gradio")
+
+# ZeroGPU Spaces set SPACES_ZERO_GPU=true; a GPU is attached only while a @GPU function runs.
+ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true", "t")
+QUOTA_MESSAGE = "exceeded your gpu quota"  # (lower case) how the spaces package words a visitor's spent daily quota
 
 compare.use_threads(os.environ.get("DERAIN_THREADS"))  # default: torch's own thread count
 
@@ -254,10 +258,39 @@ def _status(st: RunState, running: str | None, started: float) -> str:
 # --------------------------------------------------------------------------------------
 # Event handlers
 # --------------------------------------------------------------------------------------
-@GPU
 def run(image: Any, gt: Any, models: list[str] | None, variant: str | None, st: RunState | None,
         progress: gr.Progress = gr.Progress()):
-    """Derain ``image`` with every chosen model, yielding the page after each model."""
+    """Derain ``image`` with every chosen model, yielding the page after each model.
+
+    On a ZeroGPU Space the work runs on the GPU for a duration sized to the request; a
+    visitor whose daily GPU quota is spent gets the same run on the CPU, with a warning.
+    """
+    try:
+        yield from _run_on_gpu(image, gt, models, variant, st, progress)
+    except Exception as exc:  # the spaces package reports a spent quota as a gr.Error
+        if QUOTA_MESSAGE not in str(exc).lower():
+            raise
+        log.warning("GPU quota spent, running on the CPU: %s", exc)
+        gr.Warning("Your free GPU time on this Space is used up for now, so this run uses the CPU "
+                   "(much slower). " + str(exc).strip("'\""), title="Running on the CPU")
+        yield from _run_pages(image, gt, models, variant, st, progress, device="cpu")
+
+
+def gpu_seconds(image: Any, gt: Any, models: list[str] | None, *_args: Any, **_kwargs: Any) -> int:
+    """The ZeroGPU duration of a run request: the chosen models' CUDA cost at the photo's size,
+    with a margin (:func:`derain_core.estimate.gpu_duration`)."""
+    return estimate.gpu_duration_for_file(_upload_path(image), models or [c.id for c in compare.model_choices()])
+
+
+@GPU(duration=gpu_seconds)
+def _run_on_gpu(image: Any, gt: Any, models: list[str] | None, variant: str | None, st: RunState | None,
+                progress: gr.Progress):
+    yield from _run_pages(image, gt, models, variant, st, progress)
+
+
+def _run_pages(image: Any, gt: Any, models: list[str] | None, variant: str | None, st: RunState | None,
+               progress: gr.Progress, device: str | None = None):
+    """The pages of one run, on ``device`` (None: CUDA when present)."""
     path, gt_path = _upload_path(image), _upload_path(gt)
     try:
         up = compare.prepare(path, gt_path, models or [], None if variant in (None, "", DEFAULT_VARIANT) else variant)
@@ -316,7 +349,7 @@ def run(image: Any, gt: Any, models: list[str] | None, variant: str | None, st: 
     n = len(up.models)
     progress(0, desc=f"{names[up.models[0]]} (1/{n})")
     yield page(names[up.models[0]], "start")
-    for i, step in enumerate(compare.run(up)):
+    for i, step in enumerate(compare.run(up, device=device)):
         if step.error:
             st.failures.append(step.error)
         else:
@@ -540,6 +573,8 @@ def build() -> gr.Blocks:
     return app
 
 
+if ZERO_GPU:  # ZeroGPU's documented pattern: models on CUDA at start-up; the GPU attaches per call
+    compare.preload(device="cuda")
 demo = build()
 
 

@@ -35,7 +35,7 @@ from .io import LoadedImage, display_copy, downscale
 from .registry import list_models, model_ids
 
 __all__ = ["UNTRAINED", "ModelChoice", "model_choices", "variant_choices", "UploadError", "Upload",
-           "load_image", "check_ground_truth", "prepare", "Step", "run", "MapSet", "maps_of",
+           "load_image", "check_ground_truth", "prepare", "Step", "run", "preload", "MapSet", "maps_of",
            "display_copy", "downscale", "model_label", "use_threads", "ModelResult"]
 
 log = logging.getLogger("derain.compare")
@@ -163,11 +163,12 @@ class Step:
     error: str | None = None
 
 
-def run(upload: Upload, metrics: bool = True) -> Iterator[Step]:
+def run(upload: Upload, metrics: bool = True, device: str | torch.device | None = None) -> Iterator[Step]:
     """Run every model of ``upload`` in turn, yielding a :class:`Step` as each finishes.
 
     A variant a model does not ship falls back to that model's default weights
     (``step.result.variant`` says which ran). ``metrics=False`` skips the output metrics.
+    ``device=None``: the engine's default (CUDA when present).
     """
     from .registry import get_card
 
@@ -175,12 +176,27 @@ def run(upload: Upload, metrics: bool = True) -> Iterator[Step]:
         name = get_card(model_id).name
         variant = engine.resolve_variant(model_id, upload.variant, strict=False)
         try:
-            result = engine.derain_one(upload.image, model_id, variant, upload.gt, metrics=metrics)
+            result = engine.derain_one(upload.image, model_id, variant, upload.gt, metrics=metrics, device=device)
         except (ValueError, RuntimeError, MemoryError) as exc:  # one model failing must not stop the others
             log.exception("model %s failed", model_id)
             yield Step(model_id, name, error=f"{name} failed: {exc}")
             continue
         yield Step(model_id, name, result=result)
+
+
+def preload(models: Sequence[str] | None = None, device: str | torch.device | None = None) -> list[str]:
+    """Build the default weights of ``models`` (all by default) on ``device`` ahead of the first run.
+
+    Returns the ids that could not be loaded (logged, not raised: they load on first use).
+    """
+    failed = []
+    for model_id in model_ids() if models is None else models:
+        try:
+            engine.MODELS.get(model_id, None, engine.resolve_device(device))
+        except (ValueError, RuntimeError, OSError) as exc:
+            log.warning("could not preload %s on %s: %s", model_id, device, exc)
+            failed.append(model_id)
+    return failed
 
 
 # --------------------------------------------------------------------------------------

@@ -1,0 +1,163 @@
+"""How long a run will take: seconds for some models at an image size on a device.
+
+Each model's time grows with the pixel count. The numbers come from a ``derain bench --json``
+file for that device when the repository has one (``results/bench_cpu.json``,
+``results/bench_cuda.json``), interpolated between the benchmark sizes. Without one they are
+*assumed* from each network's MACs at a stated throughput, and the table says so
+(``measured=False``), so nobody mistakes a guess for a measurement.
+
+Used for the ZeroGPU ``duration`` a Space asks for (:func:`gpu_duration`) and for the time
+shown before a run.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+
+# Assumed throughputs when no benchmark exists for the device (deliberately low: an
+# estimate that runs out of GPU time mid-run is worse than one that asks for too much).
+ASSUMED_GMACS = {"cuda": 2000.0, "cpu": 150.0, "mps": 300.0}
+ASSUMED_OVERHEAD_S = {"cuda": 2.0, "cpu": 0.2, "mps": 1.0}
+
+# ZeroGPU: the default duration is 60 s; shorter requests get better queue priority.
+GPU_MARGIN = 1.5
+GPU_MIN_S = 15
+GPU_MAX_S = 300
+
+
+@dataclass(frozen=True)
+class Cost:
+    """One model on one device: ``overhead_s`` plus a time that grows with the pixel count.
+
+    ``points`` are measured (megapixels, seconds) pairs: the time is interpolated between them,
+    proportional below the first and extended with the last segment's slope above the last.
+    Without points it is ``s_per_mpix`` per megapixel.
+    """
+
+    overhead_s: float = 0.0
+    s_per_mpix: float = 0.0
+    points: tuple[tuple[float, float], ...] = ()
+
+    def seconds(self, megapixels: float) -> float:
+        pts = self.points
+        if not pts:
+            return self.overhead_s + self.s_per_mpix * megapixels
+        if megapixels <= pts[0][0]:
+            return self.overhead_s + pts[0][1] * megapixels / pts[0][0]
+        for (p1, t1), (p2, t2) in zip(pts, pts[1:]):
+            if megapixels <= p2:
+                return self.overhead_s + t1 + (t2 - t1) * (megapixels - p1) / (p2 - p1)
+        p1, t1 = pts[-2] if len(pts) > 1 else (0.0, 0.0)
+        p2, t2 = pts[-1]
+        slope = max((t2 - t1) / (p2 - p1), t2 / p2)
+        return self.overhead_s + t2 + slope * (megapixels - p2)
+
+
+@dataclass(frozen=True)
+class CostTable:
+    """Costs of every model on one device, and where they come from."""
+
+    device: str
+    costs: dict[str, Cost]
+    source: str  # the benchmark file, or the assumption in words
+    measured: bool
+
+    def seconds(self, models: Sequence[str], width: int, height: int) -> float:
+        """Expected seconds to run ``models`` one after the other on a ``width x height`` image."""
+        mpix = width * height / 1e6
+        return sum(self.cost(m).seconds(mpix) for m in models)
+
+    def cost(self, model_id: str) -> Cost:
+        if model_id in self.costs:
+            return self.costs[model_id]
+        return _assumed_cost(model_id, self.device)  # a model the benchmark did not cover
+
+
+def _size_mpix(size: str) -> float:
+    w, h = (int(v) for v in size.lower().split("x"))
+    return w * h / 1e6
+
+
+def from_bench(path: str | Path) -> CostTable:
+    """A table fitted to a ``derain bench --json`` file (fast-path times)."""
+    data = json.loads(Path(path).read_text())
+    by_model: dict[str, list[tuple[float, float]]] = {}
+    device = "cpu"
+    for row in data["rows"]:
+        device = row["device"].split(":")[0]
+        by_model.setdefault(row["model_id"], []).append((_size_mpix(row["size"]), float(row["fast_s"])))
+    costs = {m: Cost(points=tuple(sorted(pts))) for m, pts in by_model.items()}
+    return CostTable(device, costs, f"measured: {Path(path).name}", True)
+
+
+@functools.lru_cache(maxsize=None)
+def _macs_per_mpix(model_id: str, results_dir: Path = RESULTS_DIR) -> float:
+    """GMAC per megapixel: from a benchmark file's MAC count when one has the model (free),
+    else counted (:func:`~derain_core.stats.model_stats`, slow for some networks)."""
+    for path in sorted(Path(results_dir).glob("bench_*.json")):
+        try:
+            rows = json.loads(path.read_text()).get("rows", [])
+        except (OSError, ValueError, AttributeError):
+            continue
+        for row in rows:
+            if row.get("model_id") == model_id and row.get("macs_g"):
+                return float(row["macs_g"]) / _size_mpix(row["size"])
+    from .stats import model_stats
+
+    return model_stats(model_id)["macs"] / 1e9 / (512 * 512 / 1e6)  # counted at 512x512
+
+
+def _assumed_cost(model_id: str, device: str) -> Cost:
+    return Cost(ASSUMED_OVERHEAD_S.get(device, 1.0), _macs_per_mpix(model_id) / ASSUMED_GMACS.get(device, 150.0))
+
+
+def assumed(device: str, models: Sequence[str]) -> CostTable:
+    """A table from each network's MACs at an assumed throughput (not measured)."""
+    costs = {m: _assumed_cost(m, device) for m in models}
+    rate = ASSUMED_GMACS.get(device, 150.0)
+    return CostTable(device, costs, f"assumed: MACs at {rate:.0f} GMAC/s, "
+                     f"{ASSUMED_OVERHEAD_S.get(device, 1.0):g} s overhead per model", False)
+
+
+def table_for(device: str, models: Sequence[str] | None = None, results_dir: Path = RESULTS_DIR) -> CostTable:
+    """The measured table for ``device`` ("cpu", "cuda", ...) if the repository has one, else assumed."""
+    from .registry import model_ids
+
+    device = device.split(":")[0]
+    path = Path(results_dir) / f"bench_{device}.json"
+    if path.is_file():
+        try:
+            return from_bench(path)
+        except (KeyError, ValueError, IndexError, OSError):
+            pass  # an unreadable benchmark file: fall back to the assumption
+    return assumed(device, list(models) if models else model_ids())
+
+
+def gpu_duration(models: Sequence[str], width: int, height: int, table: CostTable | None = None,
+                 margin: float = GPU_MARGIN) -> int:
+    """Seconds of GPU time to ask ZeroGPU for: the CUDA estimate times ``margin``, whole seconds,
+    at least ``GPU_MIN_S`` and at most ``GPU_MAX_S``."""
+    table = table or table_for("cuda", models)
+    seconds = table.seconds(models, width, height) * margin
+    return int(min(max(math.ceil(seconds), GPU_MIN_S), GPU_MAX_S))
+
+
+def gpu_duration_for_file(path: str | Path | None, models: Sequence[str], table: CostTable | None = None) -> int:
+    """:func:`gpu_duration` for an uploaded photo, read from its header only (no decoding).
+
+    An unreadable or missing file gets the minimum: the run itself will reject it at once.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+    except (OSError, ValueError, TypeError, AttributeError, Image.DecompressionBombError):
+        return GPU_MIN_S
+    return gpu_duration(models, width, height, table)
