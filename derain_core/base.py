@@ -223,14 +223,15 @@ class DerainNet(nn.Module):
         """Clean image for ``x`` (Bx3xHxW, RGB in [0, 1]); same shape as ``x``."""
         return self._run(x, Recorder.off())
 
-    def forward_tiled(self, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
+    def forward_tiled(self, x: torch.Tensor, tile: int, overlap: int, on_tile=None) -> torch.Tensor:
         """Clean image computed in overlapping ``tile``-pixel tiles with blended seams.
 
         The default runs the tiles independently (:func:`derain_core.tiling.run_tiled`);
-        networks whose result depends on whole-image state override it.
+        networks whose result depends on whole-image state override it. ``on_tile(done, total)``
+        is called after each tile (:data:`derain_core.tiling.TileCallback`).
         """
         from .tiling import run_tiled
-        return run_tiled(self, x, tile, overlap)
+        return run_tiled(self, x, tile, overlap, on_tile)
 
     def forward_intermediates(self, x: torch.Tensor, full: bool = False
                               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -13,6 +13,8 @@ tiling overlap), so it has no per-model special cases.
 from __future__ import annotations
 
 import ctypes
+import gc
+import inspect
 import os
 import sys
 import threading
@@ -27,7 +29,7 @@ import torch
 from . import weights as wts
 from .base import MapSpec, reference_kernels
 from .registry import ModelCard, create_model, get_card, model_ids
-from .tiling import run_tiled
+from .tiling import TileCallback, run_tiled
 
 UNTRAINED = "untrained"
 DEFAULT_TILE = 512  # tile side used when an image is above the threshold
@@ -35,6 +37,9 @@ TILE_THRESHOLD = int(os.environ.get("DERAIN_TILE_THRESHOLD", 1024 * 1024))  # pi
 # Without a card default, photos get heavy-rain weights when shipped, else the Rain100L ones.
 VARIANT_PREFERENCE = ("heavy", "rain100l")
 MAPS_MAX_SIDE = int(os.environ.get("DERAIN_MAPS_MAX_SIDE", 512))  # maps of larger images: preview pass
+# Built networks kept at once (least recently used dropped first). The five default ones on one
+# device are 5; a few more leave room for a second variant or device without growing unbounded.
+MODEL_CACHE_SIZE = int(os.environ.get("DERAIN_MODEL_CACHE", 10))
 
 
 # --------------------------------------------------------------------------------------
@@ -91,6 +96,27 @@ def tune_cpu_allocator() -> bool:
 
 
 _ALLOCATOR_TUNED: bool | None = None
+
+
+def release_memory() -> bool:
+    """Hand memory freed by a finished run back to the operating system.
+
+    :func:`tune_cpu_allocator` keeps up to 1 GB of freed heap per glibc arena so the next
+    layer's tensors need no fresh page faults; a server that answers several users from
+    several threads would otherwise keep every arena's high-water mark resident after the
+    run. This collects Python garbage, calls glibc's ``malloc_trim(0)`` (all arenas) and empties
+    CUDA's cache. Returns whether ``malloc_trim`` ran (False off glibc).
+    """
+    gc.collect()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        return True
+    except (OSError, AttributeError):  # not glibc
+        return False
 
 
 def cpu_has_native_bf16() -> bool:
@@ -222,9 +248,14 @@ def _build(model_id: str, variant: str, device: torch.device, fast: bool) -> Loa
 
 
 class ModelCache:
-    """Thread-safe cache: every (model, variant, device, fast) is built once and reused."""
+    """Thread-safe cache: every (model, variant, device, fast) is built once and reused.
 
-    def __init__(self) -> None:
+    At most ``max_size`` networks are kept; the least recently used one is dropped first
+    (it is rebuilt from its weights file when asked for again).
+    """
+
+    def __init__(self, max_size: int = MODEL_CACHE_SIZE) -> None:
+        self.max_size = max(1, int(max_size))
         self._models: dict[tuple, LoadedModel] = {}
         self._lock = threading.Lock()
         self._key_locks: dict[tuple, threading.Lock] = {}
@@ -236,14 +267,27 @@ class ModelCache:
         key = (model_id, variant, str(device), fast)
         with self._lock:
             if key in self._models:
+                self._models[key] = self._models.pop(key)  # most recently used last
                 return self._models[key]
             key_lock = self._key_locks.setdefault(key, threading.Lock())
         with key_lock:  # build outside the global lock so other models can load meanwhile
-            if key not in self._models:
+            with self._lock:
+                loaded = self._models.get(key)
+            if loaded is None:
                 loaded = _build(model_id, variant, device, fast)
                 with self._lock:
                     self._models[key] = loaded
-        return self._models[key]
+                    while len(self._models) > self.max_size:
+                        self._models.pop(next(iter(self._models)))
+        return loaded
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def keys(self) -> list[tuple]:
+        """The cached keys, least recently used first."""
+        with self._lock:
+            return list(self._models)
 
     def clear(self) -> None:
         with self._lock:
@@ -269,13 +313,22 @@ def load_model(model_id: str, variant: str | None = None, device: torch.device |
 # --------------------------------------------------------------------------------------
 # Running a model on an image tensor: whole or tiled
 # --------------------------------------------------------------------------------------
-def run_model(loaded: LoadedModel, x: torch.Tensor, tile: int | None = None
-              ) -> tuple[torch.Tensor, int | None]:
+def _takes_on_tile(fn: Any) -> bool:
+    try:
+        return "on_tile" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def run_model(loaded: LoadedModel, x: torch.Tensor, tile: int | None = None,
+              on_tile: TileCallback | None = None) -> tuple[torch.Tensor, int | None]:
     """Clean image for ``x`` (1x3xHxW on the model's device) and the tile size used.
 
     ``tile=None`` tiles only above ``TILE_THRESHOLD`` pixels (4x that for cards whose
     ``tiling`` is "discouraged"); ``tile=0`` forces whole-image.
     On CUDA out-of-memory the tile size is halved until it fits (down to 64 px).
+    ``on_tile(done, total)`` is called after each tile of a tiled run (not for a whole-image
+    pass); an exception it raises (a cancellation) stops the run before the next tile.
     """
     h, w = x.shape[-2:]
     if tile is None:  # cards that discourage tiling (whole-image statistics) tile only when huge
@@ -290,7 +343,13 @@ def run_model(loaded: LoadedModel, x: torch.Tensor, tile: int | None = None
                 if tile and (h > tile or w > tile):
                     tiled = getattr(loaded.net, "forward_tiled", None)  # DerainNet's, or generic
                     ov = min(overlap, tile // 4)
-                    y = (tiled(xin, tile, ov) if tiled else run_tiled(loaded.net, xin, tile, ov)).float()
+                    if tiled is None:
+                        y = run_tiled(loaded.net, xin, tile, ov, on_tile)
+                    elif on_tile is not None and _takes_on_tile(tiled):
+                        y = tiled(xin, tile, ov, on_tile=on_tile)
+                    else:
+                        y = tiled(xin, tile, ov)
+                    y = y.float()
                     used = tile
                 else:
                     y = loaded.net(xin).float()
@@ -339,10 +398,21 @@ class ModelResult:
     map_specs: list[MapSpec] = field(default_factory=list)
     maps_scale: float = 1.0  # < 1: maps come from a downscaled preview pass
     alpha: np.ndarray | None = None  # the input's alpha channel, re-attached on save
+    size_note: str = ""  # "processed at 640x480, downscaled from 4032x3024" when a smaller copy ran
 
     @property
     def maps_note(self) -> str:
         return "" if self.maps is None else maps_note(self.maps_scale)
+
+    @property
+    def caption(self) -> str:
+        """The label, with the size it was processed at when that is not the photo's own."""
+        return with_size_note(self.label, self.size_note)
+
+
+def with_size_note(label: str, size_note: str) -> str:
+    """``"MFAN · processed at 640x480, downscaled from 4032x3024"`` (the label alone without a note)."""
+    return f"{label} · {size_note}" if size_note else label
 
 
 def maps_note(scale: float) -> str:
@@ -359,8 +429,11 @@ def _sync(device: torch.device) -> None:
 
 def derain_one(image: Any, model_id: str, variant: str | None = None, gt: Any = None,
                maps: bool = False, device: torch.device | str | None = None, tile: int | None = None,
-               fast: bool = True, metrics: bool = True) -> ModelResult:
-    """Run one model on one image (path, bytes, PIL image or HxWx3 array)."""
+               fast: bool = True, metrics: bool = True, on_tile: TileCallback | None = None) -> ModelResult:
+    """Run one model on one image (path, bytes, PIL image or HxWx3 array).
+
+    ``on_tile(done, total)``: called after each tile of a tiled run (see :func:`run_model`).
+    """
     from . import io, metrics as mt
 
     img = image if isinstance(image, io.LoadedImage) else io.load_image(image)
@@ -374,7 +447,7 @@ def derain_one(image: Any, model_id: str, variant: str | None = None, gt: Any = 
     x = io.to_tensor(img.rgb).to(loaded.device)
     _sync(loaded.device)
     t0 = time.perf_counter()
-    y, used_tile = run_model(loaded, x, tile)
+    y, used_tile = run_model(loaded, x, tile, on_tile)
     _sync(loaded.device)
     seconds = time.perf_counter() - t0
     out = io.to_numpy(y)

@@ -9,7 +9,13 @@ override it with a tiling of their own built from the same helpers.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
+
+TileCallback = Callable[[int, int], None]
+"""``on_tile(done, total)``: called after each tile; raising from it (e.g. a cancellation)
+stops the tiling before the next tile starts."""
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -52,16 +58,23 @@ def blend_window(h: int, w: int, overlap: int, device=None, dtype=torch.float32,
     return rows[:, None] * cols[None, :]
 
 
-def run_tiled(net: torch.nn.Module, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
-    """``net`` applied to overlapping tiles of ``x`` (Bx3xHxW), blended (float32 result)."""
+def run_tiled(net: torch.nn.Module, x: torch.Tensor, tile: int, overlap: int,
+              on_tile: TileCallback | None = None) -> torch.Tensor:
+    """``net`` applied to overlapping tiles of ``x`` (Bx3xHxW), blended (float32 result).
+
+    ``on_tile(done, total)`` is called after each tile (see :data:`TileCallback`).
+    """
     _, _, h, w = x.shape
     th, tw = min(tile, h), min(tile, w)
     out = torch.zeros_like(x, dtype=torch.float32)
     weight = torch.zeros(1, 1, h, w, device=x.device, dtype=torch.float32)
-    for top in tile_starts(h, th, overlap):
-        for left in tile_starts(w, tw, overlap):
-            win = blend_window(th, tw, overlap, x.device, box=(top, left, h, w))
-            y = net(x[:, :, top:top + th, left:left + tw]).float()
-            out[:, :, top:top + th, left:left + tw] += y * win
-            weight[:, :, top:top + th, left:left + tw] += win
+    boxes = [(top, left) for top in tile_starts(h, th, overlap) for left in tile_starts(w, tw, overlap)]
+    for done, (top, left) in enumerate(boxes, 1):
+        win = blend_window(th, tw, overlap, x.device, box=(top, left, h, w))
+        y = net(x[:, :, top:top + th, left:left + tw]).float()
+        out[:, :, top:top + th, left:left + tw] += y * win
+        weight[:, :, top:top + th, left:left + tw] += win
+        del y
+        if on_tile is not None:
+            on_tile(done, len(boxes))
     return out / weight

@@ -273,14 +273,15 @@ class RRANet(DerainNet):
         var = (total_sq / n - mean.square()).clamp_min(0)
         return mean.float()[:, :, None, None], var.float()[:, :, None, None]
 
-    def forward_tiled(self, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
+    def forward_tiled(self, x: torch.Tensor, tile: int, overlap: int, on_tile=None) -> torch.Tensor:
         """Tiled inference that matches whole-image inference.
 
         Stage by stage: the InstanceNorm statistics of each stage come from the whole image
         (:meth:`_head_stats`), then every tile runs that stage; the tiles' outputs and their
         ConvLSTM states are blended into whole-image tensors, from which the next stage's
         tiles are cut. Tiles and their starts are multiples of 8 so that the 1/2 .. 1/8
-        scales of a tile line up with the whole image's.
+        scales of a tile line up with the whole image's. ``on_tile(done, total)`` is called
+        after each tile of each stage (``total`` = stages x tiles).
         """
         self._check_input(x)
         h, w = x.shape[-2:]
@@ -300,6 +301,7 @@ class RRANet(DerainNet):
         guides = [guide, F.avg_pool2d(guide, 2), F.avg_pool2d(guide, 4)]
         norm = self.head[1]
         out, states = xp, None  # whole-image estimate and ConvLSTM states [(h, c)] * 4
+        done, total = 0, self.stages * len(boxes)
         for _ in range(self.stages):
             stats = (self._head_stats(torch.cat([xp, guide, out], dim=1))
                      if isinstance(norm, nn.InstanceNorm2d) else None)
@@ -323,6 +325,9 @@ class RRANet(DerainNet):
                     cut(weights[k], k, top, left).add_(windows[k])
                     for acc, t in zip(new_states[k], tile_states[k]):
                         cut(acc, k, top, left).add_(t.float() * windows[k])
+                done += 1
+                if on_tile is not None:
+                    on_tile(done, total)
             out = (new_out / weights[0]).to(xp.dtype)
             states = [tuple(acc / weights[k] for acc in new_states[k]) for k in range(4)]
         return out[..., margin:margin + h, margin:margin + w]
