@@ -94,23 +94,36 @@ def _write_maps(result, out_dir: Path, image_rgb) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from . import io
+    from .compare import size_note
     from .engine import iter_derain
 
     models = _models_arg(args.models)
+    if args.max_side is not None and args.max_side < 16:
+        raise ValueError(f"--max-side must be at least 16 px, got {args.max_side}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     gt = io.load_image(args.gt) if args.gt else None
+    if gt is not None and args.max_side:
+        gt = io.downscale_image(gt, args.max_side)  # the same rule as the photo: the same grid
     rows = []
     for path in args.images:
         img = io.load_image(path)
+        original = (img.width, img.height)
+        if args.max_side:
+            img = io.downscale_image(img, args.max_side)
+        note = size_note((img.width, img.height), original)
         stem = Path(path).stem
+        if note:
+            print(f"{stem}: {note}")
         for r in _progress(iter_derain(img, models, args.variant, gt, args.maps, tile=args.tile),
                            total=len(models), desc=stem, unit="model"):
             out_path = out / f"{stem}_{r.model_id}.png"
             io.save_png(out_path, r.output, alpha=r.alpha, bits=16 if args.bits16 else 8)
             row = {"image": str(path), "model": r.model_id, "variant": r.variant, "trained": r.trained,
                    "seconds": round(r.seconds, 4), "device": r.device, "precision": r.precision,
-                   "tile": r.tile or "", "output": str(out_path), **{k: round(v, 4) for k, v in r.metrics.items()}}
+                   "tile": r.tile or "", "processed_size": f"{img.width}x{img.height}",
+                   "original_size": f"{original[0]}x{original[1]}", "output": str(out_path),
+                   **{k: round(v, 4) for k, v in r.metrics.items()}}
             if args.maps and r.maps is not None:
                 n = _write_maps(r, out / "maps" / f"{stem}_{r.model_id}", img.rgb)
                 row["maps"] = n
@@ -277,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--maps", action="store_true", help="also write every intermediate map as PNG")
     r.add_argument("--tile", type=int, default=None, help="tile side (0 = never tile; default: auto)")
     r.add_argument("--bits16", action="store_true", help="write 16-bit PNGs")
+    r.add_argument("--max-side", type=int, default=None, metavar="N",
+                   help="derain a copy whose longer side is at most N px (area-averaged; the ground truth "
+                        "shrinks the same way); default: full resolution")
     r.set_defaults(func=cmd_run)
 
     e = sub.add_parser("eval", help="PSNR/SSIM (RGB and Y) on a paired folder")

@@ -7,16 +7,26 @@ file for that device when the repository has one (``results/bench_cpu.json``,
 (``measured=False``), so nobody mistakes a guess for a measurement.
 
 Used for the ZeroGPU ``duration`` a Space asks for (:func:`gpu_duration`) and for the time
-shown before a run.
+shown before a run (:func:`estimate_text`). A benchmark file describes the machine it was
+measured on; :func:`calibrate` times one cheap model once on the machine the app runs on and
+scales the table by the ratio (cached for the process), so the shown time follows this
+machine even when it is not the benchmark's.
 """
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
+
+from .progress import fmt_duration
+
+log = logging.getLogger("derain.estimate")
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 
@@ -148,16 +158,112 @@ def gpu_duration(models: Sequence[str], width: int, height: int, table: CostTabl
     return int(min(max(math.ceil(seconds), GPU_MIN_S), GPU_MAX_S))
 
 
-def gpu_duration_for_file(path: str | Path | None, models: Sequence[str], table: CostTable | None = None) -> int:
+def gpu_duration_for_file(path: str | Path | None, models: Sequence[str], table: CostTable | None = None,
+                          max_side: int | None = None) -> int:
     """:func:`gpu_duration` for an uploaded photo, read from its header only (no decoding).
 
-    An unreadable or missing file gets the minimum: the run itself will reject it at once.
+    ``max_side``: the run processes a copy whose longer side is at most this (the apps'
+    working size), so the duration is that copy's. An unreadable or missing file gets the
+    minimum: the run itself will reject it at once.
     """
     from PIL import Image
+
+    from .io import downscaled_size
 
     try:
         with Image.open(path) as im:
             width, height = im.size
     except (OSError, ValueError, TypeError, AttributeError, Image.DecompressionBombError):
         return GPU_MIN_S
+    if max_side:
+        width, height = downscaled_size(width, height, max_side)
     return gpu_duration(models, width, height, table)
+
+
+# --------------------------------------------------------------------------------------
+# The time shown before a run, calibrated on this machine
+# --------------------------------------------------------------------------------------
+CALIBRATION_SIZE = (481, 321)  # the benchmark's smaller size: a measured point, under a second on a CPU
+CALIBRATION_CLAMP = (0.2, 10.0)  # a factor outside this is a broken measurement, not a machine
+_CALIBRATION: dict[str, float] = {}
+_CALIBRATION_LOCK = threading.Lock()
+
+
+def calibration(device: str = "cpu") -> float | None:
+    """The factor :func:`calibrate` measured for ``device`` in this process, or None (not measured)."""
+    return _CALIBRATION.get(str(device).split(":")[0])
+
+
+def calibrate(device: str = "cpu", table: CostTable | None = None, model_id: str | None = None) -> float:
+    """Measured time / table time of one cheap model at :data:`CALIBRATION_SIZE` on ``device``.
+
+    Measured once per device and process (later calls return the cached factor at once);
+    the model is the table's cheapest at that size unless ``model_id`` is given; one small
+    warm-up pass builds it first. ``DERAIN_CALIBRATE=0`` (or a device that is not present)
+    gives 1.0 without measuring. A failure is logged and gives 1.0.
+    """
+    dev = str(device).split(":")[0]
+    with _CALIBRATION_LOCK:
+        if dev in _CALIBRATION:
+            return _CALIBRATION[dev]
+        factor = 1.0
+        if os.environ.get("DERAIN_CALIBRATE", "1") != "0":
+            try:
+                factor = _measure_factor(dev, table, model_id)
+            except (RuntimeError, ValueError, OSError) as exc:
+                log.warning("calibration on %s failed, using the table as it is: %s", dev, exc)
+        _CALIBRATION[dev] = factor
+        return factor
+
+
+def _measure_factor(device: str, table: CostTable | None, model_id: str | None) -> float:
+    import numpy as np
+
+    from . import engine
+    from .registry import model_ids
+
+    try:
+        engine.resolve_device(device)
+    except ValueError:
+        return 1.0
+    models = list(model_ids())
+    table = table or table_for(device, models)
+    w, h = CALIBRATION_SIZE
+    model_id = model_id or min(models, key=lambda m: table.cost(m).seconds(w * h / 1e6))
+    yy, xx = np.mgrid[0:h, 0:w]
+    rgb = np.stack([xx / w, yy / h, 0.5 + 0.25 * np.sin(xx / 7.0)], -1).astype(np.float32)
+    engine.derain_one(rgb[:96, :128], model_id, device=device, metrics=False)  # build and warm up
+    seconds = engine.derain_one(rgb, model_id, device=device, metrics=False).seconds
+    factor = seconds / max(table.cost(model_id).seconds(w * h / 1e6), 1e-6)
+    lo, hi = CALIBRATION_CLAMP
+    log.info("calibrated %s on %s: %.2f s measured at %dx%d, factor %.2f", model_id, device, seconds, w, h, factor)
+    return min(max(factor, lo), hi)
+
+
+def expected_seconds(models: Sequence[str], width: int, height: int, device: str = "cpu",
+                     table: CostTable | None = None) -> float:
+    """Seconds to run ``models`` at ``width x height`` on ``device``: the table, times the
+    calibration factor when one was measured in this process."""
+    dev = str(device).split(":")[0]
+    table = table or table_for(dev, models)
+    return table.seconds(models, width, height) * (calibration(dev) or 1.0)
+
+
+def device_words(device: str) -> str:
+    """``"this CPU"``, ``"the GPU"``, ``"this Mac's GPU"``."""
+    dev = str(device).split(":")[0]
+    return {"cpu": "this CPU", "cuda": "the GPU", "mps": "this Mac's GPU"}.get(dev, dev)
+
+
+def estimate_text(models: Sequence[str], width: int, height: int, device: str = "cpu",
+                  table: CostTable | None = None) -> str:
+    """``"about 26 s for 5 models at 640x480 on this CPU"`` (with a note when the table is a guess)."""
+    dev = str(device).split(":")[0]
+    table = table or table_for(dev, models)
+    seconds = expected_seconds(models, width, height, dev, table)
+    n = len(models)
+    text = (f"about {fmt_duration(seconds)} for {n} model{'' if n == 1 else 's'} at {width}x{height} "
+            f"on {device_words(dev)}")
+    if not table.measured:
+        text += " (a rough guess: no benchmark for this device)"
+    return text

@@ -10,7 +10,8 @@ decoded here by a small numpy PNG reader (non-interlaced files; interlaced ones 
 to Pillow's 8-bit decode). :func:`save_png` writes 16-bit PNGs with a small zlib encoder.
 
 Resizing lives here too, once: :func:`display_copy` (every on-screen copy in both apps) and
-:func:`area_downscale` / :func:`downscale` (the engine's preview pass for maps, the Rain lab).
+:func:`area_downscale` / :func:`downscale` / :func:`downscale_image` (the engine's preview pass
+for maps, the Rain lab, the apps' working size and ``derain run --max-side``).
 """
 from __future__ import annotations
 
@@ -445,14 +446,22 @@ def to_numpy(tensor: torch.Tensor, clip: bool = True) -> np.ndarray:
 
 # --------------------------------------------------------------------------- resizing
 
+def downscaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """``(width, height)`` after :func:`area_downscale` to ``max_side`` (unchanged when it fits)."""
+    scale = min(1.0, max_side / max(width, height))
+    if scale >= 1.0:
+        return width, height
+    return max(16, round(width * scale)), max(16, round(height * scale))
+
+
 def area_downscale(x: torch.Tensor, max_side: int) -> tuple[torch.Tensor, float]:
     """Shrink ``(B, C, H, W)`` by area averaging so its longer side is at most ``max_side``
     (each side at least 16 px); never enlarges. Returns the tensor and the scale (1.0: as is)."""
     h, w = x.shape[-2:]
     scale = min(1.0, max_side / max(h, w))
     if scale < 1.0:
-        size = (max(16, round(h * scale)), max(16, round(w * scale)))
-        x = torch.nn.functional.interpolate(x, size=size, mode="area")
+        nw, nh = downscaled_size(w, h, max_side)
+        x = torch.nn.functional.interpolate(x, size=(nh, nw), mode="area")
     return x, scale
 
 
@@ -461,6 +470,21 @@ def downscale(rgb: np.ndarray, max_side: int) -> np.ndarray:
     maps uses the same rule, so a map lies exactly over this copy); float32 in [0, 1]."""
     small, _ = area_downscale(to_tensor(rgb), max_side)
     return to_numpy(small)
+
+
+def downscale_image(img: LoadedImage, max_side: int) -> LoadedImage:
+    """``img`` with its longer side at most ``max_side``: colour and alpha area-averaged (each
+    output pixel the mean of the input pixels it covers, so no aliasing), the same rule for
+    every image, so a photo and its ground truth shrink to exactly the same grid. An image
+    that fits is returned as it is; the name, bit depth and source mode are kept."""
+    if max(img.width, img.height) <= max_side:
+        return img
+    rgb = downscale(img.rgb, max_side)
+    alpha = None
+    if img.alpha is not None:
+        a, _ = area_downscale(torch.from_numpy(np.ascontiguousarray(img.alpha, dtype=np.float32))[None, None], max_side)
+        alpha = np.ascontiguousarray(a[0, 0].clamp(0, 1).numpy())
+    return LoadedImage(rgb, alpha, img.bit_depth, img.source_mode, img.name)
 
 
 def display_copy(rgb: np.ndarray, max_side: int, min_side: int = 0) -> tuple[np.ndarray, float]:

@@ -952,6 +952,15 @@ def synced_crops(images: Sequence[Any], center_xy: tuple[float, float],
     if int(zoom) != zoom or zoom < 1:
         raise ValueError(f"zoom must be a positive integer, got {zoom}")
     zoom = int(zoom)
+    if all(isinstance(im, np.ndarray) and im.ndim == 3 and im.shape[-1] in (3, 4) for im in images):
+        # Channels-last arrays: cut the window before converting (a 12-MP photo is not copied
+        # whole to uint8 for a 40-px crop); conversion is per pixel, so the crops are the same.
+        sizes = {im.shape[:2] for im in images}
+        if len(sizes) != 1:
+            raise ValueError(f"images differ in size: {sorted(sizes)}")
+        x0, y0, cw, ch = crop_window(images[0].shape[:2], center_xy, crop_size)
+        images = [im[y0:y0 + ch, x0:x0 + cw] for im in images]
+        center_xy, crop_size = (cw / 2, ch / 2), (cw, ch)
     imgs = [to_uint8_image(im) for im in images]
     sizes = {im.shape[:2] for im in imgs}
     if len(sizes) != 1:
@@ -993,22 +1002,24 @@ def mark_point(image: Any, center_xy: tuple[float, float], crop_size: int | tupl
 def crops_strip(images: Sequence[Any], center_xy: tuple[float, float],
                 crop_size: int | tuple[int, int], zoom: int = 4,
                 labels: Sequence[str] | None = None, texts: Sequence[str] | None = None,
-                pad: int = 6) -> np.ndarray:
-    """:func:`synced_crops` side by side in one row, labels above and ``texts`` on each crop."""
+                pad: int = 6, caption: str | None = None) -> np.ndarray:
+    """:func:`synced_crops` side by side in one row, labels above and ``texts`` on each crop;
+    ``caption`` (e.g. the size a photo was processed at) above the whole strip."""
     crops = synced_crops(images, center_xy, crop_size, zoom)
     labels = list(labels) if labels is not None else [""] * len(crops)
-    return labelled_grid(crops, labels, texts, cols=len(crops), pad=pad)
+    return labelled_grid(crops, labels, texts, cols=len(crops), pad=pad, caption=caption)
 
 
 # ----------------------------------------------------------------------------- grids
 def labelled_grid(images: Sequence[Any], labels: Sequence[str],
                   texts: Sequence[str | None] | None = None, cols: int | None = None,
-                  pad: int = 6, font_size: int = 14) -> np.ndarray:
+                  pad: int = 6, font_size: int = 14, caption: str | None = None) -> np.ndarray:
     """Tiles in a grid (one row by default), a label above each, ``texts`` drawn on each tile.
 
     Texts (e.g. ``"31.2 dB / 0.951 | 0.84 s"``, newlines allowed) sit on a semi-transparent
     dark band at the tile's bottom so they are readable over any image. Tiles of different
-    sizes are placed top-left in equal cells. Returns uint8 ``H x W x 3``.
+    sizes are placed top-left in equal cells. ``caption`` is written above the whole grid
+    (wrapped, never cut; see :func:`caption_block`). Returns uint8 ``H x W x 3``.
     """
     if not images:
         raise ValueError("no images")
@@ -1027,7 +1038,16 @@ def labelled_grid(images: Sequence[Any], labels: Sequence[str],
         cell[:, :t.shape[1]] = t
         label = _fit_text(str(label), font, cw - 2)
         labelled.append(_titled(cell, label or " ", font_size))
-    return _grid(labelled, cols, pad)
+    grid = _grid(labelled, cols, pad)
+    if caption:
+        grid = _vstack([caption_block(caption, grid.shape[1], font_size), grid], pad=2)
+    return grid
+
+
+def caption_block(text: str, width: int, font_size: int = 14) -> np.ndarray:
+    """``text`` drawn on the background, wrapped to ``width`` pixels (the band
+    :func:`labelled_grid` puts above a grid for its ``caption``)."""
+    return _text_block(text, font_size, _INK, width)
 
 
 def group_specs(specs: Sequence[MapSpec], default: str = "") -> dict[str, list[MapSpec]]:
