@@ -109,13 +109,20 @@ def ssim_y(pred: torch.Tensor, target: torch.Tensor) -> float:
     return M.ssim_torch(quantize8(pred), quantize8(target), on="y").mean().item()
 
 
+# A network whose output differs from its input by less than a tenth of an 8-bit level on
+# average has collapsed to the identity (e.g. every ReLU before its output layer died under the
+# L1 loss, so only the output bias still learns): training it further cannot recover.
+COLLAPSE_CHANGE = 0.1 / 255
+
+
 @torch.no_grad()
 def validate(model: nn.Module, val: list[tuple[torch.Tensor, torch.Tensor]], device: torch.device,
-             channels_last: bool = False) -> tuple[float, float]:
-    """Mean (PSNR-Y, SSIM-Y) of ``model`` (fp32, eval mode) over validation pairs."""
+             channels_last: bool = False, with_change: bool = False) -> tuple[float, ...]:
+    """Mean (PSNR-Y, SSIM-Y) of ``model`` (fp32, eval mode) over validation pairs; with
+    ``with_change`` also the mean absolute change the model makes to its input."""
     was_training = model.training
     model.eval()
-    psnrs, ssims = [], []
+    psnrs, ssims, changes = [], [], []
     for rainy, clean in val:
         x = rainy.to(device)
         if channels_last:
@@ -123,8 +130,10 @@ def validate(model: nn.Module, val: list[tuple[torch.Tensor, torch.Tensor]], dev
         out = model(x).float().cpu()
         psnrs.append(psnr_y(out, clean))
         ssims.append(ssim_y(out, clean))
+        changes.append((out.clamp(0, 1) - rainy).abs().mean().item())
     model.train(was_training)
-    return sum(psnrs) / len(psnrs), sum(ssims) / len(ssims)
+    scores = (sum(psnrs) / len(psnrs), sum(ssims) / len(ssims))
+    return (*scores, sum(changes) / len(changes)) if with_change else scores
 
 
 # ------------------------------------------------------------------------------------------
@@ -541,6 +550,7 @@ class Trainer:
         self.best_psnr = self.best_ssim = self.best_step = None
         self.best_source, self.last_ema_val = "raw", None
         self.lr_scale, self.rollbacks, self.skipped = 1.0, 0, 0
+        self.collapsed, self.last_change = False, None
         if saved is not None:
             self._resume(saved)
         self.start_step = self.step
@@ -640,7 +650,13 @@ class Trainer:
         """Validate the raw weights (and the EMA); keep the better as ``best``. Returns the raw score."""
         if not self.val:
             return None, None
-        p, s = validate(self.model, self.val, self.device, self.cfg.channels_last)
+        p, s, change = validate(self.model, self.val, self.device, self.cfg.channels_last, with_change=True)
+        self.last_change = change
+        if change < COLLAPSE_CHANGE:
+            self.collapsed = True
+            print(f"warning: at step {self.step} the network's output equals its input (mean change "
+                  f"{change * 255:.3f}/255): it has collapsed to the identity and cannot learn further; "
+                  "stopping. Start from fresh weights or a lower learning rate.", file=sys.stderr)
         candidates = [(p, s, "raw", self.model)]
         self.last_ema_val = None
         if self.ema is not None:
@@ -662,6 +678,8 @@ class Trainer:
             return "done"
         if flag.stop:
             return "interrupt"
+        if self.collapsed:
+            return "collapsed"
         if cfg.stop_at is not None and self.step >= cfg.stop_at:
             return "paused"
         if self.budget is not None and self.elapsed() >= self.budget:

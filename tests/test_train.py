@@ -427,3 +427,24 @@ def test_lr_trials_script_records_every_trial(tmp_path):
     trials = json.loads((out / "control.json").read_text())["trials"]
     assert [t["lr"] for t in trials] == [1e-4, 1e-3]
     assert all(len(t["curve"]) == 2 and "--lr" in t["command"] for t in trials)
+
+
+def _dead(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` made to pass its input through: its parameters get zero gradients (a dead network)."""
+    inner = net.forward
+    net.forward = lambda x: x + 0.0 * inner(x)
+    net.training_outputs = lambda x: {"output": net.forward(x)}
+    return net
+
+
+def test_collapse_to_identity_stops_the_run(tmp_path, monkeypatch):
+    """A network that only passes its input through (dead activations) is stopped at the first
+    validation instead of burning the rest of the budget; a working one is not."""
+    data = make_data(tmp_path / "d", n=4)
+    real_build = T.build_model
+    monkeypatch.setattr(T, "build_model", lambda *a, **k: _dead(real_build(*a, **k)))
+    res = T.train(_cfg(tmp_path, data, steps=40, val_every=4))
+    assert res.stopped == "collapsed" and res.step == 4
+    monkeypatch.setattr(T, "build_model", real_build)
+    ok = T.train(_cfg(tmp_path, data, steps=8, val_every=4, out=str(tmp_path / "ok")))
+    assert ok.stopped == "done" and ok.step == 8
