@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -199,3 +200,34 @@ def test_requirements_resolve_to_a_cuda_torch_on_a_space(tmp_path):
     info = json.loads(report.read_text())
     assert not info["cpu_only"] and info["cuda_packages"]
     assert info["python"] == _front_matter()["python_version"]
+
+
+@pytest.mark.parametrize("kind", ["gradio", "dashboard"])
+def test_publish_stages_the_right_space(kind):
+    """scripts/publish_space.sh (STAGE_ONLY=1: no account, no network) stages HEAD's files with
+    the front matter of the Space kind: Gradio SDK as committed, or Docker on port 7860."""
+    if subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "publish_space.sh"), kind, "someone/derain"],
+                          env=dict(os.environ, STAGE_ONLY="1"), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    stage = Path(done.stdout.strip().splitlines()[-1])
+    try:
+        _check_stage(stage, kind)
+    finally:
+        shutil.rmtree(stage.parent, ignore_errors=True)
+
+
+def _check_stage(stage: Path, kind: str) -> None:
+    text = (stage / "README.md").read_text(encoding="utf-8")
+    head = text.split("---\n")[1]
+    fm = {k.strip(): v.strip().strip('"') for k, v in (line.split(":", 1) for line in head.splitlines() if ":" in line)}
+    if kind == "gradio":
+        assert fm == _front_matter()
+    else:
+        assert fm["sdk"] == "docker" and fm["app_port"] == "7860" and "app_file" not in fm
+        assert (stage / "Dockerfile").is_file()
+    assert sorted(p.name for p in (stage / "weights").glob("*.safetensors")) == \
+        sorted(p.name for p in (ROOT / "weights").glob("*.safetensors"))
+    assert (stage / "app" / "gradio_app.py").is_file()
+    assert not (stage / ".venv").exists() and not (stage / "runs").exists()
