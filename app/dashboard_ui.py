@@ -147,18 +147,43 @@ def input_picker(prefix: str, allow_gt: bool = True, shared: bool = True
 # --------------------------------------------------------------------------------------
 # Running models and showing results
 # --------------------------------------------------------------------------------------
-def run_models(upload: compare.Upload) -> list[ModelResult]:
-    """Run the upload's models one after the other with a progress bar; failures are reported per model."""
+def full_resolution_toggle(key: str) -> bool:
+    """Off (the default): photos larger than the core's working size are processed at that size."""
+    return st.toggle("Full resolution (slower)", key=key,
+                     help=f"Off: photos longer than {compare.WORKING_MAX_SIDE} px are processed at a "
+                          f"{compare.WORKING_MAX_SIDE}-px copy (area-averaged; the ground truth too).")
+
+
+def max_side(full_resolution: bool) -> int | None:
+    """The ``max_side`` argument of ``compare.prepare`` for the toggle's state."""
+    return None if full_resolution else compare.WORKING_MAX_SIDE
+
+
+def estimate_caption(img: LoadedImage | None, models: Sequence[str], full_resolution: bool) -> None:
+    """The expected time of the run the button would start (updates on every rerun)."""
+    exp = compare.expected(img, models, full_resolution)
+    if exp is not None:
+        shrunk = "" if exp.processed_size == exp.original_size else \
+            f" (downscaled from {exp.original_size[0]}x{exp.original_size[1]})"
+        st.caption(f"⏱ Expected: {exp.text}{shrunk}")
+
+
+def run_models(upload: compare.Upload, cancel_key: str = "run_cancel") -> list[ModelResult]:
+    """Run the upload's models one after the other with a progress bar (per tile, with the time
+    left, on full-resolution runs) and a Cancel button; failures are reported per model.
+
+    Cancel (like any other widget) makes Streamlit rerun the page, which stops this run at its
+    next progress update, that is before the next tile or model starts.
+    """
     results: list[ModelResult] = []
     n = len(upload.models)
     bar = st.progress(0.0, text=f"running {upload.models[0]} (1/{n})")
-    for i, step in enumerate(compare.run(upload)):
+    st.button("Cancel", key=cancel_key, help="Stop the run before its next tile or model")
+    for step in compare.run(upload, on_progress=lambda p: bar.progress(p.fraction, text=p.text)):
         if step.error:
             st.error(step.error)
         else:
             results.append(step.result)
-        if i + 1 < n:
-            bar.progress((i + 1) / n, text=f"running {upload.models[i + 1]} ({i + 2}/{n})")
     bar.progress(1.0, text=f"{len(results)} of {n} models done")
     return results
 
@@ -176,8 +201,9 @@ def metrics_frame(results: Sequence[ModelResult], input_metrics: dict[str, float
 
 
 def results_grid(img: LoadedImage, gt: LoadedImage | None, results: Sequence[ModelResult],
-                 input_metrics: dict[str, float] | None, cols: int = 3) -> np.ndarray:
-    """Input, ground truth (if any) and every output, labelled, metrics drawn on each tile."""
+                 input_metrics: dict[str, float] | None, cols: int = 3, caption: str | None = None) -> np.ndarray:
+    """Input, ground truth (if any) and every output, labelled, metrics drawn on each tile;
+    ``caption`` (a downscaled run's size note) above the grid."""
     images = [display(img.rgb, 360, 240)]
     labels = ["rainy input"]
     texts = [report.tile_text(metrics=input_metrics)]
@@ -189,4 +215,4 @@ def results_grid(img: LoadedImage, gt: LoadedImage | None, results: Sequence[Mod
         images.append(display(r.output, 360, 240))
         labels.append(r.label)
         texts.append(report.tile_text(r))
-    return viz.labelled_grid(images, labels, texts, cols=min(cols, len(images)))
+    return viz.labelled_grid(images, labels, texts, cols=min(cols, len(images)), caption=caption)

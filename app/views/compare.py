@@ -20,7 +20,12 @@ with st.container(border=True):
         models = ui.model_picker("cmp_models")
     with c2:
         variant = ui.variant_picker("cmp_variant")
-    run = st.button("Run", type="primary", key="cmp_run", disabled=img is None or not models)
+    full_res = ui.full_resolution_toggle("cmp_full_res")
+    r1, r2 = st.columns([1, 4], vertical_alignment="center")
+    with r1:
+        run = st.button("Run", type="primary", key="cmp_run", disabled=img is None or not models)
+    with r2:
+        ui.estimate_caption(img, models, full_res)
 
 if img is None:
     st.info("Choose an example or upload a rainy image to start.")
@@ -29,12 +34,15 @@ if img is None:
 key = ui.image_key(img, gt)
 if run:
     try:
-        upload = compare.prepare(img, gt, models, variant)
+        upload = compare.prepare(img, gt, models, variant, max_side=ui.max_side(full_res))
     except compare.UploadError as exc:
         st.error(str(exc))
         st.stop()
-    st.session_state["cmp"] = {"key": key, "results": ui.run_models(upload), "input_metrics": upload.input_metrics}
+    st.session_state["cmp"] = {"key": key, "results": ui.run_models(upload, "cmp_cancel"), "upload": upload,
+                               "input_metrics": upload.input_metrics}
     st.session_state.pop("cmp_point", None)
+elif st.session_state.get("cmp_cancel"):
+    st.info("Run cancelled.")
 
 state = st.session_state.get("cmp")
 if not state or state["key"] != key:
@@ -48,15 +56,21 @@ if not results:
     st.error("No model produced an output.")
     st.stop()
 input_metrics = state["input_metrics"]
+upload = state["upload"]
+img, gt = upload.image, upload.gt  # what the models saw: the working copy of a downscaled run
+note = upload.size_note
 ui.untrained_note(results)
 
 # ---- the grid with metric overlays and the table --------------------------------------
 st.subheader("Outputs")
-ui.show_image(ui.results_grid(img, gt, results, input_metrics))
+if note:
+    st.info(f"{note.capitalize()}: every output, crop and metric below is at that size. "
+            "Turn on *Full resolution* and run again for the photo's own size.")
+ui.show_image(ui.results_grid(img, gt, results, input_metrics, caption=note))
 st.dataframe(ui.metrics_frame(results, input_metrics), hide_index=True)
 st.caption(report.METRICS_NOTE + " · " + report.run_summary(results))
 if any(r.tile for r in results):
-    st.caption("Large image: the engine tiled it (overlapping tiles with blended seams); nothing was downscaled.")
+    st.caption("Large image: the engine tiled it (overlapping tiles with blended seams).")
 
 # ---- click-to-zoom: the same crop from every image -------------------------------------
 st.subheader("Zoom: click a point")
@@ -73,10 +87,8 @@ new_point = dd.click_to_native(click, (h, w))
 if new_point is not None and new_point != point:
     st.session_state["cmp_point"] = point = new_point
     st.rerun()
-images = [img.rgb] + ([gt.rgb] if gt is not None else []) + [r.output for r in results]
-labels = ["input"] + (["ground truth"] if gt is not None else []) + [r.label for r in results]
 st.caption(f"Crop of {crop} px around (x={point[0]}, y={point[1]}), enlarged x{zoom}.")
-ui.show_image(viz.crops_strip(images, point, crop, zoom, labels=labels))
+ui.show_image(compare.crops(upload, results, point, crop, zoom))
 
 # ---- before / after ---------------------------------------------------------------------
 st.subheader("Before / after")
@@ -92,9 +104,9 @@ with b3:
 before, after = ui.display(img.rgb, min_side=320), ui.display(results[pick].output, min_side=320)
 what = (f"input left of the line, {results[pick].label} right" if mode == "wipe"
         else f"{100 - pos}% input + {pos}% {results[pick].label}")
-ui.show_image(dd.before_after(before, after, pos / 100, mode), caption=what)
+ui.show_image(dd.before_after(before, after, pos / 100, mode), caption=upload.caption(what))
 
 # ---- download ---------------------------------------------------------------------------
-st.download_button("Download outputs and metrics (zip)", report.zip_bytes(results, img, gt),
+st.download_button("Download outputs and metrics (zip)", report.zip_bytes(results, img, gt, upload.size_info()),
                    file_name=f"{report.safe_name(img.name)}_derained.zip", mime="application/zip",
                    key="cmp_zip")

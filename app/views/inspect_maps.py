@@ -34,12 +34,13 @@ cache: dict = st.session_state.setdefault("insp_cache", {})
 ckey = (ui.image_key(img), model_id, variant)
 if ckey not in cache:
     with st.spinner(f"running {model_id} and recording its maps"):
-        step = next(compare.run(compare.prepare(img, None, [model_id], variant), metrics=False))
+        up = compare.prepare(img, None, [model_id], variant, max_side=compare.WORKING_MAX_SIDE)
+        step = next(compare.run(up, metrics=False))
         if step.error:
             st.error(step.error)
             st.stop()
         try:
-            maps = compare.maps_of(img, step.result)
+            maps = compare.maps_of(up.image, step.result)  # the maps say at what size the photo ran
         except (ValueError, RuntimeError, MemoryError) as exc:
             st.error(f"The maps of {step.name} failed: {exc}")
             st.stop()
@@ -133,4 +134,4 @@ st.caption(f"{values.size:,} values · min {float(np.nanmin(values)):.4g} · max
            f"mean {float(np.nanmean(values)):.4g} · std {float(np.nanstd(values)):.4g}")
 
 with st.expander("Model output"):
-    ui.show_image(ui.display(result.output), caption=result.label)
+    ui.show_image(ui.display(result.output), caption=result.caption)
