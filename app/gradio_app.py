@@ -29,6 +29,7 @@ import logging
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from derain_core import compare, estimate, report, viz  # noqa: E402
+from derain_core import compare, engine, estimate, report, viz  # noqa: E402
 from derain_core import weights as wts  # noqa: E402
 from derain_core.compare import ModelResult  # noqa: E402
 from derain_core.dashboard_data import load_examples  # noqa: E402
@@ -66,6 +67,7 @@ RUNS_DIR = Path(tempfile.gettempdir()) / "derain_gradio_runs"
 RUN_MAX_AGE_S = 3600
 DEFAULT_VARIANT = "default (each model's own)"
 INSPECT_HINT = "Pick a model that has run to see its intermediate maps (computed on demand, cached per photo)."
+SLIDER_LABEL = "Input | output"
 ZOOM_FACTORS = [2, 3, 4, 6, 8]
 
 
@@ -105,20 +107,48 @@ class ZoomOutputs(NamedTuple):
 
 @dataclass
 class RunState:
-    """One session's run: the checked upload, the results so far and their on-screen files."""
+    """One session's run: the checked upload, the results so far and their on-screen files.
+
+    Maps live in the shared, size-bounded ``compare.MAPS``; a session keeps only the set it shows.
+    """
 
     upload: compare.Upload
-    digest: str  # sha256 of the uploaded file: the maps cache survives a re-run of the same photo
+    digest: str  # sha256 of the uploaded file: cached maps survive a re-run of the same photo
     files: dict[str, str]  # "input", "zoom", "gt" and every model id -> display PNG path
     display: np.ndarray  # the clickable copy of the input
     display_scale: float
     results: list[ModelResult] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
-    maps: dict[tuple[str, str], compare.MapSet] = field(default_factory=dict)
-    point: tuple[float, float] | None = None  # the zoom point, in pixels of the full-size photo
+    point: tuple[float, float] | None = None  # the zoom point, in pixels of the processed photo
+    folder: Path | None = None  # this run's display PNGs and zip (removed when the session runs again)
+    shown_maps: tuple[tuple, compare.MapSet] | None = None  # (cache key, maps) in the inspector
+    cancelled: bool = False
 
     def result(self, model_id: str | None) -> ModelResult | None:
         return next((r for r in self.results if r.model_id == model_id), None)
+
+    def maps_key(self, model_id: str, variant: str) -> tuple:
+        return (self.digest, self.upload.processed_size, model_id, variant)
+
+    def maps(self, model_id: str | None) -> compare.MapSet | None:
+        """The maps of a model's result if they were computed and are still held."""
+        r = self.result(model_id)
+        if r is None:
+            return None
+        key = self.maps_key(r.model_id, r.variant)
+        if self.shown_maps is not None and self.shown_maps[0] == key:
+            return self.shown_maps[1]
+        return compare.MAPS.get(key)
+
+
+# The cancel token of each session's run in progress (set by the Cancel button, checked by the
+# core between tiles and models); keyed by Gradio's session hash.
+_RUNS: dict[str | None, compare.CancelToken] = {}
+_RUNS_LOCK = threading.Lock()
+
+
+def _session(request: gr.Request | None) -> str | None:
+    return getattr(request, "session_hash", None)
 
 
 # --------------------------------------------------------------------------------------
@@ -204,18 +234,19 @@ def _grid_image(st: RunState) -> Any:
         texts.append(report.tile_text(r))
     n = len(images)
     cols = n if n <= 3 else -(-n // 2)
-    return viz.labelled_grid(images, labels, texts, cols=cols, font_size=TILE_FONT)
+    return viz.labelled_grid(images, labels, texts, cols=cols, font_size=TILE_FONT, caption=up.size_note)
 
 
 def _gallery(st: RunState) -> list[tuple[str, str]]:
     """Clean images (no text drawn on them) for the full-size gallery."""
-    img = st.upload.image
+    up = st.upload
+    img = up.image
     note = _shown(min(1.0, DISPLAY_MAX_SIDE / max(img.width, img.height)))
-    items = [(st.files["input"], "input" + note)]
-    if st.upload.gt is not None:
-        items.append((st.files["gt"], "ground truth" + note))
+    items = [(st.files["input"], up.caption("input") + note)]
+    if up.gt is not None:
+        items.append((st.files["gt"], up.caption("ground truth") + note))
     for r in st.results:
-        items.append((st.files[r.model_id], r.label + note))
+        items.append((st.files[r.model_id], r.caption + note))
     return items
 
 
@@ -229,14 +260,24 @@ def _slider_value(st: RunState, model_id: str | None):
     return None if r is None else (st.files["input"], st.files[r.model_id])
 
 
+def _slider(st: RunState, model_id: str | None) -> gr.ImageSlider:
+    """The before/after pair, its label saying at what size a downscaled run was processed."""
+    return gr.ImageSlider(value=_slider_value(st, model_id), label=st.upload.caption(SLIDER_LABEL))
+
+
 def _status(st: RunState, running: str | None, started: float) -> str:
     up = st.upload
     img = up.image
-    lines = [f"**Image** {img.name}: {img.width}×{img.height}, {img.bit_depth}-bit"
+    w, h = up.original_size or up.processed_size
+    lines = [f"**Image** {img.name}: {w}×{h}, {img.bit_depth}-bit"
              + (" with alpha" if img.alpha is not None else "")
              + (f" · ground truth {up.gt.name}" if up.gt is not None else " · no ground truth (PSNR/SSIM need one)")]
+    if up.downscaled:
+        lines.append(f"**{up.size_note.capitalize()}** (tick *Full resolution* to run at full size)")
     done, n_total = len(st.results), len(up.models)
-    if running:
+    if st.cancelled:
+        lines.append(f"**Cancelled** after {done} of {n_total} models ({time.perf_counter() - started:.1f} s)")
+    elif running:
         lines.append(f"**Running** {running} ({done + len(st.failures) + 1}/{n_total}) …")
     else:
         lines.append(f"**Done**: {done} of {n_total} models in {time.perf_counter() - started:.1f} s")
@@ -259,53 +300,82 @@ def _status(st: RunState, running: str | None, started: float) -> str:
 # Event handlers
 # --------------------------------------------------------------------------------------
 def run(image: Any, gt: Any, models: list[str] | None, variant: str | None, st: RunState | None,
-        progress: gr.Progress = gr.Progress()):
+        full_res: bool = False, progress: gr.Progress = gr.Progress(), request: gr.Request = None):
     """Derain ``image`` with every chosen model, yielding the page after each model.
 
+    ``full_res=False`` (the default) runs on a copy of at most ``compare.WORKING_MAX_SIDE`` px.
     On a ZeroGPU Space the work runs on the GPU for a duration sized to the request; a
     visitor whose daily GPU quota is spent gets the same run on the CPU, with a warning.
+    The session's Cancel button stops the run between tiles (see :func:`cancel_run`).
     """
+    run_id = _session(request)
+    token = compare.CancelToken()
+    with _RUNS_LOCK:
+        _RUNS[run_id] = token
     try:
-        yield from _run_on_gpu(image, gt, models, variant, st, progress)
-    except Exception as exc:  # the spaces package reports a spent quota as a gr.Error
-        if QUOTA_MESSAGE not in str(exc).lower():
-            raise
-        log.warning("GPU quota spent, running on the CPU: %s", exc)
-        gr.Warning("Your free GPU time on this Space is used up for now, so this run uses the CPU "
-                   "(much slower). " + str(exc).strip("'\""), title="Running on the CPU")
-        yield from _run_pages(image, gt, models, variant, st, progress, device="cpu")
+        try:
+            yield from _run_on_gpu(image, gt, models, variant, st, progress, bool(full_res), run_id)
+        except Exception as exc:  # the spaces package reports a spent quota as a gr.Error
+            if QUOTA_MESSAGE not in str(exc).lower():
+                raise
+            log.warning("GPU quota spent, running on the CPU: %s", exc)
+            gr.Warning("Your free GPU time on this Space is used up for now, so this run uses the CPU "
+                       "(much slower). " + str(exc).strip("'\""), title="Running on the CPU")
+            yield from _run_pages(image, gt, models, variant, st, progress, device="cpu", full_res=bool(full_res),
+                                  run_id=run_id)
+    finally:
+        with _RUNS_LOCK:
+            if _RUNS.get(run_id) is token:
+                del _RUNS[run_id]
 
 
-def gpu_seconds(image: Any, gt: Any, models: list[str] | None, *_args: Any, **_kwargs: Any) -> int:
-    """The ZeroGPU duration of a run request: the chosen models' CUDA cost at the photo's size,
-    with a margin (:func:`derain_core.estimate.gpu_duration`)."""
-    return estimate.gpu_duration_for_file(_upload_path(image), models or [c.id for c in compare.model_choices()])
+def cancel_run(request: gr.Request = None) -> None:
+    """Stop this session's run before its next tile or model (the Cancel button; Gradio's own
+    ``cancels`` stops sending its pages, this frees the worker)."""
+    with _RUNS_LOCK:
+        token = _RUNS.get(_session(request))
+    if token is not None:
+        token.cancel()
+
+
+def gpu_seconds(image: Any, gt: Any, models: list[str] | None, variant: Any = None, st: Any = None,
+                progress: Any = None, full_res: bool = True, *_args: Any, **_kwargs: Any) -> int:
+    """The ZeroGPU duration of a run request: the chosen models' CUDA cost at the size the run
+    will use (the working copy unless ``full_res``; full size when not told), with a margin
+    (:func:`derain_core.estimate.gpu_duration`)."""
+    return estimate.gpu_duration_for_file(_upload_path(image), models or [c.id for c in compare.model_choices()],
+                                          max_side=None if full_res else compare.WORKING_MAX_SIDE)
 
 
 @GPU(duration=gpu_seconds)
 def _run_on_gpu(image: Any, gt: Any, models: list[str] | None, variant: str | None, st: RunState | None,
-                progress: gr.Progress):
-    yield from _run_pages(image, gt, models, variant, st, progress)
+                progress: gr.Progress, full_res: bool = False, run_id: str | None = None):
+    yield from _run_pages(image, gt, models, variant, st, progress, full_res=full_res, run_id=run_id)
 
 
 def _run_pages(image: Any, gt: Any, models: list[str] | None, variant: str | None, st: RunState | None,
-               progress: gr.Progress, device: str | None = None):
-    """The pages of one run, on ``device`` (None: CUDA when present)."""
+               progress: gr.Progress, device: str | None = None, full_res: bool = False, run_id: str | None = None):
+    """The pages of one run, on ``device`` (None: CUDA when present), at the working size
+    unless ``full_res``; ``run_id`` finds the session's cancel token (none in a ZeroGPU worker)."""
     path, gt_path = _upload_path(image), _upload_path(gt)
     try:
-        up = compare.prepare(path, gt_path, models or [], None if variant in (None, "", DEFAULT_VARIANT) else variant)
+        up = compare.prepare(path, gt_path, models or [], None if variant in (None, "", DEFAULT_VARIANT) else variant,
+                             max_side=None if full_res else compare.WORKING_MAX_SIDE)
     except compare.UploadError as exc:
         raise gr.Error(str(exc), title=exc.title) from None
 
     digest = wts.sha256_of(path)
+    if st is not None and st.folder is not None:  # the session's previous run: its files were served
+        shutil.rmtree(st.folder, ignore_errors=True)
     folder = _new_run_dir()
     files = {"input": _display_png(folder, "input", up.image.rgb),
              "zoom": _display_png(folder, "zoom_source", up.image.rgb, ZOOM_MIN_SIDE)}
     if up.gt is not None:
         files["gt"] = _display_png(folder, "ground_truth", up.gt.rgb)
     disp, disp_scale = compare.display_copy(up.image.rgb, DISPLAY_MAX_SIDE, ZOOM_MIN_SIDE)
-    maps_cache = st.maps if st is not None and st.digest == digest else {}
-    st = RunState(up, digest, files, disp, disp_scale, maps=maps_cache)
+    st = RunState(up, digest, files, disp, disp_scale, folder=folder)
+    with _RUNS_LOCK:
+        token = _RUNS.get(run_id)
     started = time.perf_counter()
     slider_sent = False  # the slider gets its first output once
 
@@ -318,13 +388,14 @@ def _run_pages(image: Any, gt: Any, models: list[str] | None, variant: str | Non
             slider_model, slider = gr.Dropdown(choices=[], value=None), None
         elif ids and not slider_sent:  # first result: show it in the before/after slider
             slider_sent = True
-            slider_model, slider = gr.Dropdown(choices=ids, value=ids[0][1]), _slider_value(st, ids[0][1])
+            slider_model, slider = gr.Dropdown(choices=ids, value=ids[0][1]), _slider(st, ids[0][1])
         else:
             slider_model, slider = gr.Dropdown(choices=ids), skip
         zip_path = None if start else skip
         if stage == "end":
             data = report.zip_bytes(st.results, up.image, up.gt,
-                                    extra={"variant_asked": up.variant or "default", "app": "gradio"})
+                                    extra={"variant_asked": up.variant or "default", "app": "gradio",
+                                           **up.size_info()})
             zip_file = folder / f"derain_{report.safe_name(Path(up.image.name).stem)}.zip"
             zip_file.write_bytes(data)
             zip_path = str(zip_file)
@@ -349,16 +420,22 @@ def _run_pages(image: Any, gt: Any, models: list[str] | None, variant: str | Non
     n = len(up.models)
     progress(0, desc=f"{names[up.models[0]]} (1/{n})")
     yield page(names[up.models[0]], "start")
-    for i, step in enumerate(compare.run(up, device=device)):
-        if step.error:
-            st.failures.append(step.error)
-        else:
-            files[step.model_id] = _display_png(folder, step.model_id, step.result.output)
-            st.results.append(step.result)
-        if i + 1 < n:
-            progress((i + 1) / n, desc=f"{names[up.models[i + 1]]} ({i + 2}/{n})")
-            if step.result is not None:
+    steps = compare.run(up, device=device, cancel=token, on_progress=lambda p: progress(p.fraction, desc=p.text))
+    try:
+        for i, step in enumerate(steps):
+            if step.error:
+                st.failures.append(step.error)
+            else:
+                files[step.model_id] = _display_png(folder, step.model_id, step.result.output)
+                st.results.append(step.result)
+            if i + 1 < n and step.result is not None:
                 yield page(names[up.models[i + 1]], "more")
+    except compare.Cancelled:
+        log.info("run cancelled after %d of %d models", len(st.results), n)
+        st.cancelled = True
+        if not st.results:
+            yield page(None, "more")
+            return
     if not st.results:
         raise gr.Error("Every model failed: " + "; ".join(st.failures), title="Run failed")
     progress(1.0, desc="done")
@@ -370,22 +447,9 @@ def show_slider(st: RunState | None, model_id: str | None):
     return None if st is None else _slider_value(st, model_id)
 
 
-def _zoom_images(st: RunState) -> tuple[list[np.ndarray], list[str]]:
-    up = st.upload
-    images, labels = [up.image.rgb], ["input"]
-    if up.gt is not None:
-        images.append(up.gt.rgb)
-        labels.append("ground truth")
-    for r in st.results:
-        images.append(r.output)
-        labels.append(r.label)
-    return images, labels
-
-
 def _zoom(st: RunState, factor: int, crop: int) -> ZoomOutputs:
-    images, labels = _zoom_images(st)
     point = st.point
-    strip = viz.crops_strip(images, point, crop, zoom=int(factor), labels=labels)
+    strip = compare.crops(st.upload, st.results, point, crop, int(factor))
     s = st.display_scale
     marked = viz.mark_point(st.display, (point[0] * s, point[1] * s), max(2, round(crop * s)))
     return ZoomOutputs(zoom_src=marked, crops=strip)
@@ -417,25 +481,25 @@ def inspect_model(st: RunState | None, model_id: str | None, group: str | None, 
     r = None if st is None else st.result(model_id)
     if r is None:
         raise gr.Error("That model has no result for this photo; run it first.", title="Nothing to inspect")
-    key = (model_id, r.variant)
-    if key not in st.maps:
-        try:  # only the maps pass (a preview pass for big photos); the output is already known
-            st.maps[key] = compare.maps_of(st.upload.image, r)
-        except (ValueError, RuntimeError, MemoryError) as exc:
-            log.exception("maps of %s failed", model_id)
-            raise gr.Error(f"Could not compute the maps of {r.label}: {exc}") from None
-    groups = list(viz.group_specs(st.maps[key].specs, default="other"))
+    key = st.maps_key(model_id, r.variant)
+    try:  # only the maps pass (a preview pass for big photos); the output is already known
+        maps = compare.MAPS.get_or_compute(key, lambda: compare.maps_of(st.upload.image, r))
+    except (ValueError, RuntimeError, MemoryError) as exc:
+        log.exception("maps of %s failed", model_id)
+        raise gr.Error(f"Could not compute the maps of {r.label}: {exc}") from None
+    st.shown_maps = (key, maps)  # the session holds only the set it shows; the cache is bounded
+    groups = list(viz.group_specs(maps.specs, default="other"))
     group = group if group in groups else groups[0]
-    items, note = render_maps(st.maps[key], group, show_overlay)
+    items, note = render_maps(maps, group, show_overlay)
     return InspectOutputs(insp_group=gr.Dropdown(choices=groups, value=group), maps=items, insp_note=note, state=st)
 
 
 def change_group(st: RunState | None, model_id: str | None, group: str | None, show_overlay: bool):
     """Redraw the cached maps for another group or overlay setting."""
-    r = None if st is None else st.result(model_id)
-    if r is None or (model_id, r.variant) not in st.maps:
+    maps = None if st is None else st.maps(model_id)
+    if maps is None:
         return gr.skip(), gr.skip()
-    return render_maps(st.maps[(model_id, r.variant)], group, show_overlay)
+    return render_maps(maps, group, show_overlay)
 
 
 def render_maps(maps: compare.MapSet, group: str | None, show_overlay: bool) -> tuple[list, str]:
@@ -446,7 +510,7 @@ def render_maps(maps: compare.MapSet, group: str | None, show_overlay: bool) -> 
     items = []
     for spec in chosen:
         pic = viz.render_map(maps.maps[spec.key], spec, image=base, overlay_alpha=0.55 if show_overlay else None)
-        items.append((pic, f"{spec.title}: {spec.meaning}"))
+        items.append((pic, maps.caption(spec)))
     lines = [f"**{maps.label}** · group **{group}** · {len(items)} map(s) · {maps.note}; attention on a fixed "
              "0-1 scale, features and rain layers between the 1st and 99th percentile, indices in categorical "
              "colours (each panel's note gives its actual values)."]
@@ -454,10 +518,19 @@ def render_maps(maps: compare.MapSet, group: str | None, show_overlay: bool) -> 
     return items, "\n".join(lines)
 
 
+def show_estimate(image: Any, models: list[str] | None, full_res: bool) -> str:
+    """The expected time of the run the Derain button would start (reads the photo's header only)."""
+    exp = compare.expected(_upload_path(image), models, bool(full_res), device="cuda" if ZERO_GPU else None)
+    if exp is None:
+        return ""
+    shrunk = "" if exp.processed_size == exp.original_size else \
+        f" (downscaled from {exp.original_size[0]}x{exp.original_size[1]})"
+    return f"⏱ Expected: {exp.text}{shrunk}"
+
+
 def overlay_control(st: RunState | None, model_id: str | None, group: str | None):
     """The overlay checkbox for the shown group: usable only when a map in it can be laid over the photo."""
-    r = None if st is None else st.result(model_id)
-    maps = None if r is None else st.maps.get((model_id, r.variant))
+    maps = None if st is None else st.maps(model_id)
     if maps is None:
         return gr.skip()
     grouped = viz.group_specs(maps.specs, default="other")
@@ -474,8 +547,9 @@ INTRO = """# Single-image deraining: five networks side by side
 Upload a rainy photo (or pick an example), optionally its clean ground truth, choose models and
 weights, then **Derain**. Results appear as each model finishes. Below the results: a
 before/after slider, synchronised zoom crops (click on the photo) and an inspector of each
-network's intermediate maps. Large photos are processed at full resolution (tiled), never downscaled.
-"""
+network's intermediate maps. Photos longer than {side} px are processed at a {side}-px copy (every
+result says so); tick **Full resolution** to run at full size (tiled, with progress per tile and **Cancel**).
+""".format(side=compare.WORKING_MAX_SIDE)
 
 
 def build() -> gr.Blocks:
@@ -498,7 +572,13 @@ def build() -> gr.Blocks:
                 variant = gr.Dropdown(_variant_choices(), value=DEFAULT_VARIANT, label="Weights variant",
                                       info="A variant a model does not ship falls back to its default.",
                                       elem_id="variant")
-                run_btn = gr.Button("Derain", variant="primary", elem_id="run-btn")
+                full_res = gr.Checkbox(False, label="Full resolution (slower)", elem_id="full-res",
+                                       info=f"Off: photos longer than {compare.WORKING_MAX_SIDE} px are "
+                                            "processed at that size.")
+                with gr.Row():
+                    run_btn = gr.Button("Derain", variant="primary", elem_id="run-btn", scale=3)
+                    cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-btn", scale=1, min_width=80)
+                estimate_md = gr.Markdown("", elem_id="estimate")
                 if examples:
                     gr.Examples(examples, inputs=[inp, gt], example_labels=example_labels,
                                 label="Examples",
@@ -516,7 +596,7 @@ def build() -> gr.Blocks:
                 gr.Markdown("### Before / after")
                 slider_model = gr.Dropdown(choices=[], label="Output to compare with the input",
                                            elem_id="slider-model")
-                slider = gr.ImageSlider(label="Input | output", format="png", interactive=False,
+                slider = gr.ImageSlider(label=SLIDER_LABEL, format="png", interactive=False,
                                         elem_id="slider", max_height=480)
 
                 gr.Markdown("### Zoom: click a point on the photo to compare the same crop everywhere")
@@ -554,9 +634,13 @@ def build() -> gr.Blocks:
             """The output components in the order of a handler's named tuple."""
             return [ui[name] for name in returns._fields]
 
-        run_btn.click(run, [inp, gt, models, variant, state], named(RunOutputs),
-                      api_name="derain", preprocess=False, concurrency_limit=1, concurrency_id="torch",
-                      show_progress="full", show_progress_on=[status])
+        run_event = run_btn.click(run, [inp, gt, models, variant, state, full_res], named(RunOutputs),
+                                  api_name="derain", preprocess=False, concurrency_limit=1, concurrency_id="torch",
+                                  show_progress="full", show_progress_on=[status])
+        cancel_btn.click(cancel_run, None, None, cancels=[run_event], api_name="cancel", concurrency_limit=None)
+        for i, ctl in enumerate((inp, models, full_res)):
+            ctl.change(show_estimate, [inp, models, full_res], estimate_md, concurrency_limit=None,
+                       show_progress="hidden", **({"api_name": "estimate"} if i == 0 else {"api_visibility": "private"}))
         slider_model.input(show_slider, [state, slider_model], slider, api_visibility="private")
         zoom_src.select(zoom_click, [state, factor, crop], [*named(ZoomOutputs), state], api_visibility="private")
         factor.input(zoom_settings, [state, factor, crop], named(ZoomOutputs), api_visibility="private")
@@ -586,6 +670,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--share", action="store_true", help="create a public gradio.live link (needs network)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
+    if not ZERO_GPU:  # time one cheap model once, so the estimates follow this machine
+        threading.Thread(target=estimate.calibrate, args=(engine.default_device().type,), daemon=True,
+                         name="derain-calibrate").start()
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD)
 
 

@@ -258,10 +258,11 @@ class Expected:
 
 
 def expected(image: Any, models: Sequence[str] | None, full_resolution: bool = False,
-             device: str | torch.device | None = None, max_side: int = WORKING_MAX_SIDE,
+             device: str | torch.device | None = None, max_side: int | None = None,
              table: estimate.CostTable | None = None) -> Expected | None:
     """The expected time of running ``models`` on ``image`` at the size the run will use
-    (``max_side`` unless ``full_resolution``), on ``device`` (None: the engine's default).
+    (``max_side``, default :data:`WORKING_MAX_SIDE`, unless ``full_resolution``), on ``device``
+    (None: the engine's default).
 
     Reads only the image header. ``None`` when there is no readable image or no model.
     """
@@ -269,7 +270,7 @@ def expected(image: Any, models: Sequence[str] | None, full_resolution: bool = F
     models = list(models or [])
     if size is None or not models:
         return None
-    processed = size if full_resolution else io.downscaled_size(*size, max_side)
+    processed = size if full_resolution else io.downscaled_size(*size, max_side or WORKING_MAX_SIDE)
     dev = engine.resolve_device(device).type if device in (None, "auto") else str(device).split(":")[0]
     seconds = estimate.expected_seconds(models, *processed, dev, table)
     return Expected(seconds, processed, size, len(models), estimate.estimate_text(models, *processed, dev, table))

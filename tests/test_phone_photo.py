@@ -295,6 +295,78 @@ def test_cli_run_max_side(tmp_path, capsys):
     assert "--max-side must be at least 16" in capsys.readouterr().err
 
 
+# ------------------------------------------------------------------------------ the Gradio app's wiring
+def test_gradio_run_labels_estimate_and_cancel_wiring(tmp_path, monkeypatch):
+    """The app's handlers called as functions: a downscaled run says so on every picture, the
+    estimate follows the full-resolution toggle, and the Cancel handler stops the session's run."""
+    pytest.importorskip("gradio")
+    import app.gradio_app as ga
+
+    monkeypatch.setattr(compare, "WORKING_MAX_SIDE", 128)
+    monkeypatch.setattr(estimate, "_CALIBRATION", {})
+    path = tmp_path / "photo.png"
+    Image.fromarray((_photo(300, 200) * 255).astype(np.uint8)).save(path)
+    note = "processed at 128x85, downscaled from 300x200"
+
+    assert ga.show_estimate(str(path), ["dsmnet", "mfan"], False).startswith("⏱ Expected: about ")
+    shown = ga.show_estimate(str(path), ["dsmnet", "mfan"], False)
+    assert shown.endswith("for 2 models at 128x85 on this CPU (downscaled from 300x200)")
+    assert "for 1 model at 300x200 on this CPU" in ga.show_estimate(str(path), ["dsmnet"], True)
+    assert ga.show_estimate(None, ["dsmnet"], False) == "" and ga.show_estimate(str(path), [], False) == ""
+
+    pages = list(ga.run(str(path), None, ["dsmnet"], ga.DEFAULT_VARIANT, None))
+    st = pages[-1].state
+    assert st.upload.processed_size == (128, 85) and note.capitalize() in pages[-1].status
+    assert [c for _, c in pages[-1].outputs] == [f"input · {note}", f"{st.results[0].label} · {note}"]
+    assert pages[-1].slider.label == f"{ga.SLIDER_LABEL} · {note}"
+    assert _caption_rows(pages[-1].grid, note, pages[-1].grid.shape[1], ga.TILE_FONT)
+    _, crops, _ = ga.zoom_click(st, 2, 16, SimpleNamespace(index=[10, 20]))
+    assert _caption_rows(crops, note, crops.shape[1])
+    out = ga.inspect_model(st, "dsmnet", None, False)
+    assert note in out.insp_note and all(c.endswith(note) for _, c in out.maps)
+    assert ga.change_group(st, "dsmnet", None, False)[0]  # the maps held by the session
+
+    full = list(ga.run(str(path), None, ["dsmnet"], ga.DEFAULT_VARIANT, st, True))
+    assert full[-1].state.upload.processed_size == (300, 200) and "processed at" not in full[-1].status
+    assert not st.folder.exists()  # the previous run's files are gone
+
+    me = SimpleNamespace(session_hash="s1")
+    run = ga.run(str(path), None, ["dsmnet", "msamnet"], ga.DEFAULT_VARIANT, None, False, request=me)
+    assert "Running" in next(run).status
+    ga.cancel_run(SimpleNamespace(session_hash="other"))  # another session's button: no effect
+    assert not ga._RUNS["s1"].cancelled
+    ga.cancel_run(me)
+    rest = list(run)
+    assert len(rest) == 1 and "Cancelled** after 0 of 2 models" in rest[0].status and not rest[0].state.results
+    assert "s1" not in ga._RUNS
+
+
+def test_streamlit_compare_page_runs_at_the_working_size(tmp_path, monkeypatch):
+    """The dashboard's Compare page: the estimate before the run, a downscaled run labelled, and
+    the full-resolution toggle."""
+    AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+    monkeypatch.setattr(compare, "WORKING_MAX_SIDE", 128)
+    clean = _photo(300, 200)
+    io.save_png(tmp_path / "big_rainy.png", np.clip(clean + 0.2 * (_photo(300, 200, 3) > 0.8), 0, 1))
+    io.save_png(tmp_path / "big_clean.png", clean)
+    (tmp_path / "index.json").write_text(json.dumps([
+        {"file": "big_rainy.png", "gt": "big_clean.png", "preset": "heavy", "title": "Big"}]))
+    monkeypatch.setenv("DERAIN_EXAMPLES_INDEX", str(tmp_path / "index.json"))
+    at = AppTest.from_file(str(ROOT / "app" / "streamlit_app.py"), default_timeout=300).run()
+    at.multiselect(key="cmp_models").set_value(["dsmnet"]).run()
+    assert any(c.value.startswith("⏱ Expected: about ") and c.value.endswith(
+        "for 1 model at 128x85 on this CPU (downscaled from 300x200)") for c in at.caption)
+    at.button(key="cmp_run").click().run()
+    assert not at.exception and not at.error
+    note = "Processed at 128x85, downscaled from 300x200"
+    assert any(i.value.startswith(note) for i in at.info)
+    assert at.dataframe[0].value.shape[0] == 2  # the rainy input and DSM-Net, PSNR against the shrunk truth
+    at.toggle(key="cmp_full_res").set_value(True).run()
+    assert any(c.value.endswith("for 1 model at 300x200 on this CPU") for c in at.caption)
+    at.button(key="cmp_run").click().run()
+    assert not at.exception and not any(i.value.startswith(note) for i in at.info)
+
+
 # ------------------------------------------------------------------------------ the measuring script
 @pytest.mark.slow
 def test_measure_script_quick_mode(tmp_path):
