@@ -377,6 +377,6 @@ def test_measure_script_quick_mode(tmp_path):
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["quick"] and m["working"]["results"] == 1 and m["full"]["results"] == 1
     assert 0 < m["working"]["first_s"] <= m["working"]["last_s"]
-    assert "processed at" in m["working"]["status"] and m["working"]["estimate_text"].startswith("about ")
+    assert "processed at 160x120" in m["working"]["status"].lower() and "Expected: about " in m["working"]["estimate_text"]
     assert m["memory"]["startup_rss_mb"] > 50 and m["memory"]["full_peak_rss_mb"] >= m["memory"]["startup_rss_mb"]
     assert "peak resident memory" in done.stdout
