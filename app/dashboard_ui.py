@@ -178,12 +178,14 @@ def run_models(upload: compare.Upload, cancel_key: str = "run_cancel") -> list[M
     results: list[ModelResult] = []
     n = len(upload.models)
     bar = st.progress(0.0, text=f"running {upload.models[0]} (1/{n})")
-    st.button("Cancel", key=cancel_key, help="Stop the run before its next tile or model")
+    slot = st.empty()  # the Cancel button, shown while the run lasts
+    slot.button("Cancel", key=cancel_key, help="Stop the run before its next tile or model")
     for step in compare.run(upload, on_progress=lambda p: bar.progress(p.fraction, text=p.text)):
         if step.error:
             st.error(step.error)
         else:
             results.append(step.result)
+    slot.empty()
     bar.progress(1.0, text=f"{len(results)} of {n} models done")
     return results
 
