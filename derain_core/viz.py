@@ -33,7 +33,8 @@ from .base import MapSpec
 __all__ = ["CMAPS", "CATEGORICAL", "OTHER_COLOUR", "apply_colormap", "heatmap", "overlay",
            "to_uint8_image", "map_to_2d", "MapPanel", "map_panels", "panel_colours", "is_spatial",
            "can_overlay", "robust_range", "interior", "render_map", "channel_grid", "crop_window",
-           "synced_crops", "mark_point", "crops_strip", "labelled_grid", "group_specs"]
+           "synced_crops", "mark_point", "crops_strip", "labelled_grid", "group_specs", "SHOW_CHOICES",
+           "AMPLIFIED_GAIN", "removed_layer", "removed_note", "changed_view"]
 
 # ----------------------------------------------------------------------------- colour maps
 # 33 control points (LUT indices 0, 8, ..., 248, 255 of matplotlib's 256-entry maps) as
@@ -1008,6 +1009,83 @@ def crops_strip(images: Sequence[Any], center_xy: tuple[float, float],
     crops = synced_crops(images, center_xy, crop_size, zoom)
     labels = list(labels) if labels is not None else [""] * len(crops)
     return labelled_grid(crops, labels, texts, cols=len(crops), pad=pad, caption=caption)
+
+
+# ----------------------------------------------------------------------------- what changed
+# What a model removed is drawn on mid-grey: NEUTRAL means "unchanged", brighter means the model
+# took brightness away (rain streaks), darker means it added some. The difference is taken
+# between the two 8-bit pictures the user sees, so at gain 1 one grey level of the picture is
+# one level of difference, exactly.
+NEUTRAL = 128
+AMPLIFIED_GAIN = 4
+SHOW_OUTPUT, SHOW_REMOVED, SHOW_AMPLIFIED = "output", "removed rain", "amplified difference"
+SHOW_CHOICES = (SHOW_OUTPUT, SHOW_REMOVED, SHOW_AMPLIFIED)
+_SHOW_GAIN = {SHOW_REMOVED: 1, SHOW_AMPLIFIED: AMPLIFIED_GAIN}
+
+
+def _levels(image: Any) -> np.ndarray:
+    """An ``H x W x 3`` picture as 8-bit levels (int32), rounded as a saved PNG is."""
+    a = _as_array(image)
+    if a.ndim != 3 or a.shape[-1] not in (3, 4):
+        raise ValueError(f"expected an H x W x 3 picture, got shape {a.shape}")
+    a = a[..., :3]
+    if a.dtype == np.uint8:
+        return a.astype(np.int32)
+    if a.dtype == np.uint16:
+        a = a.astype(np.float64) / 65535.0
+    q = np.rint(np.clip(np.nan_to_num(np.asarray(a, dtype=np.float64)), 0.0, 1.0) * 255.0)
+    return q.astype(np.int32)
+
+
+def _removed(before: Any, after: Any, gain: float) -> tuple[np.ndarray, float]:
+    """The removed layer at ``gain`` and the share of its values clipped to black or white."""
+    if gain <= 0:
+        raise ValueError(f"gain must be positive, got {gain}")
+    b, a = _levels(before), _levels(after)
+    if b.shape != a.shape:
+        raise ValueError(f"pictures differ in size: {b.shape[:2]} and {a.shape[:2]}")
+    v = NEUTRAL + np.rint(gain * (b - a))
+    clipped = float(np.mean((v < 0) | (v > 255))) if v.size else 0.0
+    return np.clip(v, 0, 255).astype(np.uint8), clipped
+
+
+def removed_layer(before: Any, after: Any, gain: float = 1) -> np.ndarray:
+    """What a model removed, ``before - after`` (input minus output), as a picture.
+
+    Each channel is ``128 + gain * (before - after)`` in 8-bit levels, clipped to 0..255: grey
+    (128) where nothing changed, brighter where the model removed brightness (rain), darker
+    where it added some. ``gain=1`` is the true difference; larger gains amplify it.
+    Returns uint8 ``H x W x 3``; see :func:`removed_note` for its caption.
+    """
+    return _removed(before, after, gain)[0]
+
+
+def _note(gain: float, clipped: float) -> str:
+    head = ("Removed rain, input minus output at true scale (1 grey level per level of difference)"
+            if gain == 1 else
+            f"Difference amplified x{gain:g} ({gain:g} grey levels per level of difference)")
+    return (f"{head}: mid-grey = unchanged, brighter = brightness the model removed (rain), "
+            f"darker = brightness it added; differences beyond about ±{127.5 / gain:.0f} levels "
+            f"(of 255) show as white or black ({clipped:.1%} of values).")
+
+
+def removed_note(before: Any, after: Any, gain: float = 1) -> str:
+    """The caption of :func:`removed_layer`: how it is scaled and how much of it is clipped."""
+    return _note(gain, _removed(before, after, gain)[1])
+
+
+def changed_view(before: Any, after: Any, show: str) -> tuple[Any, str]:
+    """The picture to show for one output and its caption, for ``show`` in :data:`SHOW_CHOICES`.
+
+    ``"output"``: ``after`` itself (unchanged) and no caption; ``"removed rain"``: the removed
+    layer at true scale; ``"amplified difference"``: at :data:`AMPLIFIED_GAIN`.
+    """
+    if show == SHOW_OUTPUT:
+        return after, ""
+    if show not in _SHOW_GAIN:
+        raise ValueError(f"show must be one of {SHOW_CHOICES}, got {show!r}")
+    img, clipped = _removed(before, after, _SHOW_GAIN[show])
+    return img, _note(_SHOW_GAIN[show], clipped)
 
 
 # ----------------------------------------------------------------------------- grids

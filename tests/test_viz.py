@@ -420,3 +420,56 @@ def test_maps_are_rendered_large_with_full_captions():
     lines = viz._wrap("word " * 150, font, 400)
     assert " ".join(s.strip() for s in lines).split() == ["word"] * 150  # nothing cut
     assert all(viz._text_width(s, font) <= 400 for s in lines)
+
+
+# --------------------------------------------------------------------------- what changed
+def test_removed_layer_known_difference():
+    before = np.full((4, 5, 3), 200, np.uint8)
+    after = before.copy()
+    after[0, 0] = (150, 190, 230)  # removed 50 and 10 levels, added 30
+    layer = viz.removed_layer(before, after)
+    assert is_image(layer, 4, 5)
+    assert tuple(layer[0, 0]) == (178, 138, 98)  # 128 + (before - after)
+    assert (layer[1:] == viz.NEUTRAL).all()
+    amp = viz.removed_layer(before, after, gain=viz.AMPLIFIED_GAIN)
+    assert tuple(amp[0, 0]) == (255, 168, 8)  # 128 + 4 * (50, 10, -30); 328 clipped to white
+
+
+def test_removed_layer_of_floats_matches_the_8_bit_pictures():
+    rng = np.random.default_rng(3)
+    before = rng.random((6, 7, 3)).astype(np.float32)
+    after = np.clip(before - 0.1, 0, 1)
+    expected = 128 + viz.to_uint8_image(before).astype(int) - viz.to_uint8_image(after).astype(int)
+    assert np.array_equal(viz.removed_layer(before, after), np.clip(expected, 0, 255))
+
+
+def test_removed_layer_of_no_change_is_neutral_grey():
+    img = rgb_u8()
+    for gain in (1, viz.AMPLIFIED_GAIN):
+        assert (viz.removed_layer(img, img.copy(), gain) == 128).all()
+    assert "(0.0% of values)" in viz.removed_note(img, img)
+
+
+def test_removed_note_states_the_scale_and_the_clipped_share():
+    before = np.full((2, 2, 3), 200, np.uint8)
+    after = before.copy()
+    after[0, 0] = 100  # 100 levels removed: within 1:1, beyond +-32 at x4
+    note = viz.removed_note(before, after)
+    assert "true scale" in note and "mid-grey = unchanged" in note and "±128" in note and "(0.0% of values)" in note
+    amp = viz.removed_note(before, after, viz.AMPLIFIED_GAIN)
+    assert "x4" in amp and "±32" in amp and "(25.0% of values)" in amp
+
+
+def test_changed_view_switches_between_output_and_differences():
+    before, after = rgb_u8(seed=1), rgb_u8(seed=2)
+    pic, note = viz.changed_view(before, after, "output")
+    assert pic is after and note == ""
+    pic, note = viz.changed_view(before, after, "removed rain")
+    assert np.array_equal(pic, viz.removed_layer(before, after)) and note == viz.removed_note(before, after)
+    pic, _ = viz.changed_view(before, after, "amplified difference")
+    assert np.array_equal(pic, viz.removed_layer(before, after, viz.AMPLIFIED_GAIN))
+    assert viz.SHOW_CHOICES == ("output", "removed rain", "amplified difference")
+    with pytest.raises(ValueError):
+        viz.changed_view(before, after, "sideways")
+    with pytest.raises(ValueError):
+        viz.removed_layer(before, after[:10])
