@@ -329,7 +329,14 @@ class RRANet(DerainNet):
                 if on_tile is not None:
                     on_tile(done, total)
             out = (new_out / weights[0]).to(xp.dtype)
-            states = [tuple(acc / weights[k] for acc in new_states[k]) for k in range(4)]
+            # The blended states are whole-image tensors (about 480 bytes per pixel for h and c at
+            # the four scales): drop the previous stage's before normalising the new ones in place,
+            # so two sets are alive at a time, not three.
+            states = None
+            for k in range(4):
+                for acc in new_states[k]:
+                    acc.div_(weights[k])
+            states = new_states
         return out[..., margin:margin + h, margin:margin + w]
 
     def map_specs(self) -> list[MapSpec]:
