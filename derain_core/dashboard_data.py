@@ -194,6 +194,20 @@ def load_eval_summary(root: str | Path | None = None) -> list[dict[str, Any]]:
     return rows
 
 
+def input_baseline(variant: str, root: str | Path | None = None) -> dict[str, float] | None:
+    """The rainy input's own scores on ``variant``'s test set (its ``rainy input`` row in
+    ``<root>/<variant>/eval_summary.json``: images and the metrics), or ``None`` when not recorded."""
+    root = Path(root) if root is not None else results_dir()
+    try:
+        data = json.loads((root / variant / "eval_summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    for r in data if isinstance(data, list) else []:
+        if isinstance(r, dict) and r.get("model") == BASELINE:
+            return {k: _num(r[k]) for k in ("images", *METRIC_KEYS) if isinstance(_num(r.get(k)), float)}
+    return None
+
+
 def load_eval_per_image(root: str | Path | None = None) -> list[dict[str, Any]]:
     """Rows of every ``<root>/<variant>/eval_per_image.csv`` (numbers as floats, label added)."""
     root = Path(root) if root is not None else results_dir()

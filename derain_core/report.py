@@ -12,11 +12,12 @@ import json
 import math
 import re
 import zipfile
-from typing import Any, Sequence
-
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
 
 from . import io
-from .engine import ModelResult
+from .engine import UNTRAINED, ModelResult
 
 # Known metric keys in display order, with their column names (arrows: which way is better).
 METRIC_COLUMNS: dict[str, str] = {
@@ -131,6 +132,140 @@ def run_summary(results: Sequence[ModelResult]) -> str:
     tiles = sorted({tiling_text(r) for r in results})
     return (f"device {', '.join(devices)} · precision {', '.join(precisions)} · "
             f"{', '.join(tiles)}")
+
+
+# --------------------------------------------------------------------------------------
+# What to expect from the shipped weights (read from their cards, never written here)
+# --------------------------------------------------------------------------------------
+EXPECTATIONS_TITLE = "How the shipped weights were trained and how they score"
+EXPECTATIONS_NOTE = ("From each model's weight card (weights/*.json): the training budget, and PSNR-Y / SSIM-Y "
+                     "(higher is better) on the test set, which training never saw. New weights bring their "
+                     "own card, and these lines follow.")
+
+
+def duration_text(seconds: float) -> str:
+    """``"2 h 24 min"``, ``"14 min"`` or ``"45 s"``."""
+    s = int(round(float(seconds)))
+    if s < 60:
+        return f"{s} s"
+    h, m = divmod(int(round(s / 60)), 60)
+    return f"{h} h {m} min" if h else f"{m} min"
+
+
+def _device_name(name: Any) -> str:
+    return re.sub(r"\((R|TM)\)", "", str(name)).strip()
+
+
+def _devices_text(card: Mapping[str, Any]) -> str:
+    """Where a card's chunks ran: ``"CPU (AMD EPYC, Intel Xeon Processor; 2 threads)"``."""
+    chunks = card.get("chunks") or [card]
+    kinds: dict[str, tuple[list[str], list[int]]] = {}
+    for c in chunks:
+        names, threads = kinds.setdefault(str(c.get("device_type") or "unknown device"), ([], []))
+        if c.get("device") and _device_name(c["device"]) not in names:
+            names.append(_device_name(c["device"]))
+        if c.get("threads") and int(c["threads"]) not in threads:
+            threads.append(int(c["threads"]))
+    parts = []
+    for kind, (names, threads) in kinds.items():
+        inside = ", ".join(names)
+        if kind == "cpu" and threads:
+            inside += f"; {'/'.join(map(str, threads))} thread{'s' if threads != [1] else ''}"
+        label = {"cpu": "CPU", "cuda": "GPU"}.get(kind, kind)
+        parts.append(f"{label} ({inside})" if inside else label)
+    return " and ".join(parts)
+
+
+def training_text(card: Mapping[str, Any]) -> str:
+    """A card's training budget: ``"trained 7,600 steps (2 h 24 min in 2 chunks) on CPU (...)"``."""
+    steps = card.get("total_steps_all_chunks", card.get("steps"))
+    wall = card.get("total_wall_time_s", card.get("wall_time_s"))
+    n = int(card.get("n_chunks") or 1)
+    text = f"trained {int(steps):,} steps" if steps is not None else "trained for an unrecorded number of steps"
+    budget = [duration_text(wall)] if wall else []
+    if n > 1:
+        budget.append(f"{'in' if wall else ''} {n} chunks".strip())
+    if budget:
+        text += f" ({' '.join(budget)})"
+    devices = _devices_text(card)
+    return f"{text} on {devices}" if devices else text
+
+
+def _test_set(card: Mapping[str, Any], key: str) -> str:
+    """The test set's name from the eval command (``--data .../Rain100L_test`` -> ``"Rain100L test"``)."""
+    command = str(card.get("metrics", {}).get(key, {}).get("command", ""))
+    found = re.search(r"--data\s+(\S+)", command)
+    name = Path(found.group(1)).name if found else key
+    return name.replace("_", " ")
+
+
+def score_text(card: Mapping[str, Any], baseline: Mapping[str, float] | None = None,
+               paper: tuple[float, float, str] | None = None) -> str:
+    """A card's test score in words, with the rainy input's own score (``baseline``) and the
+    paper's (``paper``: PSNR, SSIM, colour space) for reference when known."""
+    key = f"{card.get('variant')}_test"
+    m = card.get("metrics", {}).get(key)
+    if not m or "psnr_y" not in m:
+        return "not scored on a test set yet"
+    images = f", {int(m['images'])} images" if m.get("images") else ""
+    text = (f"{_test_set(card, key)}{images}: PSNR-Y {fmt_value('psnr_y', m['psnr_y'])} dB, "
+            f"SSIM-Y {fmt_value('ssim_y', m.get('ssim_y'))}")
+    if baseline and "psnr_y" in baseline:
+        text += (f" (the rainy input itself: {fmt_value('psnr_y', baseline['psnr_y'])} dB, "
+                 f"{fmt_value('ssim_y', baseline.get('ssim_y'))})")
+    if paper:
+        space = f" on {paper[2]}" if paper[2] in ("Y", "RGB") else ""
+        text += f"; the paper reports {paper[0]:.2f} dB, {paper[1]:.3f}{space}"
+    return text
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What one model's weights promise: how they were trained and how they score."""
+
+    model_id: str
+    name: str
+    variant: str
+    text: str  # one plain-language line
+
+
+def expectation(model_id: str, variant: str | None = None, results_root: str | Path | None = None) -> Expectation:
+    """The :class:`Expectation` of ``model_id``'s weights ``variant`` (None: the default, and a
+    variant it does not ship falls back as a run does), read from the shipped weight card, the
+    rainy input's row in the committed results and the paper's numbers in the model card."""
+    from . import dashboard_data
+    from . import weights as wts
+    from .engine import resolve_variant
+    from .registry import get_card
+
+    model = get_card(model_id)
+    variant = resolve_variant(model_id, variant, strict=False)
+    if variant == UNTRAINED:
+        return Expectation(model_id, model.name, variant,
+                           "random weights (no trained file shipped), so its output shows the architecture "
+                           "only, not the method")
+    card = wts.read_card(model_id, variant)
+    if card is None:
+        return Expectation(model_id, model.name, variant, "no weight card shipped: training and score unknown")
+    dataset = _test_set(card, f"{variant}_test").removesuffix(" test")
+    paper = next(((r.psnr, r.ssim, r.colour_space) for r in model.paper_results
+                  if r.dataset.lower().replace(" ", "") == dataset.lower().replace(" ", "")), None)
+    score = score_text(card, dashboard_data.input_baseline(variant, results_root), paper)
+    return Expectation(model_id, model.name, variant, f"{training_text(card)}; {score}.")
+
+
+def expectations(pairs: Iterable[tuple[str, str | None]], results_root: str | Path | None = None
+                 ) -> list[Expectation]:
+    """:func:`expectation` of each ``(model id, variant)`` (e.g. each result's, or each chosen
+    model with ``None`` before a run)."""
+    return [expectation(m, v, results_root) for m, v in pairs]
+
+
+def expectations_markdown(items: Sequence[Expectation]) -> str:
+    """The lines as a Markdown list under :data:`EXPECTATIONS_NOTE`."""
+    lines = [f"- **{e.name}** ({'untrained' if e.variant == UNTRAINED else e.variant + ' weights'}): {e.text}"
+             for e in items]
+    return "\n".join([EXPECTATIONS_NOTE, "", *lines])
 
 
 def safe_name(text: str) -> str:

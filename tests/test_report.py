@@ -10,7 +10,10 @@ import zipfile
 import numpy as np
 import pytest
 
+import derain_core as dc
+from derain_core import dashboard_data as dd
 from derain_core import io, report
+from derain_core import weights as wts
 from derain_core.engine import ModelResult
 
 
@@ -109,3 +112,67 @@ def test_zip_bytes_round_trip(bits):
 def test_safe_name():
     assert report.safe_name("my photo (1).png") == "my_photo_1_.png"
     assert report.safe_name("///") == "image"
+
+
+# ------------------------------------------------------------------------------ expectations
+CARD = {"model_id": "dsmnet", "variant": "rain100l", "steps": 7512, "wall_time_s": 8413.8,
+        "device": "Intel(R) Xeon(R) Processor", "device_type": "cpu", "threads": 2,
+        "chunks": [{"steps": 88, "wall_time_s": 248.4, "device": "AMD EPYC", "device_type": "cpu", "threads": 2},
+                   {"steps": 7512, "wall_time_s": 8413.8, "device": "Intel(R) Xeon(R) Processor",
+                    "device_type": "cpu", "threads": 2}],
+        "n_chunks": 2, "total_steps_all_chunks": 7600, "total_wall_time_s": 8662.2,
+        "metrics": {"rain100l_test": {"images": 100, "psnr_y": 36.6976, "ssim_y": 0.9754,
+                                      "command": "derain eval --data ../shared/data/Rain100L_test --models dsmnet"}}}
+BASELINE = {"images": 100.0, "psnr_y": 26.9007, "ssim_y": 0.8384}
+
+
+def test_training_and_score_text_from_a_card():
+    assert report.training_text(CARD) == ("trained 7,600 steps (2 h 24 min in 2 chunks) on CPU "
+                                          "(AMD EPYC, Intel Xeon Processor; 2 threads)")
+    one = {"steps": 128, "wall_time_s": 868.4, "device": "NVIDIA H200", "device_type": "cuda"}
+    assert report.training_text(one) == "trained 128 steps (14 min) on GPU (NVIDIA H200)"
+    assert report.score_text(CARD, BASELINE, (38.27, 0.982, "not stated")) == (
+        "Rain100L test, 100 images: PSNR-Y 36.70 dB, SSIM-Y 0.9754 (the rainy input itself: 26.90 dB, 0.8384); "
+        "the paper reports 38.27 dB, 0.982")
+    assert report.score_text(CARD).endswith("SSIM-Y 0.9754")
+    assert report.score_text(CARD, None, (38.65, 0.99, "RGB")).endswith("38.65 dB, 0.990 on RGB")
+    assert report.score_text({"variant": "rain100l"}) == "not scored on a test set yet"
+    assert [report.duration_text(s) for s in (45, 868.4, 8662.2)] == ["45 s", "14 min", "2 h 24 min"]
+
+
+def test_expectation_reads_the_card_and_the_committed_baseline(monkeypatch, tmp_path):
+    from derain_core import weights as wts
+
+    (tmp_path / "rain100l").mkdir()
+    (tmp_path / "rain100l" / "eval_summary.json").write_text(json.dumps(
+        [{"model": "dsmnet", "psnr_y": 36.7}, {"model": "rainy input", "variant": "-", **BASELINE}]))
+    monkeypatch.setattr(wts, "available_variants", lambda m, d=None: ["rain100l"])
+    monkeypatch.setattr(wts, "read_card", lambda m, v, d=None: CARD)
+    e = report.expectation("dsmnet", None, results_root=tmp_path)
+    assert (e.model_id, e.name, e.variant) == ("dsmnet", "DSM-Net", "rain100l")
+    paper = next(r for r in dc.get_card("dsmnet").paper_results if r.dataset == "Rain100L")
+    assert e.text == (f"{report.training_text(CARD)}; Rain100L test, 100 images: PSNR-Y 36.70 dB, SSIM-Y 0.9754 "
+                      f"(the rainy input itself: 26.90 dB, 0.8384); the paper reports {paper.psnr:.2f} dB, "
+                      f"{paper.ssim:.3f}.")
+    md = report.expectations_markdown([e, report.expectation("dsmnet", "untrained")])
+    assert "- **DSM-Net** (rain100l weights): trained 7,600 steps" in md
+    assert "- **DSM-Net** (untrained): random weights" in md
+    monkeypatch.setattr(wts, "read_card", lambda m, v, d=None: None)
+    assert "no weight card" in report.expectation("dsmnet", "rain100l", tmp_path).text
+
+
+def test_expectations_of_every_shipped_card():
+    pairs = [(m, None) for m in dc.model_ids()]
+    items = report.expectations(pairs)
+    assert [e.model_id for e in items] == list(dc.model_ids())
+    for e in items:
+        card = wts.read_card(e.model_id, e.variant)
+        if card is None:
+            continue
+        assert e.text.startswith("trained ") and "PSNR-Y" in e.text and "SSIM-Y" in e.text, e.text
+        m = card["metrics"][f"{e.variant}_test"]
+        assert report.fmt_value("psnr_y", m["psnr_y"]) in e.text  # read from the card, not written here
+        assert f"{card.get('total_steps_all_chunks', card['steps']):,} steps" in e.text
+        base = dd.input_baseline(e.variant)
+        if base is not None:
+            assert f"the rainy input itself: {report.fmt_value('psnr_y', base['psnr_y'])} dB" in e.text
