@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from . import io
+from . import io, viz
 from .engine import UNTRAINED, ModelResult
 
 # Known metric keys in display order, with their column names (arrows: which way is better).
@@ -273,27 +273,76 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "image"
 
 
-def zip_bytes(results: Sequence[ModelResult], image: io.LoadedImage, gt: io.LoadedImage | None = None,
-              extra: dict[str, Any] | None = None) -> bytes:
-    """A zip with ``input.png``, ``ground_truth.png`` (if given), ``outputs/<model>.png`` for
-    every result, ``metrics.csv`` and ``metrics.json``.
+@dataclass(frozen=True)
+class ZoomCrop:
+    """The zoom of the last click: a ``size``-px crop around ``point`` ((x, y) in pixels of the
+    processed photo) enlarged ``factor`` times, nearest neighbour."""
 
-    PNGs are lossless, 16-bit when the input was, with the input's alpha re-attached.
-    ``extra`` is merged into ``metrics.json`` (e.g. the image name and app settings).
+    point: tuple[float, float]
+    size: int
+    factor: int
+
+
+def zip_name(image_name: str | None) -> str:
+    """The results zip's file name: ``derain_<photo stem>.zip`` (``017.png`` -> ``derain_017.zip``)."""
+    return f"derain_{safe_name(Path(image_name or '').stem)}.zip"
+
+
+def _png(picture: Any) -> bytes:
+    """A picture for the zip: a path to a PNG file is taken as it is, an array is encoded."""
+    if isinstance(picture, (str, Path)):
+        return Path(picture).read_bytes()
+    return io.png_bytes(viz.to_uint8_image(picture))
+
+
+def zip_bytes(results: Sequence[ModelResult], image: io.LoadedImage, gt: io.LoadedImage | None = None,
+              extra: dict[str, Any] | None = None, zoom: ZoomCrop | None = None,
+              maps: Mapping[str, Any] | None = None) -> bytes:
+    """Everything of a run as one zip, all images PNG:
+
+    * ``input.png``, ``ground_truth.png`` (if given), ``outputs/<model>.png`` for every result
+      (lossless, 16-bit when the input was, with the input's alpha re-attached);
+    * ``removed_rain/<model>.png``: input minus output at true scale (:func:`viz.removed_layer`,
+      8-bit, mid-grey = unchanged; ``metrics.json`` states the scale and clipped share per model);
+    * with ``zoom``: ``zoom/strip.png`` (the labelled crops side by side) and ``zoom/<image>.png``
+      for the input, ground truth and every output, each crop enlarged ``zoom.factor`` times;
+    * with ``maps`` (name -> picture as an array or a PNG file's path): ``maps/<name>.png``;
+    * ``metrics.csv`` and ``metrics.json`` (``extra`` merged into it, e.g. app settings).
     """
     bits = 16 if image.bit_depth == 16 else 8
+    png = {"compress_type": zipfile.ZIP_STORED}  # PNG is compressed already
+    removed_notes = {}
     buf = _io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("input.png", io.png_bytes(image.rgb, image.alpha, bits=bits))
+        zf.writestr("input.png", io.png_bytes(image.rgb, image.alpha, bits=bits), **png)
         if gt is not None:
-            zf.writestr("ground_truth.png", io.png_bytes(gt.rgb, gt.alpha, bits=16 if gt.bit_depth == 16 else 8))
+            zf.writestr("ground_truth.png", io.png_bytes(gt.rgb, gt.alpha, bits=16 if gt.bit_depth == 16 else 8),
+                        **png)
         for r in results:
-            zf.writestr(f"outputs/{r.model_id}.png", io.png_bytes(r.output, r.alpha, bits=bits))
+            zf.writestr(f"outputs/{r.model_id}.png", io.png_bytes(r.output, r.alpha, bits=bits), **png)
+        for r in results:
+            layer, removed_notes[r.model_id] = viz.changed_view(image.rgb, r.output, "removed rain")
+            zf.writestr(f"removed_rain/{r.model_id}.png", io.png_bytes(layer), **png)
+        if zoom is not None:
+            pictures = [image.rgb] + ([gt.rgb] if gt is not None else []) + [r.output for r in results]
+            names = ["input"] + (["ground_truth"] if gt is not None else []) + [r.model_id for r in results]
+            labels = ["input"] + (["ground truth"] if gt is not None else []) + [r.label for r in results]
+            crops = viz.synced_crops(pictures, zoom.point, zoom.size, zoom.factor)
+            for name, crop in zip(names, crops):
+                zf.writestr(f"zoom/{name}.png", io.png_bytes(crop), **png)
+            strip = viz.crops_strip(pictures, zoom.point, zoom.size, zoom.factor, labels=labels)
+            zf.writestr("zoom/strip.png", io.png_bytes(strip), **png)
+        for name, picture in (maps or {}).items():
+            zf.writestr(f"maps/{safe_name(name)}.png", _png(picture), **png)
         zf.writestr("metrics.csv", csv_text(results))
         doc = {"image": image.name, "size": [image.width, image.height],
                "ground_truth": gt.name if gt is not None else None, **(extra or {}),
                "metrics_note": METRICS_NOTE,
-               "results": [{k: _json_safe(v) for k, v in result_record(r).items()} for r in results]}
+               "results": [{k: _json_safe(v) for k, v in result_record(r).items()} for r in results],
+               "removed_rain": removed_notes}
+        if zoom is not None:
+            doc["zoom"] = {"point": [float(v) for v in zoom.point], "crop": int(zoom.size), "factor": int(zoom.factor)}
+        if maps:
+            doc["maps"] = [f"maps/{safe_name(name)}.png" for name in maps]
         zf.writestr("metrics.json", json.dumps(doc, indent=2) + "\n")
     return buf.getvalue()
-

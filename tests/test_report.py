@@ -9,10 +9,11 @@ import zipfile
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import derain_core as dc
 from derain_core import dashboard_data as dd
-from derain_core import io, report
+from derain_core import io, report, viz
 from derain_core import weights as wts
 from derain_core.engine import ModelResult
 
@@ -96,10 +97,13 @@ def test_zip_bytes_round_trip(bits):
     data = report.zip_bytes(results, image, gt, extra={"app": "test"})
     with zipfile.ZipFile(_io.BytesIO(data)) as zf:
         assert sorted(zf.namelist()) == ["ground_truth.png", "input.png", "metrics.csv", "metrics.json",
-                                         "outputs/a.png", "outputs/b.png"]
+                                         "outputs/a.png", "outputs/b.png", "removed_rain/a.png", "removed_rain/b.png"]
         back = io.load_image(zf.read("outputs/a.png"))
         doc = json.loads(zf.read("metrics.json"))
         inp = io.load_image(zf.read("input.png"))
+        removed = _png(zf, "removed_rain/b.png")
+    assert np.array_equal(removed, viz.removed_layer(rgb, results[1].output))  # lossless, true scale
+    assert "true scale" in doc["removed_rain"]["b"] and "zoom" not in doc and "maps" not in doc
     assert back.bit_depth == bits and back.alpha is not None
     tol = 0.5 / (65535 if bits == 16 else 255) + 1e-7
     assert np.abs(back.rgb - results[0].output).max() <= tol  # lossless up to quantisation
@@ -107,6 +111,51 @@ def test_zip_bytes_round_trip(bits):
     assert doc["app"] == "test" and doc["size"] == [30, 20] and doc["ground_truth"] == "clean.png"
     assert doc["results"][0]["niqe"] is None  # NaN becomes null in JSON
     assert doc["results"][1]["trained"] is True
+
+
+def _png(zf: zipfile.ZipFile, name: str) -> np.ndarray:
+    """An 8-bit RGB PNG entry as an array (anything else fails)."""
+    with Image.open(_io.BytesIO(zf.read(name))) as im:
+        assert im.format == "PNG" and im.mode == "RGB", (name, im.format, im.mode)
+        return np.asarray(im).copy()
+
+
+def test_zip_holds_crops_maps_and_removed_layers_without_ground_truth(tmp_path):
+    rng = np.random.default_rng(2)
+    rgb = rng.random((20, 30, 3)).astype(np.float32)
+    image = io.LoadedImage(rgb, None, 8, "RGB", "017.png")
+    results = [_result("mfan", NR), _result("dsmnet", NR, trained=True)]
+    drawn = viz.removed_layer(rgb, results[0].output, 4)  # a "map" given as an array
+    saved = tmp_path / "att.png"
+    Image.fromarray(rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)).save(saved)  # and one as a PNG file
+    zoom = report.ZoomCrop((12.0, 7.0), 8, 3)
+    data = report.zip_bytes(results, image, zoom=zoom, maps={"MFAN / stage 1": drawn, "rranet att": saved})
+    with zipfile.ZipFile(_io.BytesIO(data)) as zf:
+        names = set(zf.namelist())
+        assert names == {"input.png", "outputs/mfan.png", "outputs/dsmnet.png", "removed_rain/mfan.png",
+                         "removed_rain/dsmnet.png", "zoom/strip.png", "zoom/input.png", "zoom/mfan.png",
+                         "zoom/dsmnet.png", "maps/MFAN_stage_1.png", "maps/rranet_att.png",
+                         "metrics.csv", "metrics.json"}
+        assert all(n.endswith(".png") for n in names - {"metrics.csv", "metrics.json"})
+        crops = viz.synced_crops([rgb, results[0].output, results[1].output], zoom.point, 8, 3)
+        for name, crop in zip(("input", "mfan", "dsmnet"), crops):
+            assert _png(zf, f"zoom/{name}.png").shape == (24, 24, 3)
+            assert np.array_equal(_png(zf, f"zoom/{name}.png"), crop)
+        assert _png(zf, "zoom/strip.png").shape[1] >= 3 * 24
+        assert np.array_equal(_png(zf, "maps/MFAN_stage_1.png"), drawn)
+        assert zf.read("maps/rranet_att.png") == saved.read_bytes()  # written once, copied as it is
+        assert np.array_equal(_png(zf, "removed_rain/dsmnet.png"), viz.removed_layer(rgb, results[1].output))
+        doc = json.loads(zf.read("metrics.json"))
+    assert doc["ground_truth"] is None
+    assert doc["zoom"] == {"point": [12.0, 7.0], "crop": 8, "factor": 3}
+    assert doc["maps"] == ["maps/MFAN_stage_1.png", "maps/rranet_att.png"]
+    assert set(doc["removed_rain"]) == {"mfan", "dsmnet"}
+
+
+def test_zip_name():
+    assert report.zip_name("017.png") == "derain_017.zip"
+    assert report.zip_name("my photo (1).jpeg") == "derain_my_photo_1.zip"
+    assert report.zip_name(None) == "derain_image.zip"
 
 
 def test_safe_name():
