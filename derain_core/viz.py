@@ -34,7 +34,7 @@ __all__ = ["CMAPS", "CATEGORICAL", "OTHER_COLOUR", "apply_colormap", "heatmap", 
            "to_uint8_image", "map_to_2d", "MapPanel", "map_panels", "panel_colours", "is_spatial",
            "can_overlay", "robust_range", "interior", "render_map", "channel_grid", "crop_window",
            "synced_crops", "mark_point", "crops_strip", "labelled_grid", "group_specs", "SHOW_CHOICES",
-           "AMPLIFIED_GAIN", "removed_layer", "removed_note", "changed_view"]
+           "AMPLIFIED_GAIN", "removed_layer", "removed_note", "changed_view", "show_note"]
 
 # ----------------------------------------------------------------------------- colour maps
 # 33 control points (LUT indices 0, 8, ..., 248, 255 of matplotlib's 256-entry maps) as
@@ -1060,13 +1060,27 @@ def removed_layer(before: Any, after: Any, gain: float = 1) -> np.ndarray:
     return _removed(before, after, gain)[0]
 
 
-def _note(gain: float, clipped: float) -> str:
+def _scale_text(gain: float) -> str:
     head = ("Removed rain, input minus output at true scale (1 grey level per level of difference)"
             if gain == 1 else
             f"Difference amplified x{gain:g} ({gain:g} grey levels per level of difference)")
     return (f"{head}: mid-grey = unchanged, brighter = brightness the model removed (rain), "
             f"darker = brightness it added; differences beyond about ±{127.5 / gain:.0f} levels "
-            f"(of 255) show as white or black ({clipped:.1%} of values).")
+            f"(of 255) show as white or black")
+
+
+def _note(gain: float, clipped: float) -> str:
+    return f"{_scale_text(gain)} ({clipped:.1%} of values)."
+
+
+def show_note(show: str) -> str:
+    """How a :data:`SHOW_CHOICES` view is scaled, for a caption over several outputs (``""`` for
+    ``"output"``; :func:`changed_view` adds each output's clipped share)."""
+    if show == SHOW_OUTPUT:
+        return ""
+    if show not in _SHOW_GAIN:
+        raise ValueError(f"show must be one of {SHOW_CHOICES}, got {show!r}")
+    return _scale_text(_SHOW_GAIN[show]) + "."
 
 
 def removed_note(before: Any, after: Any, gain: float = 1) -> str:
