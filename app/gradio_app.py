@@ -34,7 +34,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script (or on Spaces) without installing the package
@@ -90,6 +90,7 @@ class RunOutputs(NamedTuple):
     insp_group: Any
     maps: Any
     insp_note: Any
+    expect: Any  # how each model's weights were trained and score (from the weight cards)
     state: Any  # a gr.State: the last output, and not part of the HTTP API's answer
 
 
@@ -123,6 +124,9 @@ class RunState:
     folder: Path | None = None  # this run's display PNGs and zip (removed when the session runs again)
     shown_maps: tuple[tuple, compare.MapSet] | None = None  # (cache key, maps) in the inspector
     cancelled: bool = False
+    show: str = viz.SHOW_OUTPUT  # what the grid, the outputs and the slider show (viz.SHOW_CHOICES)
+    zoom: report.ZoomCrop | None = None  # the last click's crops, for the zip
+    viewed_maps: dict[str, str] = field(default_factory=dict)  # map name -> its PNG, for the zip
 
     def result(self, model_id: str | None) -> ModelResult | None:
         return next((r for r in self.results if r.model_id == model_id), None)
@@ -217,8 +221,19 @@ def _shown(scale: float) -> str:
     return "" if scale >= 1.0 else f" (shown at {scale:.0%})"
 
 
+def _view_file(st: RunState, r: ModelResult) -> str:
+    """The display PNG of what ``st.show`` shows of a result (the output, or what it removed), written once."""
+    if st.show == viz.SHOW_OUTPUT:
+        return st.files[r.model_id]
+    key = f"{r.model_id}:{st.show}"
+    if key not in st.files:
+        picture, _ = viz.changed_view(st.upload.image.rgb, r.output, st.show)
+        st.files[key] = _display_png(st.folder, f"{r.model_id}_{st.show}", picture)
+    return st.files[key]
+
+
 def _grid_image(st: RunState) -> Any:
-    """The side-by-side picture: input, ground truth, then every finished output."""
+    """The side-by-side picture: input, ground truth, then every finished output (or what it removed)."""
     def tile(rgb):
         return compare.display_copy(rgb, TILE_MAX_SIDE, TILE_MIN_SIDE)[0]
 
@@ -229,12 +244,13 @@ def _grid_image(st: RunState) -> Any:
         labels.append("ground truth")
         texts.append("")
     for r in st.results:
-        images.append(tile(r.output))
-        labels.append(r.label)
+        images.append(tile(viz.changed_view(up.image.rgb, r.output, st.show)[0]))
+        labels.append(with_view(r.label, st.show))
         texts.append(report.tile_text(r))
     n = len(images)
     cols = n if n <= 3 else -(-n // 2)
-    return viz.labelled_grid(images, labels, texts, cols=cols, font_size=TILE_FONT, caption=up.size_note)
+    caption = "; ".join(t for t in (up.size_note, viz.show_note(st.show)) if t)
+    return viz.labelled_grid(images, labels, texts, cols=cols, font_size=TILE_FONT, caption=caption)
 
 
 def _gallery(st: RunState) -> list[tuple[str, str]]:
@@ -246,7 +262,7 @@ def _gallery(st: RunState) -> list[tuple[str, str]]:
     if up.gt is not None:
         items.append((st.files["gt"], up.caption("ground truth") + note))
     for r in st.results:
-        items.append((st.files[r.model_id], r.caption + note))
+        items.append((_view_file(st, r), with_view(r.caption, st.show) + note))
     return items
 
 
@@ -257,12 +273,38 @@ def _table(st: RunState) -> pd.DataFrame:
 
 def _slider_value(st: RunState, model_id: str | None):
     r = st.result(model_id)
-    return None if r is None else (st.files["input"], st.files[r.model_id])
+    return None if r is None else (st.files["input"], _view_file(st, r))
 
 
 def _slider(st: RunState, model_id: str | None) -> gr.ImageSlider:
-    """The before/after pair, its label saying at what size a downscaled run was processed."""
-    return gr.ImageSlider(value=_slider_value(st, model_id), label=st.upload.caption(SLIDER_LABEL))
+    """The before/after pair, its label saying what the right side shows and at what size a
+    downscaled run was processed."""
+    label = SLIDER_LABEL if st.show == viz.SHOW_OUTPUT else f"Input | {st.show}"
+    return gr.ImageSlider(value=_slider_value(st, model_id), label=st.upload.caption(label))
+
+
+def with_view(label: str, show: str) -> str:
+    """``label`` with the shown view named (``"MFAN · removed rain"``)."""
+    return label if show == viz.SHOW_OUTPUT else f"{label} · {show}"
+
+
+def _expectations(pairs) -> str:
+    """How each model's weights were trained and score (Markdown, read from the weight cards)."""
+    return report.expectations_markdown(report.expectations(pairs))
+
+
+def _write_zip(st: RunState) -> str:
+    """The run's zip as it stands: every output and what it removed, the last zoom and the maps
+    viewed; replaced whole (never half-written) as more is viewed."""
+    up = st.upload
+    data = report.zip_bytes(st.results, up.image, up.gt,
+                            extra={"variant_asked": up.variant or "default", "app": "gradio", **up.size_info()},
+                            zoom=st.zoom, maps=st.viewed_maps)
+    path = st.folder / report.zip_name(up.image.name)
+    part = path.with_suffix(".part")
+    part.write_bytes(data)
+    part.replace(path)
+    return str(path)
 
 
 def _status(st: RunState, running: str | None, started: float) -> str:
@@ -373,7 +415,8 @@ def _run_pages(image: Any, gt: Any, models: list[str] | None, variant: str | Non
     if up.gt is not None:
         files["gt"] = _display_png(folder, "ground_truth", up.gt.rgb)
     disp, disp_scale = compare.display_copy(up.image.rgb, DISPLAY_MAX_SIDE, ZOOM_MIN_SIDE)
-    st = RunState(up, digest, files, disp, disp_scale, folder=folder)
+    st = RunState(up, digest, files, disp, disp_scale, folder=folder,
+                  show=st.show if st is not None else viz.SHOW_OUTPUT)
     with _RUNS_LOCK:
         token = _RUNS.get(run_id)
     started = time.perf_counter()
@@ -393,12 +436,7 @@ def _run_pages(image: Any, gt: Any, models: list[str] | None, variant: str | Non
             slider_model, slider = gr.Dropdown(choices=ids), skip
         zip_path = None if start else skip
         if stage == "end":
-            data = report.zip_bytes(st.results, up.image, up.gt,
-                                    extra={"variant_asked": up.variant or "default", "app": "gradio",
-                                           **up.size_info()})
-            zip_file = folder / f"derain_{report.safe_name(Path(up.image.name).stem)}.zip"
-            zip_file.write_bytes(data)
-            zip_path = str(zip_file)
+            zip_path = _write_zip(st)
         return RunOutputs(
             status=_status(st, running, started),
             grid=_grid_image(st),
@@ -413,6 +451,7 @@ def _run_pages(image: Any, gt: Any, models: list[str] | None, variant: str | Non
             insp_group=gr.Dropdown(choices=[], value=None) if start else skip,
             maps=[] if start else skip,
             insp_note=INSPECT_HINT if start else skip,
+            expect=_expectations((r.model_id, r.variant) for r in st.results) if st.results else skip,
             state=st,
         )
 
@@ -449,6 +488,7 @@ def show_slider(st: RunState | None, model_id: str | None):
 
 def _zoom(st: RunState, factor: int, crop: int) -> ZoomOutputs:
     point = st.point
+    st.zoom = report.ZoomCrop(point, int(crop), int(factor))
     strip = compare.crops(st.upload, st.results, point, crop, int(factor))
     s = st.display_scale
     marked = viz.mark_point(st.display, (point[0] * s, point[1] * s), max(2, round(crop * s)))
@@ -490,7 +530,7 @@ def inspect_model(st: RunState | None, model_id: str | None, group: str | None, 
     st.shown_maps = (key, maps)  # the session holds only the set it shows; the cache is bounded
     groups = list(viz.group_specs(maps.specs, default="other"))
     group = group if group in groups else groups[0]
-    items, note = render_maps(maps, group, show_overlay)
+    items, note = render_maps(maps, group, show_overlay, st)
     return InspectOutputs(insp_group=gr.Dropdown(choices=groups, value=group), maps=items, insp_note=note, state=st)
 
 
@@ -499,23 +539,57 @@ def change_group(st: RunState | None, model_id: str | None, group: str | None, s
     maps = None if st is None else st.maps(model_id)
     if maps is None:
         return gr.skip(), gr.skip()
-    return render_maps(maps, group, show_overlay)
+    return render_maps(maps, group, show_overlay, st)
 
 
-def render_maps(maps: compare.MapSet, group: str | None, show_overlay: bool) -> tuple[list, str]:
-    """The gallery items of one group of maps and the note under it."""
+def _map_png(st: RunState, name: str, draw: Callable[[], np.ndarray]) -> str:
+    """A map picture drawn and written once into the run's folder (Gradio gets the file, not an
+    array), and remembered for the zip."""
+    path = st.viewed_maps.get(name)
+    if path is None or not Path(path).is_file():
+        folder = st.folder / "maps"
+        folder.mkdir(exist_ok=True)
+        path = str(folder / f"{report.safe_name(name)}.png")
+        Image.fromarray(draw()).save(path)
+        st.viewed_maps[name] = path
+    return path
+
+
+def render_maps(maps: compare.MapSet, group: str | None, show_overlay: bool,
+                st: RunState | None = None) -> tuple[list, str]:
+    """The gallery items of one group of maps and the note under it; with ``st``, each map is
+    a PNG file in the run's folder (see :func:`_map_png`)."""
     grouped = viz.group_specs(maps.specs, default="other")
     chosen = grouped.get(group) or next(iter(grouped.values()))
     base = maps.base if show_overlay else None
     items = []
     for spec in chosen:
-        pic = viz.render_map(maps.maps[spec.key], spec, image=base, overlay_alpha=0.55 if show_overlay else None)
-        items.append((pic, maps.caption(spec)))
+        def draw(spec=spec) -> np.ndarray:
+            return viz.render_map(maps.maps[spec.key], spec, image=base, overlay_alpha=0.55 if show_overlay else None)
+
+        name = f"{maps.label} {group} {spec.key}" + (" overlay" if show_overlay else "")
+        items.append((draw() if st is None or st.folder is None else _map_png(st, name, draw), maps.caption(spec)))
     lines = [f"**{maps.label}** · group **{group}** · {len(items)} map(s) · {maps.note}; attention on a fixed "
              "0-1 scale, features and rain layers between the 1st and 99th percentile, indices in categorical "
              "colours (each panel's note gives its actual values)."]
     lines += [f"- **{spec.title}**: {spec.meaning}" for spec in chosen]
     return items, "\n".join(lines)
+
+
+def change_view(st: RunState | None, show: str, model_id: str | None):
+    """Show the outputs, or what each model removed, in the grid, the outputs and the slider."""
+    if st is None:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    st.show = show if show in viz.SHOW_CHOICES else viz.SHOW_OUTPUT
+    slider = _slider(st, model_id) if st.result(model_id) is not None else gr.skip()
+    return _grid_image(st), _gallery(st), slider, st
+
+
+def refresh_zip(st: RunState | None):
+    """Rewrite the zip with the last zoom and the maps viewed so far (after a click or a map)."""
+    if st is None or not st.results or st.folder is None:
+        return gr.skip()
+    return _write_zip(st)
 
 
 def show_estimate(image: Any, models: list[str] | None, full_res: bool) -> str:
@@ -585,11 +659,16 @@ def build() -> gr.Blocks:
                                 examples_per_page=8)
             with gr.Column(scale=3):
                 status = gr.Markdown("Upload a photo and press **Derain**.", elem_id="status")
+                show = gr.Radio(list(viz.SHOW_CHOICES), value=viz.SHOW_OUTPUT, label="Show", elem_id="show",
+                                info="each model's output, or what it removed (input minus output on "
+                                     "mid-grey), true scale or amplified")
                 grid = gr.Image(label="Input and outputs (time and metrics drawn on each tile)",
                                 show_label=False, format="png", interactive=False, elem_id="grid",
                                 buttons=["download", "fullscreen"])
                 table = gr.Dataframe(label="Metrics", interactive=False, elem_id="metrics", wrap=True)
                 gr.Markdown(report.METRICS_NOTE, elem_id="metrics-note")
+                with gr.Accordion(report.EXPECTATIONS_TITLE, open=False, elem_id="expectations-box"):
+                    expect = gr.Markdown(_expectations((m, None) for _, m in model_choices), elem_id="expectations")
                 zip_file = gr.File(label="Download all outputs + metrics (zip)", interactive=False, elem_id="zip",
                                    height=90)
 
@@ -628,7 +707,8 @@ def build() -> gr.Blocks:
 
         ui = {"status": status, "grid": grid, "outputs": outputs, "table": table, "zip": zip_file,
               "slider_model": slider_model, "slider": slider, "zoom_src": zoom_src, "insp_model": insp_model,
-              "crops": crops, "insp_group": insp_group, "maps": maps, "insp_note": insp_note, "state": state}
+              "crops": crops, "insp_group": insp_group, "maps": maps, "insp_note": insp_note, "expect": expect,
+              "state": state}
 
         def named(returns: type[tuple]) -> list:
             """The output components in the order of a handler's named tuple."""
@@ -642,17 +722,21 @@ def build() -> gr.Blocks:
             ctl.change(show_estimate, [inp, models, full_res], estimate_md, concurrency_limit=None,
                        show_progress="hidden", **({"api_name": "estimate"} if i == 0 else {"api_visibility": "private"}))
         slider_model.input(show_slider, [state, slider_model], slider, api_visibility="private")
-        zoom_src.select(zoom_click, [state, factor, crop], [*named(ZoomOutputs), state], api_visibility="private")
-        factor.input(zoom_settings, [state, factor, crop], named(ZoomOutputs), api_visibility="private")
-        crop.release(zoom_settings, [state, factor, crop], named(ZoomOutputs), api_visibility="private")
+        show.input(change_view, [state, show, slider_model], [grid, outputs, slider, state], api_visibility="private")
+        zip_later = {"fn": refresh_zip, "inputs": [state], "outputs": zip_file, "api_visibility": "private",
+                     "show_progress": "hidden"}
+        zoom_src.select(zoom_click, [state, factor, crop], [*named(ZoomOutputs), state],
+                        api_visibility="private").then(**zip_later)
+        factor.input(zoom_settings, [state, factor, crop], named(ZoomOutputs), api_visibility="private").then(**zip_later)
+        crop.release(zoom_settings, [state, factor, crop], named(ZoomOutputs), api_visibility="private").then(**zip_later)
         insp_model.input(inspect_model, [state, insp_model, insp_group, insp_overlay],
                           named(InspectOutputs), api_name="inspect",
                           concurrency_limit=1, concurrency_id="torch").then(
-            overlay_control, [state, insp_model, insp_group], insp_overlay, api_visibility="private")
+            overlay_control, [state, insp_model, insp_group], insp_overlay, api_visibility="private").then(**zip_later)
         insp_group.input(overlay_control, [state, insp_model, insp_group], insp_overlay, api_visibility="private")
         for ctl in (insp_group, insp_overlay):
             ctl.input(change_group, [state, insp_model, insp_group, insp_overlay], [maps, insp_note],
-                       api_visibility="private")
+                       api_visibility="private").then(**zip_later)
     app.queue(default_concurrency_limit=4, max_size=32)
     return app
 

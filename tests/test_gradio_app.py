@@ -279,6 +279,43 @@ def test_handlers_called_directly_zoom_slider_and_maps(images):
     assert items and f"group **{groups[-1]}**" in note
 
 
+def test_what_changed_expectations_and_the_full_zip(images):
+    """Show: what each model removed in the grid, the outputs and the slider; the weight cards'
+    expectations next to the results; the zip growing with the last zoom and the maps viewed."""
+    from types import SimpleNamespace
+
+    import app.gradio_app as ga
+    from derain_core import report
+
+    pages = list(ga.run(str(images["rainy"]), str(images["clean"]), ["dsmnet"], DEFAULT, None))
+    st = pages[-1].state
+    r = st.results[0]
+    assert pages[-1].expect == report.expectations_markdown(report.expectations([("dsmnet", r.variant)]))
+    grid, gallery, _, st = ga.change_view(st, "removed rain", "dsmnet")
+    assert gallery[-1][1].startswith(f"{r.caption} · removed rain")
+    assert np.array_equal(_pixels(gallery[-1][0]), viz.removed_layer(st.upload.image.rgb, r.output))
+    assert ga._slider_value(st, "dsmnet") == (st.files["input"], gallery[-1][0])
+    _, amplified, _, st = ga.change_view(st, "amplified difference", "dsmnet")
+    assert np.array_equal(_pixels(amplified[-1][0]), viz.removed_layer(st.upload.image.rgb, r.output, 4))
+    again = list(ga.run(str(images["rainy"]), None, ["dsmnet"], DEFAULT, st))[-1].state
+    assert again.show == "amplified difference"  # a new run keeps the view
+    _, gallery, _, st = ga.change_view(again, "output", "dsmnet")
+    assert gallery[-1][0] == st.files["dsmnet"]
+
+    ga.zoom_click(st, 3, 8, SimpleNamespace(index=[10, 20]))
+    maps = ga.inspect_model(st, "dsmnet", None, False).maps
+    assert all(Path(path).is_file() for path, _ in maps)  # written once as PNG files
+    path = ga.refresh_zip(st)
+    assert Path(path).name == "derain_rainy.zip"
+    with zipfile.ZipFile(path) as zf:
+        names = set(zf.namelist())
+        assert {"input.png", "outputs/dsmnet.png", "removed_rain/dsmnet.png", "zoom/strip.png",
+                "zoom/input.png", "zoom/dsmnet.png", "metrics.csv", "metrics.json"} <= names
+        assert len([n for n in names if n.startswith("maps/")]) == len(maps)
+        assert np.asarray(Image.open(_io.BytesIO(zf.read("zoom/dsmnet.png")))).shape == (24, 24, 3)
+        assert json.loads(zf.read("metrics.json"))["zoom"]["factor"] == 3
+
+
 def test_examples_index(tmp_path, monkeypatch):
     import app.gradio_app as ga
 
