@@ -289,7 +289,9 @@ def zip_name(image_name: str | None) -> str:
 
 
 def _png(picture: Any) -> bytes:
-    """A picture for the zip: a path to a PNG file is taken as it is, an array is encoded."""
+    """A picture for the zip: PNG bytes or a PNG file's path are taken as they are, an array is encoded."""
+    if isinstance(picture, (bytes, bytearray)):
+        return bytes(picture)
     if isinstance(picture, (str, Path)):
         return Path(picture).read_bytes()
     return io.png_bytes(viz.to_uint8_image(picture))
@@ -306,7 +308,7 @@ def zip_bytes(results: Sequence[ModelResult], image: io.LoadedImage, gt: io.Load
       8-bit, mid-grey = unchanged; ``metrics.json`` states the scale and clipped share per model);
     * with ``zoom``: ``zoom/strip.png`` (the labelled crops side by side) and ``zoom/<image>.png``
       for the input, ground truth and every output, each crop enlarged ``zoom.factor`` times;
-    * with ``maps`` (name -> picture as an array or a PNG file's path): ``maps/<name>.png``;
+    * with ``maps`` (name -> picture: an array, PNG bytes or a PNG file's path): ``maps/<name>.png``;
     * ``metrics.csv`` and ``metrics.json`` (``extra`` merged into it, e.g. app settings).
     """
     bits = 16 if image.bit_depth == 16 else 8

@@ -129,12 +129,14 @@ def test_zip_holds_crops_maps_and_removed_layers_without_ground_truth(tmp_path):
     saved = tmp_path / "att.png"
     Image.fromarray(rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)).save(saved)  # and one as a PNG file
     zoom = report.ZoomCrop((12.0, 7.0), 8, 3)
-    data = report.zip_bytes(results, image, zoom=zoom, maps={"MFAN / stage 1": drawn, "rranet att": saved})
+    encoded = io.png_bytes(drawn)  # and one as PNG bytes
+    data = report.zip_bytes(results, image, zoom=zoom,
+                            maps={"MFAN / stage 1": drawn, "rranet att": saved, "jdnet x": encoded})
     with zipfile.ZipFile(_io.BytesIO(data)) as zf:
         names = set(zf.namelist())
         assert names == {"input.png", "outputs/mfan.png", "outputs/dsmnet.png", "removed_rain/mfan.png",
                          "removed_rain/dsmnet.png", "zoom/strip.png", "zoom/input.png", "zoom/mfan.png",
-                         "zoom/dsmnet.png", "maps/MFAN_stage_1.png", "maps/rranet_att.png",
+                         "zoom/dsmnet.png", "maps/MFAN_stage_1.png", "maps/rranet_att.png", "maps/jdnet_x.png",
                          "metrics.csv", "metrics.json"}
         assert all(n.endswith(".png") for n in names - {"metrics.csv", "metrics.json"})
         crops = viz.synced_crops([rgb, results[0].output, results[1].output], zoom.point, 8, 3)
@@ -144,11 +146,12 @@ def test_zip_holds_crops_maps_and_removed_layers_without_ground_truth(tmp_path):
         assert _png(zf, "zoom/strip.png").shape[1] >= 3 * 24
         assert np.array_equal(_png(zf, "maps/MFAN_stage_1.png"), drawn)
         assert zf.read("maps/rranet_att.png") == saved.read_bytes()  # written once, copied as it is
+        assert zf.read("maps/jdnet_x.png") == encoded
         assert np.array_equal(_png(zf, "removed_rain/dsmnet.png"), viz.removed_layer(rgb, results[1].output))
         doc = json.loads(zf.read("metrics.json"))
     assert doc["ground_truth"] is None
     assert doc["zoom"] == {"point": [12.0, 7.0], "crop": 8, "factor": 3}
-    assert doc["maps"] == ["maps/MFAN_stage_1.png", "maps/rranet_att.png"]
+    assert doc["maps"] == ["maps/MFAN_stage_1.png", "maps/rranet_att.png", "maps/jdnet_x.png"]
     assert set(doc["removed_rain"]) == {"mfan", "dsmnet"}
 
 
