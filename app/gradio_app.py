@@ -245,7 +245,7 @@ def _grid_image(st: RunState) -> Any:
         texts.append("")
     for r in st.results:
         images.append(tile(viz.changed_view(up.image.rgb, r.output, st.show)[0]))
-        labels.append(with_view(r.label, st.show))
+        labels.append(viz.view_label(r.label, st.show))
         texts.append(report.tile_text(r))
     n = len(images)
     cols = n if n <= 3 else -(-n // 2)
@@ -262,7 +262,7 @@ def _gallery(st: RunState) -> list[tuple[str, str]]:
     if up.gt is not None:
         items.append((st.files["gt"], up.caption("ground truth") + note))
     for r in st.results:
-        items.append((_view_file(st, r), with_view(r.caption, st.show) + note))
+        items.append((_view_file(st, r), viz.view_label(r.caption, st.show) + note))
     return items
 
 
@@ -281,11 +281,6 @@ def _slider(st: RunState, model_id: str | None) -> gr.ImageSlider:
     downscaled run was processed."""
     label = SLIDER_LABEL if st.show == viz.SHOW_OUTPUT else f"Input | {st.show}"
     return gr.ImageSlider(value=_slider_value(st, model_id), label=st.upload.caption(label))
-
-
-def with_view(label: str, show: str) -> str:
-    """``label`` with the shown view named (``"MFAN · removed rain"``)."""
-    return label if show == viz.SHOW_OUTPUT else f"{label} · {show}"
 
 
 def _expectations(pairs) -> str:

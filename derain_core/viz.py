@@ -34,7 +34,7 @@ __all__ = ["CMAPS", "CATEGORICAL", "OTHER_COLOUR", "apply_colormap", "heatmap", 
            "to_uint8_image", "map_to_2d", "MapPanel", "map_panels", "panel_colours", "is_spatial",
            "can_overlay", "robust_range", "interior", "render_map", "channel_grid", "crop_window",
            "synced_crops", "mark_point", "crops_strip", "labelled_grid", "group_specs", "SHOW_CHOICES",
-           "AMPLIFIED_GAIN", "removed_layer", "removed_note", "changed_view", "show_note"]
+           "AMPLIFIED_GAIN", "removed_layer", "removed_note", "changed_view", "show_note", "view_label"]
 
 # ----------------------------------------------------------------------------- colour maps
 # 33 control points (LUT indices 0, 8, ..., 248, 255 of matplotlib's 256-entry maps) as
@@ -1086,6 +1086,11 @@ def show_note(show: str) -> str:
 def removed_note(before: Any, after: Any, gain: float = 1) -> str:
     """The caption of :func:`removed_layer`: how it is scaled and how much of it is clipped."""
     return _note(gain, _removed(before, after, gain)[1])
+
+
+def view_label(label: str, show: str) -> str:
+    """``label`` with the view named unless it is the output itself (``"MFAN · removed rain"``)."""
+    return label if show == SHOW_OUTPUT else f"{label} · {show}"
 
 
 def changed_view(before: Any, after: Any, show: str) -> tuple[Any, str]:

@@ -469,6 +469,7 @@ def test_changed_view_switches_between_output_and_differences():
     pic, _ = viz.changed_view(before, after, "amplified difference")
     assert np.array_equal(pic, viz.removed_layer(before, after, viz.AMPLIFIED_GAIN))
     assert viz.SHOW_CHOICES == ("output", "removed rain", "amplified difference")
+    assert viz.view_label("MFAN", "output") == "MFAN" and viz.view_label("MFAN", "removed rain") == "MFAN · removed rain"
     assert viz.show_note("output") == "" and viz.show_note("amplified difference").startswith("Difference amplified x4")
     assert note.startswith(viz.show_note("removed rain")[:-1])  # the same scale, plus this output's clipped share
     with pytest.raises(ValueError):
