@@ -15,7 +15,7 @@ import streamlit as st
 
 from derain_core import compare
 from derain_core import dashboard_data as dd
-from derain_core import report, viz
+from derain_core import io, report, viz
 from derain_core.compare import ModelResult
 from derain_core.io import LoadedImage
 
@@ -203,9 +203,11 @@ def metrics_frame(results: Sequence[ModelResult], input_metrics: dict[str, float
 
 
 def results_grid(img: LoadedImage, gt: LoadedImage | None, results: Sequence[ModelResult],
-                 input_metrics: dict[str, float] | None, cols: int = 3, caption: str | None = None) -> np.ndarray:
-    """Input, ground truth (if any) and every output, labelled, metrics drawn on each tile;
-    ``caption`` (a downscaled run's size note) above the grid."""
+                 input_metrics: dict[str, float] | None, cols: int = 3, caption: str | None = None,
+                 show: str = viz.SHOW_OUTPUT) -> np.ndarray:
+    """Input, ground truth (if any) and every output (or what it removed, for ``show`` in
+    ``viz.SHOW_CHOICES``), labelled, metrics drawn on each tile; ``caption`` (a downscaled run's
+    size note) and the view's scale above the grid."""
     images = [display(img.rgb, 360, 240)]
     labels = ["rainy input"]
     texts = [report.tile_text(metrics=input_metrics)]
@@ -214,7 +216,33 @@ def results_grid(img: LoadedImage, gt: LoadedImage | None, results: Sequence[Mod
         labels.append("ground truth")
         texts.append("")
     for r in results:
-        images.append(display(r.output, 360, 240))
-        labels.append(r.label)
+        images.append(display(viz.changed_view(img.rgb, r.output, show)[0], 360, 240))
+        labels.append(viz.view_label(r.label, show))
         texts.append(report.tile_text(r))
-    return viz.labelled_grid(images, labels, texts, cols=min(cols, len(images)), caption=caption)
+    caption = "; ".join(t for t in (caption, viz.show_note(show)) if t)
+    return viz.labelled_grid(images, labels, texts, cols=min(cols, len(images)), caption=caption or None)
+
+
+# --------------------------------------------------------------------------------------
+# Maps viewed on the Inspect page, for the Compare page's zip
+# --------------------------------------------------------------------------------------
+VIEWED_MAPS_MAX = 24  # PNG pictures kept per session (the most recent)
+
+
+def remember_map(photo_key: str, name: str, picture: np.ndarray) -> None:
+    """Keep a map picture the user looked at (as PNG bytes) for the zip of the same photo;
+    maps of another photo are dropped."""
+    viewed = st.session_state.get("viewed_maps")
+    if viewed is None or viewed[0] != photo_key:
+        viewed = st.session_state["viewed_maps"] = (photo_key, {})
+    maps = viewed[1]
+    maps.pop(name, None)
+    maps[name] = io.png_bytes(viz.to_uint8_image(picture))
+    while len(maps) > VIEWED_MAPS_MAX:
+        maps.pop(next(iter(maps)))
+
+
+def viewed_maps(photo_key: str) -> dict[str, bytes]:
+    """The maps of this photo looked at on the Inspect page (name -> PNG bytes)."""
+    viewed = st.session_state.get("viewed_maps")
+    return dict(viewed[1]) if viewed is not None and viewed[0] == photo_key else {}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -156,6 +157,33 @@ def test_compare_example_without_ground_truth_one_model(env):
     assert len(table) == 2
     assert not any("PSNR" in c for c in table.columns)  # no ground truth: no-reference metrics only
     assert "PIQE ↓" in table.columns
+
+
+def test_compare_what_changed_expectations_zip_and_maps_viewed(env):
+    at = _app()
+    at.selectbox(key="cmp_example").set_value(1).run()
+    at.multiselect(key="cmp_models").set_value(["dsmnet"]).run()
+    at.button(key="cmp_run").click().run()
+    _ok(at)
+    # Expectations from the weight cards, next to the results.
+    assert any("**DSM-Net**" in m.value and ("PSNR-Y" in m.value or "untrained" in m.value) for m in at.markdown)
+    # Show: what the model removed, in the grid and on the before/after's right side.
+    assert at.radio(key="cmp_show").options == ["output", "removed rain", "amplified difference"]
+    captions = lambda: [i.caption for el in at.image for i in el.proto.imgs]  # noqa: E731
+    at.radio(key="cmp_show").set_value("amplified difference").run()
+    _ok(at)
+    assert len(at.image) == 3
+    assert any("amplified difference of DSM-Net right" in c and "Difference amplified x4" in c for c in captions())
+    zip_button = at.get("download_button")[0]
+    assert zip_button.proto.deferred_file_id  # built when clicked
+    # A map looked at on the Inspect page is kept for the zip of the same photo.
+    at.switch_page("views/inspect_maps.py").run()
+    at.selectbox(key="insp_model").set_value("dsmnet").run()
+    _ok(at)
+    photo_key, maps = at.session_state["viewed_maps"]
+    assert maps and all(png.startswith(b"\x89PNG") for png in maps.values())
+    example = io.load_image(dd.load_examples()[1].file)  # the photo the Compare page ran on
+    assert photo_key == hashlib.sha1(np.ascontiguousarray(example.rgb).tobytes()).hexdigest()[:16]
 
 
 def test_compare_bad_upload_is_a_readable_error(env):

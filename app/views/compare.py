@@ -1,6 +1,8 @@
 """Compare page: every model on one image, metrics on each tile, synchronized zoom, before/after."""
 from __future__ import annotations
 
+import functools
+
 import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
@@ -32,6 +34,7 @@ if img is None:
     st.stop()
 
 key = ui.image_key(img, gt)
+photo_key = ui.image_key(img)  # the maps looked at on the Inspect page belong to the photo alone
 if run:
     try:
         upload = compare.prepare(img, gt, models, variant, max_side=ui.max_side(full_res))
@@ -66,9 +69,14 @@ st.subheader("Outputs")
 if note:
     st.info(f"{note.capitalize()}: every output, crop and metric below is at that size. "
             "Turn on *Full resolution* and run again for the photo's own size.")
-ui.show_image(ui.results_grid(img, gt, results, input_metrics, caption=note))
+show = st.radio("Show", viz.SHOW_CHOICES, horizontal=True, key="cmp_show",
+                help="each model's output, or what it removed (input minus output on mid-grey), "
+                     "at true scale or amplified; the before/after below follows")
+ui.show_image(ui.results_grid(img, gt, results, input_metrics, caption=note, show=show))
 st.dataframe(ui.metrics_frame(results, input_metrics), hide_index=True)
 st.caption(report.METRICS_NOTE + " · " + report.run_summary(results))
+with st.expander(report.EXPECTATIONS_TITLE):
+    st.markdown(report.expectations_markdown(report.expectations((r.model_id, r.variant) for r in results)))
 if any(r.tile for r in results):
     st.caption("Large image: the engine tiled it (overlapping tiles with blended seams).")
 
@@ -101,12 +109,19 @@ with b3:
     pos = st.slider("Divider (wipe) or mix (blend), %", 0, 100, 50, key="cmp_ba_pos",
                     help="wipe: the input is left of the line, the output right of it; "
                          "blend: 0 = input only, 100 = output only")
-before, after = ui.display(img.rgb, min_side=320), ui.display(results[pick].output, min_side=320)
-what = (f"input left of the line, {results[pick].label} right" if mode == "wipe"
-        else f"{100 - pos}% input + {pos}% {results[pick].label}")
-ui.show_image(dd.before_after(before, after, pos / 100, mode), caption=upload.caption(what))
+right, view_note = viz.changed_view(img.rgb, results[pick].output, show)
+before, after = ui.display(img.rgb, min_side=320), ui.display(right, min_side=320)
+shown = results[pick].label if show == viz.SHOW_OUTPUT else f"{show} of {results[pick].label}"
+what = (f"input left of the line, {shown} right" if mode == "wipe"
+        else f"{100 - pos}% input + {pos}% {shown}")
+ui.show_image(dd.before_after(before, after, pos / 100, mode),
+              caption=" ".join(t for t in (upload.caption(what) + ".", view_note) if t))
 
 # ---- download ---------------------------------------------------------------------------
-st.download_button("Download outputs and metrics (zip)", report.zip_bytes(results, img, gt, upload.size_info()),
-                   file_name=f"{report.safe_name(img.name)}_derained.zip", mime="application/zip",
-                   key="cmp_zip")
+# Built on click (on another thread): everything it needs is bound now.
+st.download_button("Download outputs, removed rain, crops, maps viewed and metrics (zip)",
+                   functools.partial(report.zip_bytes, results, img, gt, {"app": "streamlit", **upload.size_info()},
+                                     zoom=report.ZoomCrop(point, crop, zoom), maps=ui.viewed_maps(photo_key)),
+                   file_name=report.zip_name(img.name), mime="application/zip", key="cmp_zip",
+                   help="Built when you click: input, ground truth, every output and what it removed, the "
+                        "zoom crops above, the maps you looked at on the Inspect page, metrics as CSV and JSON.")

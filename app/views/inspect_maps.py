@@ -88,6 +88,8 @@ picture = viz.render_map(values, spec, image=maps.base if use_overlay and overla
                          overlay_alpha=alpha if use_overlay and overlay_ok else None,
                          cmap=None if cmap == "auto" else cmap)
 ui.show_image(picture)
+ui.remember_map(ckey[0], f"{result.label} {group} {spec.key}" + (" overlay" if use_overlay and overlay_ok else ""),
+                picture)  # the Compare page's zip of this photo holds the maps looked at
 
 # ---- interactive view: zoom and hover values ------------------------------------------
 st.subheader("Interactive view")
