@@ -664,7 +664,8 @@ def build() -> gr.Blocks:
                 gr.Markdown(report.METRICS_NOTE, elem_id="metrics-note")
                 with gr.Accordion(report.EXPECTATIONS_TITLE, open=False, elem_id="expectations-box"):
                     expect = gr.Markdown(_expectations((m, None) for _, m in model_choices), elem_id="expectations")
-                zip_file = gr.File(label="Download all outputs + metrics (zip)", interactive=False, elem_id="zip",
+                zip_file = gr.File(label="Download (zip): input, outputs, removed rain, crops, maps viewed, metrics",
+                                   interactive=False, elem_id="zip",
                                    height=90)
 
                 gr.Markdown("### Before / after")
