@@ -45,7 +45,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from derain_core import compare, engine, estimate, report, viz  # noqa: E402
+from derain_core import compare, estimate, report, viz  # noqa: E402
 from derain_core import weights as wts  # noqa: E402
 from derain_core.compare import ModelResult  # noqa: E402
 from derain_core.dashboard_data import load_examples  # noqa: E402
@@ -751,7 +751,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     if not ZERO_GPU:  # time one cheap model once, so the estimates follow this machine
-        threading.Thread(target=estimate.calibrate, args=(engine.default_device().type,), daemon=True,
+        threading.Thread(target=compare.calibrate_estimates, daemon=True,
                          name="derain-calibrate").start()
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD)
 

@@ -43,8 +43,8 @@ from .progress import Cancelled, CancelToken, RunProgress, Tracker
 from .registry import list_models, model_ids
 
 __all__ = ["UNTRAINED", "WORKING_MAX_SIDE", "ModelChoice", "model_choices", "variant_choices", "UploadError",
-           "Upload", "load_image", "check_ground_truth", "prepare", "image_size", "Expected", "expected", "Step",
-           "run", "preload", "CancelToken", "Cancelled", "RunProgress", "MapSet", "maps_of", "MapsCache", "MAPS",
+           "calibrate_estimates", "Upload", "load_image", "check_ground_truth", "prepare", "image_size", "Expected",
+           "expected", "Step", "run", "preload", "CancelToken", "Cancelled", "RunProgress", "MapSet", "maps_of", "MapsCache", "MAPS",
            "run_images", "crops", "display_copy", "downscale", "model_label", "use_threads", "ModelResult"]
 
 log = logging.getLogger("derain.compare")
@@ -341,6 +341,14 @@ def run(upload: Upload, metrics: bool = True, device: str | torch.device | None 
             yield Step(model_id, name, result=result)
     finally:
         engine.release_memory()
+
+
+def calibrate_estimates(device: str | torch.device | None = None) -> None:
+    """Time one cheap model on ``device`` (default: the engine's) so :func:`expected` follows this
+    machine (see :func:`derain_core.estimate.calibrate`); slow-ish, meant for a background thread."""
+    from . import estimate
+
+    estimate.calibrate(engine.resolve_device(device).type)
 
 
 def preload(models: Sequence[str] | None = None, device: str | torch.device | None = None) -> list[str]:
