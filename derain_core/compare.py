@@ -44,8 +44,8 @@ from .registry import list_models, model_ids
 
 __all__ = ["UNTRAINED", "WORKING_MAX_SIDE", "ModelChoice", "model_choices", "variant_choices", "UploadError",
            "calibrate_estimates", "Upload", "load_image", "check_ground_truth", "prepare", "image_size", "Expected",
-           "expected", "Step", "run", "preload", "CancelToken", "Cancelled", "RunProgress", "MapSet", "maps_of", "MapsCache", "MAPS",
-           "run_images", "crops", "display_copy", "downscale", "model_label", "use_threads", "ModelResult"]
+           "expected", "Step", "run", "preload", "CancelToken", "Cancelled", "RunProgress", "MapSet", "maps_of",
+           "MapsCache", "MAPS", "run_images", "crops", "display_copy", "downscale", "model_label", "use_threads", "ModelResult"]
 
 log = logging.getLogger("derain.compare")
 
