@@ -105,6 +105,91 @@ def metrics_table(results: Sequence[ModelResult]) -> tuple[list[str], list[list[
     return header, rows
 
 
+# --------------------------------------------------------------------------------------
+# The apps' comparison table: the rainy input's row, best values marked, run details apart
+# --------------------------------------------------------------------------------------
+INPUT_LABEL = "rainy input"
+BEST_NOTE = ("**Bold**: the best value of each column (↑ higher is better, ↓ lower is better); "
+             "the rainy input competes too, so a model that made a score worse shows it.")
+
+
+def higher_is_better(key: str) -> bool | None:
+    """Which way a metric is better, read from its column's arrow: True (↑), False (↓), None (unknown)."""
+    column = METRIC_COLUMNS.get(key, "")
+    return True if column.endswith("↑") else False if column.endswith("↓") else None
+
+
+def best_rows(metrics: Sequence[Mapping[str, float]], keys: Sequence[str]) -> dict[str, set[int]]:
+    """For each of ``keys`` with a known direction (:func:`higher_is_better`), the indices of the
+    rows of ``metrics`` holding the best value as displayed (equal displayed values all count).
+
+    A missing or NaN value never wins; a column gets no mark when fewer than two rows have a
+    value or when every row shows the same value (nothing to choose between).
+    """
+    best: dict[str, set[int]] = {}
+    for k in keys:
+        higher = higher_is_better(k)
+        if higher is None:
+            continue
+        shown = {}
+        for i, m in enumerate(metrics):
+            v = m.get(k)
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                continue
+            shown[i] = float(fmt_value(k, float(v)))  # "inf" parses as inf
+        if len(shown) < 2 or len(set(shown.values())) < 2:
+            continue
+        top = max(shown.values()) if higher else min(shown.values())
+        best[k] = {i for i, v in shown.items() if v == top}
+    return best
+
+
+@dataclass(frozen=True)
+class MetricsTable:
+    """The displayed table: ``header``, ``rows`` of text and the ``best`` cells as (row, column)."""
+
+    header: list[str]
+    rows: list[list[str]]
+    best: frozenset[tuple[int, int]]
+
+
+def results_table(results: Sequence[ModelResult], input_metrics: Mapping[str, float] | None = None
+                  ) -> MetricsTable:
+    """The apps' metrics table: the rainy input's own metrics as the first row (when given, time
+    and weights "-"), then one row per result: model, weights, time and every metric present.
+
+    ``best`` marks the best value of every metric column with a direction (:func:`best_rows`,
+    the input's row included). Device, precision and tiling are not columns: they are one line,
+    :func:`run_details`.
+    """
+    present = {k for r in results for k in r.metrics} | set(input_metrics or {})
+    keys = [k for k in METRIC_COLUMNS if k in present] + sorted(present - set(METRIC_COLUMNS))
+    header = ["Model", "Weights", "Time (s)"] + [METRIC_COLUMNS.get(k, k) for k in keys]
+    rows, values = [], []
+    if input_metrics is not None:
+        rows.append([INPUT_LABEL, "-", "-"] + [fmt_value(k, input_metrics.get(k)) for k in keys])
+        values.append(input_metrics)
+    for r in results:
+        rows.append([r.label, r.variant, f"{r.seconds:.3f}"] + [fmt_value(k, r.metrics.get(k)) for k in keys])
+        values.append(r.metrics)
+    best = frozenset((i, 3 + keys.index(k)) for k, winners in best_rows(values, keys).items() for i in winners)
+    return MetricsTable(header, rows, best)
+
+
+def run_details(results: Sequence[ModelResult]) -> str:
+    """Device, precision and tiling in one line: the value most models share, and the models that
+    differ in brackets (``"cpu · fp32 (MFAN: bf16) · whole image"``); ``""`` without results."""
+    if not results:
+        return ""
+    parts = []
+    for get in (lambda r: r.device, lambda r: r.precision, tiling_text):
+        values = [get(r) for r in results]
+        common = max(values, key=values.count)
+        odd = [f"{r.label}: {v}" for r, v in zip(results, values) if v != common]
+        parts.append(common + (f" ({', '.join(odd)})" if odd else ""))
+    return " · ".join(parts)
+
+
 def csv_text(results: Sequence[ModelResult]) -> str:
     """All results as CSV (one row per model; every metric column present in any result)."""
     keys = metric_keys(results)

@@ -69,6 +69,49 @@ def test_metrics_table_columns_follow_the_metrics():
     assert not any("PSNR" in h for h in header)
 
 
+def test_higher_is_better_follows_the_column_arrows():
+    assert report.higher_is_better("psnr_y") is True and report.higher_is_better("ssim_rgb") is True
+    assert report.higher_is_better("niqe") is False and report.higher_is_better("delta_e") is False
+    assert report.higher_is_better("zeta") is None
+
+
+def test_best_rows_one_rule_per_direction():
+    rows = [{"psnr_y": 20.0, "niqe": 5.0, "zeta": 1.0}, {"psnr_y": 25.0, "niqe": 6.0},
+            {"psnr_y": 25.001, "niqe": math.nan}, {"psnr_y": math.inf}]
+    best = report.best_rows(rows, ["psnr_y", "niqe", "zeta"])
+    assert best == {"psnr_y": {3}, "niqe": {0}}  # inf wins a higher-is-better column; NaN never wins
+    tied = report.best_rows(rows[:3], ["psnr_y"])
+    assert tied == {"psnr_y": {1, 2}}  # equal as displayed (25.00): both marked
+    assert report.best_rows([{"piqe": 3.0}], ["piqe"]) == {}  # one value: nothing to compare
+    assert report.best_rows([{"piqe": 3.0}, {"piqe": 3.0}], ["piqe"]) == {}  # all equal: no mark
+
+
+def test_results_table_input_row_best_cells_and_no_device_columns():
+    a = _result("a", {**FR, "psnr_y": 33.0, "piqe": 50.0}, trained=True)
+    b = _result("b", {**FR, "niqe": 4.0}, precision="bf16", tile=512)
+    table = report.results_table([a, b], {"psnr_y": 25.0, "ssim_y": 0.95, "niqe": 6.0, "piqe": 30.0})
+    assert table.header[:3] == ["Model", "Weights", "Time (s)"]
+    assert not {"Device", "Precision", "Tiling"} & set(table.header)
+    assert table.rows[0][:3] == [report.INPUT_LABEL, "-", "-"]
+    assert [r[0] for r in table.rows] == [report.INPUT_LABEL, "A", "B (untrained)"]
+    col = table.header.index
+    assert (1, col("PSNR Y (dB) ↑")) in table.best and (0, col("PSNR Y (dB) ↑")) not in table.best
+    assert (0, col("SSIM Y ↑")) in table.best  # the rainy input can be the best
+    assert (0, col("PIQE ↓")) in table.best and (2, col("NIQE ↓")) in table.best
+    assert (0, col("PSNR RGB (dB) ↑")) not in table.best  # the input's missing value
+    assert all(c >= 3 for _, c in table.best)  # model, weights and time are never marked
+    assert report.results_table([a]).rows[0][0] == "A"  # without the input's metrics: models only
+    assert report.results_table([], {"piqe": 30.0}).rows == [[report.INPUT_LABEL, "-", "-", "30.0"]]
+
+
+def test_run_details_names_the_models_that_differ():
+    a, b, c = _result("a"), _result("b", precision="bf16"), _result("c", tile=512)
+    assert report.run_details([a, c]) == "cpu · fp32 · whole image (C (untrained): tiles of 512 px)"
+    assert report.run_details([a, b, c]) == ("cpu · fp32 (B (untrained): bf16) · "
+                                             "whole image (C (untrained): tiles of 512 px)")
+    assert report.run_details([]) == ""
+
+
 def test_csv_text_has_one_row_per_model():
     text = report.csv_text([_result("a", FR), _result("b", NR, tile=256)])
     rows = list(csv.DictReader(_io.StringIO(text)))
