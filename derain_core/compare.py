@@ -43,9 +43,10 @@ from .progress import Cancelled, CancelToken, RunProgress, Tracker
 from .registry import list_models, model_ids
 
 __all__ = ["UNTRAINED", "WORKING_MAX_SIDE", "ModelChoice", "model_choices", "variant_choices", "UploadError",
-           "calibrate_estimates", "Upload", "load_image", "check_ground_truth", "prepare", "image_size", "Expected",
-           "expected", "Step", "run", "preload", "CancelToken", "Cancelled", "RunProgress", "MapSet", "maps_of",
-           "MapsCache", "MAPS", "run_images", "crops", "display_copy", "downscale", "model_label", "use_threads", "ModelResult"]
+           "calibrate_estimates", "Upload", "load_image", "check_ground_truth", "upload_problem", "size_problem",
+           "prepare", "image_size", "Expected", "expected", "Step", "run", "preload", "CancelToken", "Cancelled",
+           "RunProgress", "MapSet", "maps_of", "MapsCache", "MAPS", "run_images", "crops", "crop_images",
+           "display_copy", "downscale", "model_label", "use_threads", "ModelResult"]
 
 log = logging.getLogger("derain.compare")
 
@@ -125,6 +126,29 @@ def check_ground_truth(image: LoadedImage, gt: LoadedImage | None) -> None:
     if gt is not None and gt.rgb.shape != image.rgb.shape:
         raise UploadError(f"The ground truth is {gt.width}×{gt.height} but the photo is "
                           f"{image.width}×{image.height}; they must be the same size.", title="Size mismatch")
+
+
+def upload_problem(src: Any, what: str = "photo") -> str | None:
+    """The plain-language problem with a file the moment it arrives, before any run: the
+    :class:`UploadError` sentence :func:`load_image` would give, or ``None`` when it decodes
+    (an absent file is no problem here)."""
+    if src is None or (isinstance(src, str) and not src):
+        return None
+    try:
+        load_image(src, what)
+    except UploadError as exc:
+        return str(exc)
+    return None
+
+
+def size_problem(image: Any, gt: Any) -> str | None:
+    """The :func:`check_ground_truth` sentence for a photo and ground truth of different sizes,
+    from their headers only; ``None`` when they match or either is absent or unreadable."""
+    size, gt_size = image_size(image), image_size(gt)
+    if size is None or gt_size is None or size == gt_size:
+        return None
+    return (f"The ground truth is {gt_size[0]}×{gt_size[1]} but the photo is {size[0]}×{size[1]}; "
+            "they must be the same size.")
 
 
 def size_note(processed: tuple[int, int], original: tuple[int, int]) -> str:
@@ -485,3 +509,13 @@ def crops(upload: Upload, results: Sequence[ModelResult], point: tuple[float, fl
 
     images, labels = run_images(upload, results)
     return viz.crops_strip(images, point, crop, zoom=int(zoom), labels=labels, caption=upload.size_note)
+
+
+def crop_images(upload: Upload, results: Sequence[ModelResult], point: tuple[float, float], crop: int,
+                zoom: int) -> list[tuple[str, np.ndarray]]:
+    """The crops of :func:`crops` one by one, unlabelled, as (label, uint8 picture): each exactly
+    ``crop * zoom`` pixels (nearest neighbour), for an app that shows them at their own size."""
+    from . import viz
+
+    images, labels = run_images(upload, results)
+    return list(zip(labels, viz.synced_crops(images, point, crop, zoom=int(zoom))))

@@ -147,9 +147,10 @@ def _decode_errors(name: str) -> Iterator[None]:
     except Image.DecompressionBombError as exc:
         raise ImageLoadError(f"image too large: {name} refused as a decompression bomb ({exc})") from None
     except UnidentifiedImageError:
-        raise ImageLoadError(f"not an image: {name} is not in a format Pillow can read") from None
+        raise ImageLoadError(f"not an image: {name} is not a picture file that can be opened "
+                             "(use a PNG, JPEG, WebP, BMP or TIFF photo)") from None
     except (OSError, SyntaxError, EOFError, ValueError, struct.error, zlib.error, IndexError) as exc:
-        raise ImageLoadError(f"truncated or corrupt image: {name} ({type(exc).__name__}: {exc})") from None
+        raise ImageLoadError(f"truncated or corrupt image: {name} could not be read to the end ({exc})") from None
 
 
 def _from_pil(im: Image.Image, name: str) -> LoadedImage:

@@ -40,6 +40,26 @@ def test_prepare_checks_everything_once(tmp_path):
         assert err.value.title == title
 
 
+def test_upload_checked_the_moment_it_arrives(tmp_path):
+    """The apps' check on arrival: the same sentences as a run, in plain words, before any run."""
+    from PIL import Image
+
+    (tmp_path / "notes.png").write_text("this is a text file, not a picture\n")
+    Image.new("RGB", (40, 32)).save(tmp_path / "a.png")
+    Image.new("RGB", (40, 20)).save(tmp_path / "small.png")
+    bad = compare.upload_problem(str(tmp_path / "notes.png"))
+    assert bad.startswith("Could not read the photo") and "notes.png" in bad and "not an image" in bad
+    assert "Pillow" not in bad and "PIL" not in bad
+    assert compare.upload_problem(str(tmp_path / "notes.png"), "ground truth").startswith(
+        "Could not read the ground truth")
+    assert compare.upload_problem(str(tmp_path / "a.png")) is None and compare.upload_problem(None) is None
+    assert compare.size_problem(str(tmp_path / "a.png"), str(tmp_path / "small.png")) == (
+        "The ground truth is 40×20 but the photo is 40×32; they must be the same size.")
+    assert compare.size_problem(str(tmp_path / "a.png"), str(tmp_path / "a.png")) is None
+    assert compare.size_problem(str(tmp_path / "a.png"), None) is None
+    assert compare.size_problem(str(tmp_path / "notes.png"), str(tmp_path / "a.png")) is None
+
+
 def test_run_streams_one_step_per_model_with_variant_fallback(tmp_path, monkeypatch):
     from derain_core import weights as wts
 
@@ -63,6 +83,17 @@ def test_a_failing_model_is_a_step_not_a_crash(monkeypatch):
     monkeypatch.setattr(engine, "derain_one", broken)
     (step,) = compare.run(compare.prepare(_photo(), None, ["mfan"]))
     assert step.result is None and step.error == "MFAN failed: out of memory"
+
+
+def test_crop_images_are_the_strips_crops_at_the_exact_factor():
+    rgb = _photo(64, 48)
+    up = compare.prepare(rgb, rgb, ["dsmnet"], compare.UNTRAINED)
+    results = [s.result for s in compare.run(up, metrics=False)]
+    crops = compare.crop_images(up, results, (20.0, 30.0), 8, 3)
+    assert [label for label, _ in crops] == ["input", "ground truth", results[0].label]
+    assert all(c.shape == (24, 24, 3) and c.dtype == np.uint8 for _, c in crops)
+    first = crops[0][1]
+    assert np.array_equal(first, np.repeat(np.repeat(first[::3, ::3], 3, 0), 3, 1))  # nearest neighbour
 
 
 def test_maps_of_a_result_and_the_overlay_base(monkeypatch):
