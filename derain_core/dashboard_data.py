@@ -3,7 +3,9 @@
 * the bundled examples (``assets/examples/index.json``), tolerant of a missing index;
 * the committed evaluation results (``results/``, or ``DERAIN_RESULTS_DIR``) as tidy rows;
 * the papers' own numbers and parameter counts from the model cards;
-* a before/after composite (wipe or blend) and click mapping for the comparison view;
+* a before/after composite (wipe or blend), a browser-side before/after slider (HTML) and
+  click mapping for the comparison view;
+* one colour per model for every chart, readable column names, the benchmark machine in words;
 * the robustness curve of the Rain lab: PSNR of every model against synthetic rain density.
 """
 from __future__ import annotations
@@ -240,39 +242,173 @@ def load_bench(root: str | Path | None = None) -> dict[str, Any] | None:
     return data
 
 
-def benchmark_rows(summary: Sequence[dict], per_image: Sequence[dict],
-                   bench: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Summary rows joined with runtime: mean seconds per image from the per-image CSV
-    (same model and variant), else the fast-path seconds of ``bench_cpu.json`` (largest size).
+BENCH_SIZE = "481x321"  # Rain100L's image size: the runtime the Benchmark page quotes
 
-    Adds ``seconds`` and ``seconds_source`` ("eval" / "bench" / None) to copies of the rows.
-    """
-    per: dict[tuple[str, str], list[float]] = {}
-    for r in per_image:
-        s = r.get("seconds")
-        if isinstance(s, float) and math.isfinite(s):
-            per.setdefault((r["model"], r["variant"]), []).append(s)
-    bench_s: dict[str, tuple[int, float]] = {}
+
+def _bench_pixels(size: Any) -> int | None:
+    try:
+        w, h = (int(v) for v in str(size).lower().split("x"))
+    except ValueError:
+        return None
+    return w * h
+
+
+def bench_seconds(bench: dict[str, Any] | None, size: str = BENCH_SIZE) -> dict[str, tuple[str, float]]:
+    """``{model_id: (size, fast-path seconds)}`` from ``bench_cpu.json``: for each model the
+    measured size closest (in pixels) to ``size``."""
+    target = _bench_pixels(size) or 0
+    best: dict[str, tuple[int, str, float]] = {}
     for r in (bench or {}).get("rows", []):
+        pixels = _bench_pixels(r.get("size", ""))
         try:
-            w, h = (int(v) for v in str(r.get("size", "0x0")).lower().split("x"))
-            pixels, fast = w * h, float(r["fast_s"])
-        except (ValueError, KeyError, TypeError):
+            fast = float(r["fast_s"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if pixels is None or not math.isfinite(fast):
             continue
         mid = str(r.get("model_id"))
-        if mid not in bench_s or pixels > bench_s[mid][0]:
-            bench_s[mid] = (pixels, fast)
+        if mid not in best or abs(pixels - target) < best[mid][0]:
+            best[mid] = (abs(pixels - target), str(r["size"]), fast)
+    return {m: (size_, s_) for m, (_, size_, s_) in best.items()}
+
+
+def benchmark_rows(summary: Sequence[dict], per_image: Sequence[dict] | None,
+                   bench: dict[str, Any] | None, size: str = BENCH_SIZE) -> list[dict[str, Any]]:
+    """Summary rows joined with one runtime source: the fast-path seconds per image of
+    ``bench_cpu.json`` at the measured size closest to ``size`` (Rain100L's 481x321).
+
+    Adds ``seconds`` and ``seconds_source`` (``"bench_cpu.json, fast path, 481x321"``, or None
+    when the model was not benchmarked) to copies of the rows. The evaluation's own per-image
+    times (``per_image``, taken on whatever machine ran the evaluation, with its first-image
+    warm-up) are not used: one page, one runtime per model. ``per_image`` is accepted for
+    callers of the older signature and ignored.
+    """
+    timed = bench_seconds(bench, size)
     out = []
     for r in summary:
         row = dict(r)
-        key = (r["model"], r["variant"])
-        if key in per:
-            row["seconds"], row["seconds_source"] = float(np.mean(per[key])), "eval"
-        elif r["model"] in bench_s:
-            row["seconds"], row["seconds_source"] = bench_s[r["model"]][1], "bench"
+        if r["model"] in timed:
+            at, secs = timed[r["model"]]
+            row["seconds"], row["seconds_source"] = secs, f"bench_cpu.json, fast path, {at}"
         else:
             row["seconds"], row["seconds_source"] = None, None
         out.append(row)
+    return out
+
+
+RECHECK_SUFFIX = "_recheck"
+
+
+def split_rechecks(rows: Sequence[dict]) -> tuple[list[dict], list[dict]]:
+    """Rows of ``<name>_recheck`` results folders (a re-measurement of ``<name>``'s test set
+    with a newer fast path) apart from the others, so a chart does not show them twice."""
+    main = [r for r in rows if not str(r.get("source", "")).endswith(RECHECK_SUFFIX)]
+    return main, [r for r in rows if str(r.get("source", "")).endswith(RECHECK_SUFFIX)]
+
+
+def recheck_note(rows: Sequence[dict], rechecks: Sequence[dict], key: str = "psnr_y") -> str:
+    """One sentence on the re-check folders: what each one re-measured and how it compares."""
+    parts = []
+    by = {(r["model"], r["source"]): r for r in rows}
+    for src in dict.fromkeys(r["source"] for r in rechecks):
+        first = src.removesuffix(RECHECK_SUFFIX)
+        pairs = []
+        for r in (r for r in rechecks if r["source"] == src and r["model"] != BASELINE):
+            before = by.get((r["model"], first), {}).get(key)
+            now = r.get(key)
+            if isinstance(now, float):
+                pairs.append(f"{r['label']} {now:.2f}" + (f" (was {before:.2f})" if isinstance(before, float) else ""))
+        if pairs:
+            parts.append(f"results/{src} re-measures {first}'s test set with the current fast path and is left "
+                         f"out of the charts; {COLUMN_NAMES.get(key, key)}: " + ", ".join(pairs) + ".")
+    return " ".join(parts)
+
+
+COLUMN_NAMES: dict[str, str] = {
+    "label": "Model", "model": "Model id", "name": "Model", "variant": "Weights", "source": "Results folder",
+    "images": "Images", "psnr_rgb": "PSNR RGB (dB)", "ssim_rgb": "SSIM RGB", "psnr_y": "PSNR Y (dB)",
+    "ssim_y": "SSIM Y", "seconds": "Seconds per image", "seconds_source": "Runtime from",
+    "params": "Parameters (M)", "params_m": "Parameters (M)", "paper": "Paper", "weights": "Shipped weights",
+    "predicts": "Predicts", "dataset": "Test set", "psnr": "PSNR (dB)", "ssim": "SSIM",
+    "colour_space": "Colour space", "note": "Note", "model_id": "Model id", "size": "Image size",
+    "fast_s": "Fast path (s)", "reference_s": "Reference path (s)", "speedup": "Speed-up",
+    "macs_g": "GMACs", "gflops": "GFLOP/s", "peak_mb": "Peak memory (MB)", "device": "Device",
+    "precision": "Precision", "psnr_vs_reference": "PSNR vs reference path (dB)",
+}
+
+
+def readable_columns(columns: Sequence[str]) -> dict[str, str]:
+    """``{column: readable name}`` for a table (unknown names: underscores to spaces, capitalised)."""
+    return {c: COLUMN_NAMES.get(c, str(c).replace("_", " ").capitalize()) for c in columns}
+
+
+def machine_text(bench: dict[str, Any] | None) -> str:
+    """The benchmark machine in words: ``"AMD EPYC CPU, 2 threads, PyTorch 2.13.0+cpu; measured
+    matrix-multiply peak 377 GFLOP/s fp32, 718 GFLOP/s bf16"``."""
+    if not bench:
+        return "not recorded"
+    m = bench.get("machine")
+    if isinstance(m, dict):
+        parts = []
+        if m.get("cpu"):
+            parts.append(f"{m['cpu']} CPU")
+        if m.get("gpu"):
+            parts.append(f"{m['gpu']} GPU")
+        if m.get("threads"):
+            parts.append(f"{m['threads']} thread{'s' if int(m['threads']) != 1 else ''}")
+        if m.get("torch"):
+            parts.append(f"PyTorch {m['torch']}")
+        text = ", ".join(parts) or "not recorded"
+    else:
+        text = str(m) if m else "not recorded"
+    peaks = [f"{float(bench[k]):.0f} GFLOP/s {k.rsplit('_', 1)[1]}" for k in
+             ("matmul_peak_gflops_fp32", "matmul_peak_gflops_bf16") if isinstance(bench.get(k), (int, float))]
+    return text + ("; measured matrix-multiply peak " + ", ".join(peaks) if peaks else "")
+
+
+# --------------------------------------------------------------------------------------
+# One colour per model, for every chart
+# --------------------------------------------------------------------------------------
+# Okabe-Ito colours (distinguishable with the common colour-vision deficiencies), in the
+# registry's order; the rainy input is grey.
+MODEL_COLOURS: dict[str, str] = {"msamnet": "#0072B2", "dsmnet": "#D55E00", "mfan": "#009E73",
+                                 "rranet": "#CC79A7", "jdnet": "#E69F00", BASELINE: "#7F7F7F"}
+_SPARE_COLOURS = ("#56B4E9", "#8C564B", "#000000", "#F0E442", "#17BECF")
+
+
+def model_colour(model_id: str) -> str:
+    """The colour of a model in every chart (a further registered model gets a spare colour)."""
+    if model_id in MODEL_COLOURS:
+        return MODEL_COLOURS[model_id]
+    ids = [c.id for c in list_models() if c.id not in MODEL_COLOURS]
+    i = ids.index(model_id) if model_id in ids else sum(map(ord, model_id))
+    return _SPARE_COLOURS[i % len(_SPARE_COLOURS)]
+
+
+def label_colours(rows: Sequence[dict]) -> dict[str, str]:
+    """``{label: colour}`` for rows with ``model`` and ``label`` (a plotly ``color_discrete_map``):
+    a model's colour whatever its weights (an untrained label too)."""
+    return {r["label"]: model_colour(r["model"]) for r in rows if "label" in r and "model" in r}
+
+
+# --------------------------------------------------------------------------------------
+# The papers' numbers, grouped by test set
+# --------------------------------------------------------------------------------------
+PAPER_SYMBOLS = ("circle-open", "square-open", "diamond-open", "triangle-up-open", "triangle-down-open",
+                 "star-open", "hexagon-open", "pentagon-open", "cross-open", "x-open", "hourglass-open")
+
+
+def paper_groups(papers: Sequence[dict]) -> list[tuple[str, str, str, list[dict]]]:
+    """The papers' rows grouped by (test set, colour space), each with a legend name and a
+    marker symbol of its test set: ``[(name, dataset, symbol, rows), ...]``, test sets in first-seen order."""
+    datasets = list(dict.fromkeys(r["dataset"] for r in papers))
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in papers:
+        groups.setdefault((r["dataset"], r.get("colour_space") or "not stated"), []).append(r)
+    out = []
+    for (ds, cs), rows in sorted(groups.items(), key=lambda g: datasets.index(g[0][0])):
+        space = "colour space not stated" if cs == "not stated" else f"{cs}"
+        out.append((f"paper · {ds} · {space}", ds, PAPER_SYMBOLS[datasets.index(ds) % len(PAPER_SYMBOLS)], rows))
     return out
 
 
@@ -322,6 +458,107 @@ def before_after(before: Any, after: Any, position: float = 0.5, mode: str = "wi
     else:
         raise ValueError(f"mode must be 'wipe' or 'blend', got {mode!r}")
     return np.round(np.clip(out, 0, 1) * 255).astype(np.uint8)
+
+
+def png_data_url(img: Any) -> str:
+    """A lossless PNG ``data:`` URL of an image (float [0, 1] or uint8 ``H x W x 3``)."""
+    import base64
+
+    from . import io
+
+    return "data:image/png;base64," + base64.b64encode(io.png_bytes(_to_float(img))).decode("ascii")
+
+
+_SLIDER_CSS = """
+body{margin:0;font-family:"Source Sans Pro","Source Sans 3",sans-serif;color:#31333f;background:transparent}
+.ba{position:relative;width:100%;user-select:none;-webkit-user-select:none;touch-action:pan-y;
+ cursor:ew-resize;line-height:0;outline:none}
+.ba img{display:block;width:100%;height:auto;pointer-events:none}
+.ba img.before{position:absolute;left:0;top:0}
+.ba .line{position:absolute;top:0;bottom:0;width:2px;margin-left:-1px;background:#fff;
+ box-shadow:0 0 0 1px rgba(0,0,0,.55);pointer-events:none}
+.ba .knob{position:absolute;top:50%;width:30px;height:30px;margin:-15px 0 0 -15px;border-radius:50%;
+ background:#fff;border:2px solid #31333f;box-sizing:border-box;pointer-events:none}
+.ba .knob::before{content:"\\2194";display:block;text-align:center;line-height:26px;font-size:16px;color:#31333f}
+.tag{position:absolute;top:6px;padding:2px 7px;background:rgba(0,0,0,.62);color:#fff;font-size:13px;
+ line-height:1.35;border-radius:3px;max-width:45%;overflow-wrap:anywhere;pointer-events:none}
+.tag.left{left:6px}.tag.right{right:6px}
+.controls{display:flex;flex-wrap:wrap;gap:6px 14px;align-items:center;margin:8px 0 2px;font-size:14px;line-height:1.4}
+.controls input[type=range]{flex:1 1 160px;min-width:120px}
+"""
+
+_SLIDER_JS = """
+(function(){
+ const box=document.getElementById("ba"), before=box.querySelector("img.before"),
+  line=box.querySelector(".line"), knob=box.querySelector(".knob"),
+  range=document.getElementById("ba-pos"), value=document.getElementById("ba-value");
+ let mode=box.dataset.mode, pos=parseFloat(box.dataset.pos), drag=false;
+ function draw(){
+  box.dataset.pos=pos.toFixed(1); box.dataset.mode=mode; range.value=pos;
+  if(mode==="wipe"){
+   before.style.opacity=1; before.style.clipPath="inset(0 "+(100-pos)+"% 0 0)";
+   line.style.display=knob.style.display="block"; line.style.left=knob.style.left=pos+"%";
+   value.textContent="divider at "+Math.round(pos)+"%";
+  } else {
+   before.style.clipPath="none"; before.style.opacity=1-pos/100;
+   line.style.display=knob.style.display="none";
+   value.textContent=Math.round(100-pos)+"% input, "+Math.round(pos)+"% right image";
+  }
+ }
+ function at(e){const r=box.getBoundingClientRect();
+  pos=Math.min(100,Math.max(0,(e.clientX-r.left)/r.width*100)); draw();}
+ box.addEventListener("pointerdown",e=>{drag=true;box.setPointerCapture(e.pointerId);at(e);e.preventDefault();});
+ box.addEventListener("pointermove",e=>{if(drag)at(e);});
+ box.addEventListener("pointerup",()=>{drag=false;});
+ box.addEventListener("pointercancel",()=>{drag=false;});
+ box.addEventListener("keydown",e=>{const d=e.key==="ArrowLeft"?-2:e.key==="ArrowRight"?2:0;
+  if(d){pos=Math.min(100,Math.max(0,pos+d));draw();e.preventDefault();}});
+ range.addEventListener("input",()=>{pos=parseFloat(range.value);draw();});
+ document.querySelectorAll("input[name=ba-mode]").forEach(r=>r.addEventListener("change",()=>{
+  if(r.checked){mode=r.value;draw();}}));
+ draw();
+})();
+"""
+
+
+def before_after_html(before: Any, after: Any, before_label: str = "input", after_label: str = "output",
+                      position: float = 0.5, mode: str = "wipe") -> str:
+    """A before/after slider that runs in the browser: a self-contained HTML page with both
+    images embedded as lossless PNG ``data:`` URLs and a few lines of JavaScript, so dragging
+    the divider (or the range input, or the arrow keys) and switching between wipe and blend
+    never goes back to the server. ``before`` and ``after`` must have the same size; they are
+    shown at most at their own width (narrower screens: scaled to the width).
+
+    ``mode="wipe"``: ``before`` left of the divider at ``position`` (0..1 of the width);
+    ``"blend"``: ``before`` faded over ``after`` (``position`` 1 = ``after`` only).
+    """
+    import html as _html
+
+    a, b = _to_float(before), _to_float(after)
+    if a.shape != b.shape or a.ndim != 3:
+        raise ValueError(f"images must have the same HxWx3 shape, got {a.shape} and {b.shape}")
+    if mode not in ("wipe", "blend"):
+        raise ValueError(f"mode must be 'wipe' or 'blend', got {mode!r}")
+    h, w = a.shape[:2]
+    pos = 100.0 * float(np.clip(position, 0.0, 1.0))
+    left, right = _html.escape(before_label), _html.escape(after_label)
+    checked = {m: " checked" if m == mode else "" for m in ("wipe", "blend")}
+    return (
+        f'<!doctype html><html><head><meta charset="utf-8"><style>{_SLIDER_CSS}</style></head><body>'
+        f'<div style="max-width:{w}px">'
+        f'<div class="ba" id="ba" data-pos="{pos:.1f}" data-mode="{mode}" tabindex="0" role="slider" '
+        f'aria-label="Before/after divider: {left} left, {right} right" aria-valuemin="0" aria-valuemax="100" '
+        f'style="aspect-ratio:{w}/{h}">'
+        f'<img class="after" alt="{right}" width="{w}" height="{h}" src="{png_data_url(b)}">'
+        f'<img class="before" alt="{left}" width="{w}" height="{h}" src="{png_data_url(a)}">'
+        f'<div class="line"></div><div class="knob"></div>'
+        f'<span class="tag left">{left}</span><span class="tag right">{right}</span></div>'
+        f'<div class="controls">'
+        f'<label><input type="radio" name="ba-mode" value="wipe"{checked["wipe"]}> wipe</label>'
+        f'<label><input type="radio" name="ba-mode" value="blend"{checked["blend"]}> blend</label>'
+        f'<input type="range" id="ba-pos" min="0" max="100" step="0.5" value="{pos:.1f}" '
+        f'aria-label="Divider position or mix, %"><span id="ba-value"></span></div></div>'
+        f"<script>{_SLIDER_JS}</script></body></html>")
 
 
 def plotly_colorscale(cmap: str, n: int = 32) -> list[list[Any]]:
