@@ -7,7 +7,7 @@ widgets and keeps results in ``st.session_state`` between reruns.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -36,12 +36,15 @@ def variant_choices() -> list[str]:
 
 
 def model_picker(key: str, multi: bool = True, default: Sequence[str] | None = None) -> Any:
-    """Models to run (ids). Untrained models are marked as such in the labels."""
+    """Models to run (ids). Untrained models are marked as such in the labels. Single choice:
+    ``default[0]`` when given, else the first model."""
     names = {m.id: m.label for m in compare.model_choices()}
     if multi:
         return st.multiselect("Models", list(names), default=list(default or names),
                               format_func=names.get, key=key)
-    return st.selectbox("Model", list(names), format_func=names.get, key=key)
+    ids = list(names)
+    index = ids.index(default[0]) if default and default[0] in ids else 0
+    return st.selectbox("Model", ids, index=index, format_func=names.get, key=key)
 
 
 def variant_picker(key: str) -> str | None:
@@ -168,26 +171,43 @@ def estimate_caption(img: LoadedImage | None, models: Sequence[str], full_resolu
         st.caption(f"⏱ Expected: {exp.text}{shrunk}")
 
 
-def run_models(upload: compare.Upload, cancel_key: str = "run_cancel") -> list[ModelResult]:
-    """Run the upload's models one after the other with a progress bar (per tile, with the time
-    left, on full-resolution runs) and a Cancel button; failures are reported per model.
+def model_names() -> dict[str, str]:
+    """Model id -> display name (``"DSM-Net"``), for progress texts."""
+    return {m.id: m.name for m in compare.model_choices()}
+
+
+def run_models(upload: compare.Upload, cancel_key: str = "run_cancel",
+               on_result: Callable[[list[ModelResult]], None] | None = None) -> list[ModelResult]:
+    """Run the upload's models one after the other with a progress bar naming the model (per
+    tile, with the time left, on full-resolution runs) and a Cancel button; failures are
+    reported per model. ``on_result(results so far)`` is called as each model finishes, so a
+    page can show every result the moment it exists. The bar and the button go when the run ends.
 
     Cancel (like any other widget) makes Streamlit rerun the page, which stops this run at its
     next progress update, that is before the next tile or model starts.
     """
     results: list[ModelResult] = []
     n = len(upload.models)
-    bar = st.progress(0.0, text=f"running {upload.models[0]} (1/{n})")
+    first = model_names().get(upload.models[0], upload.models[0])
+    bar = st.progress(0.0, text=f"Running {first} (1/{n})")
     slot = st.empty()  # the Cancel button, shown while the run lasts
     slot.button("Cancel", key=cancel_key, help="Stop the run before its next tile or model")
-    for step in compare.run(upload, on_progress=lambda p: bar.progress(p.fraction, text=p.text)):
+    for step in compare.run(upload, on_progress=lambda p: bar.progress(p.fraction, text=f"Running {p.text}")):
         if step.error:
             st.error(step.error)
         else:
             results.append(step.result)
+            if on_result is not None:
+                on_result(list(results))
     slot.empty()
-    bar.progress(1.0, text=f"{len(results)} of {n} models done")
+    bar.empty()
     return results
+
+
+def finished_text(results: Sequence[ModelResult], total: int) -> str:
+    """``"2 of 5 models done: MSAMNet 1.9 s · DSM-Net 0.6 s"``."""
+    done = " · ".join(f"{r.label} {r.seconds:.1f} s" for r in results)
+    return f"{len(results)} of {total} models done" + (f": {done}" if done else "")
 
 
 def metrics_frame(results: Sequence[ModelResult], input_metrics: dict[str, float] | None = None
@@ -246,3 +266,36 @@ def viewed_maps(photo_key: str) -> dict[str, bytes]:
     """The maps of this photo looked at on the Inspect page (name -> PNG bytes)."""
     viewed = st.session_state.get("viewed_maps")
     return dict(viewed[1]) if viewed is not None and viewed[0] == photo_key else {}
+
+
+# --------------------------------------------------------------------------------------
+# Before/after slider (runs in the browser) and phone navigation
+# --------------------------------------------------------------------------------------
+def before_after_slider(before: np.ndarray, after: np.ndarray, before_label: str, after_label: str) -> None:
+    """The core's HTML before/after slider (``dd.before_after_html``) in an iframe sized to its
+    content: dragging it never reruns the page."""
+    st.iframe(dd.before_after_html(before, after, before_label, after_label), height="content")
+
+
+# Streamlit closes the sidebar after a page is chosen only when the browser says it is a phone
+# (its user agent); a narrow desktop window or an emulator keeps it open over the page. This
+# closes it on narrow screens (below Streamlit's 768-px mobile breakpoint) once the click has
+# had its effect, and only if it is still open.
+_CLOSE_SIDEBAR_JS = """<script>
+(function(){
+ if (window.__derainNavHook) return; window.__derainNavHook = true;
+ document.addEventListener("click", function(e){
+  if (!e.target.closest || !e.target.closest('[data-testid="stSidebarNav"] a')) return;
+  if (window.innerWidth >= 768) return;
+  setTimeout(function(){
+   const bar = document.querySelector('[data-testid="stSidebar"]');
+   const close = document.querySelector('[data-testid="stSidebarCollapseButton"] button');
+   if (bar && bar.getAttribute("data-collapsed") === "false" && close) close.click();
+  }, 250);
+ }, true);
+})();
+</script>"""
+
+
+def close_sidebar_after_navigation() -> None:
+    st.html(_CLOSE_SIDEBAR_JS, unsafe_allow_javascript=True)

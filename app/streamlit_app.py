@@ -6,7 +6,7 @@ Start it from the repository root::
         --browser.gatherUsageStats false --server.fileWatcherType none
 
 Pages (files in ``app/views/``; not ``pages/``, which Streamlit would also auto-discover as legacy
-pages): Compare, Inspect, Benchmark, Rain lab. All model, metric and
+pages), in the top bar: Compare, Inspect, Benchmark, Rain lab. All model, metric and
 drawing logic lives in ``derain_core``; the pages only lay out widgets. Nothing is fetched
 from the network: weights and examples are local, usage statistics are off.
 """
@@ -26,7 +26,10 @@ import streamlit as st  # noqa: E402
 
 # An emoji favicon is drawn in the page; a ":material/...:" favicon would be fetched from
 # fonts.gstatic.com (the browser test checks that no request leaves the machine).
-st.set_page_config(page_title="Deraining dashboard", page_icon="🌧️", layout="wide")
+# "auto": the sidebar starts collapsed on narrow (phone) screens.
+st.set_page_config(page_title="Deraining dashboard", page_icon="🌧️", layout="wide", initial_sidebar_state="auto")
+
+import dashboard_ui as ui  # noqa: E402  (after set_page_config)
 
 PAGES = [
     st.Page("views/compare.py", title="Compare", icon=":material/compare:", default=True),
@@ -35,9 +38,9 @@ PAGES = [
     st.Page("views/rain_lab.py", title="Rain lab", icon=":material/rainy:", url_path="rain-lab"),
 ]
 
-nav = st.navigation(PAGES)
-with st.sidebar:
-    st.caption("Five published single-image deraining networks, re-implemented in one PyTorch "
-               "core (`derain_core`). Models without shipped weights run with random weights "
-               "and are marked *untrained*.")
+# The pages in the top bar: no sidebar on a desktop, so pictures get the whole width. On a
+# phone Streamlit moves them into a sidebar that starts closed and closes again once a page
+# is chosen (ui.close_sidebar_after_navigation covers narrow windows of desktop browsers).
+nav = st.navigation(PAGES, position="top")
+ui.close_sidebar_after_navigation()
 nav.run()

@@ -103,6 +103,13 @@ def _png_urls(at) -> list[str]:
     return [i.url for el in at.image for i in el.proto.imgs]
 
 
+def _slider_html(at) -> str:
+    """The before/after slider's HTML (an iframe element of srcdoc)."""
+    frames = at.get("iframe")
+    assert len(frames) == 1, frames
+    return frames[0].proto.srcdoc
+
+
 def _ok(at) -> None:
     assert not at.exception, [e.message for e in at.exception]
     assert not at.error, [e.value for e in at.error]
@@ -122,9 +129,13 @@ def test_compare_upload_run_all_models(env):
     assert at.multiselect(key="cmp_models").value == [c.id for c in list_models()]
     at.button(key="cmp_run").click().run()
     _ok(at)
-    # The grid, the synchronized crops and the before/after composite, all lossless PNG.
-    assert len(at.image) == 3
+    # The grid and the synchronized crops, lossless PNG; the before/after slider is HTML with both
+    # pictures embedded as PNG data URLs (it moves in the browser, no rerun).
+    assert len(at.image) == 2
     assert all(u.endswith(".png") for u in _png_urls(at)), _png_urls(at)
+    html = _slider_html(at)
+    assert html.count('src="data:image/png;base64,') == 2 and 'id="ba-pos"' in html
+    assert not at.get("progress")  # the progress bar goes when the run is done
     table = at.dataframe[0].value
     n = len(list_models())
     assert len(table) == n + 1 and table.iloc[0, 0] == "rainy input"
@@ -136,11 +147,10 @@ def test_compare_upload_run_all_models(env):
     if untrained:
         assert table["Model"].str.contains("(untrained)", regex=False).sum() == len(untrained)
         assert any("Untrained" in w.value for w in at.warning)
-    # Before/after: blending mode and a position change rerun without error.
-    at.radio(key="cmp_ba_mode").set_value("blend").run()
-    at.slider(key="cmp_ba_pos").set_value(20).run()
+    # Before/after: another output on the slider's right side.
+    at.selectbox(key="cmp_ba_model").set_value(1).run()
     _ok(at)
-    assert len(at.image) == 3
+    assert len(at.image) == 2 and f">{list_models()[1].name}" in _slider_html(at)
     # A zoom point (what a click on the input stores) moves the crop window.
     at.session_state["cmp_point"] = (3, 4)
     at.run()
@@ -169,11 +179,12 @@ def test_compare_what_changed_expectations_zip_and_maps_viewed(env):
     assert any("**DSM-Net**" in m.value and ("PSNR-Y" in m.value or "untrained" in m.value) for m in at.markdown)
     # Show: what the model removed, in the grid and on the before/after's right side.
     assert at.radio(key="cmp_show").options == ["output", "removed rain", "amplified difference"]
-    captions = lambda: [i.caption for el in at.image for i in el.proto.imgs]  # noqa: E731
     at.radio(key="cmp_show").set_value("amplified difference").run()
     _ok(at)
-    assert len(at.image) == 3
-    assert any("amplified difference of DSM-Net right" in c and "Difference amplified x4" in c for c in captions())
+    assert len(at.image) == 2
+    assert any("DSM-Net · amplified difference right" in c.value and "Difference amplified x4" in c.value
+               for c in at.caption)
+    assert "DSM-Net · amplified difference</span>" in _slider_html(at)
     zip_button = at.get("download_button")[0]
     assert zip_button.proto.deferred_file_id  # built when clicked
     # A map looked at on the Inspect page is kept for the zip of the same photo.
@@ -231,6 +242,46 @@ def test_inspect_maps_groups_channels_histogram(env):
     _ok(at)
 
 
+def test_inspect_reuses_the_compare_run(env, monkeypatch):
+    """Inspect shows the maps of the Compare page's results without running the model again, and
+    records each model's maps once however often the user switches between models."""
+    from derain_core import compare
+
+    calls = {"run": 0, "maps": 0}
+    run, maps_of = compare.run, compare.maps_of
+
+    def counting_run(*a, **k):
+        calls["run"] += 1
+        return run(*a, **k)
+
+    def counting_maps(*a, **k):
+        calls["maps"] += 1
+        return maps_of(*a, **k)
+
+    monkeypatch.setattr(compare, "run", counting_run)
+    monkeypatch.setattr(compare, "maps_of", counting_maps)
+    compare.MAPS.clear()
+    at = _app()
+    at.selectbox(key="cmp_example").set_value(1).run()
+    at.multiselect(key="cmp_models").set_value(["dsmnet", "mfan"]).run()
+    at.button(key="cmp_run").click().run()
+    _ok(at)
+    assert calls == {"run": 1, "maps": 0}
+    at.switch_page("views/inspect_maps.py").run()
+    assert at.radio(key="insp_source").value == "Same image as before"
+    for model in ("dsmnet", "mfan", "dsmnet", "mfan"):
+        at.selectbox(key="insp_model").set_value(model).run()
+        _ok(at)
+        assert any("not run again" in c.value for c in at.caption), model
+    assert calls == {"run": 1, "maps": 2}  # no model run again; the maps of each recorded once
+    # A model the Compare page did not run is run here, once.
+    at.selectbox(key="insp_model").set_value("jdnet").run()
+    _ok(at)
+    assert calls == {"run": 2, "maps": 3}
+    assert any("run on this page" in c.value for c in at.caption)
+    assert len(at.session_state["insp_maps"]) == 2  # this session holds the last two map sets
+
+
 def test_inspect_every_model_renders(env):
     at = _app()
     at.switch_page("views/inspect_maps.py").run()
@@ -249,12 +300,17 @@ def test_benchmark_without_results_still_shows_papers_and_params(env):
     charts = _plotly(at)
     assert len(charts) == 1
     spec = json.loads(charts[0].proto.spec)
-    paper = [t for t in spec["data"] if t.get("name") == "paper (reported)"]
-    n_paper = sum(len(c.paper_results) for c in list_models())
-    assert paper and len(_arr(paper[0]["y"])) == n_paper
-    assert sorted(_arr(paper[0]["y"])) == sorted(r.psnr for c in list_models() for r in c.paper_results)
+    # Without results of ours, every paper number is shown, one trace per test set and colour space.
+    paper = [t for t in spec["data"] if t.get("name", "").startswith("paper · ")]
+    assert len({t["marker"]["symbol"] for t in paper}) == len({r.dataset for c in list_models()
+                                                                for r in c.paper_results})
+    ys = [float(v) for t in paper for v in _arr(t["y"])]
+    assert sorted(ys) == sorted(r.psnr for c in list_models() for r in c.paper_results)
+    assert any(t["name"] == "paper · Rain100L · RGB" for t in paper)
     models_table = at.dataframe[0].value
-    assert len(models_table) == len(list_models()) and (models_table["params (M)"] > 0).all()
+    assert len(models_table) == len(list_models()) and (models_table["Parameters (M)"] > 0).all()
+    for df in at.dataframe:  # readable column names, no snake_case
+        assert not any("_" in str(c) for c in df.value.columns), list(df.value.columns)
 
 
 def test_benchmark_with_results(env):
@@ -268,7 +324,17 @@ def test_benchmark_with_results(env):
     assert len(charts) == 4  # vs params (+ papers), vs runtime, per-image distribution, speed
     spec = json.loads(charts[0].proto.spec)
     names = [t.get("name", "") for t in spec["data"]]
-    assert "paper (reported)" in names and sum(" · rain100l" in n for n in names) == 3
+    # Ours: one filled dot per model in its colour; the papers' numbers on our test set by default.
+    ours = [t for t in spec["data"] if t.get("name", "").startswith("ours · ")]
+    assert len(ours) == 3 and all(t["marker"]["color"] == dd.model_colour(m) for t, m in zip(ours, ids))
+    assert {n for n in names if n.startswith("paper · ")} == {"paper · Rain100L · colour space not stated",
+                                                              "paper · Rain100L · RGB"}
+    runtime = json.loads(charts[1].proto.spec)
+    assert {t["marker"]["color"] for t in runtime["data"]} == {dd.model_colour(m) for m in ids}
+    assert any("one source for every model" in c.value and "481x321" in c.value for c in at.caption)
+    assert any(c.value.startswith("Machine: test machine") for c in at.caption)
+    for df in at.dataframe:
+        assert not any("_" in str(c) for c in df.value.columns), list(df.value.columns)
     per_image = json.loads(charts[2].proto.spec)
     assert sum(len(_arr(t["y"])) for t in per_image["data"]) == 12  # 3 models x 4 images
     at.radio(key="bm_metric").set_value("SSIM").run()
@@ -302,6 +368,11 @@ def test_rain_lab_sliders_run_and_robustness_curve(env):
     names = {t["name"] for t in spec["data"]}
     assert dd.BASELINE in names and len(names) == 3
     assert all(list(_arr(t["x"])) == [0.5, 2.0] for t in spec["data"])
+    # One colour per model (the Benchmark page's), and the progress bar gone once the curve is drawn.
+    colours = {t["name"]: t["line"]["color"] for t in spec["data"]}
+    assert colours[dd.BASELINE] == dd.model_colour(dd.BASELINE)
+    assert {colours[n] for n in names - {dd.BASELINE}} == {dd.model_colour("dsmnet"), dd.model_colour("msamnet")}
+    assert not at.get("progress")
 
 
 # ---------------------------------------------------------------------- dashboard_data helpers
@@ -328,10 +399,10 @@ def test_results_loaders_and_join(tmp_path):
     per = dd.load_eval_per_image(root)
     assert len(per) == 8 and isinstance(per[0]["psnr_rgb"], float)
     bench = dd.load_bench(root)
+    # One runtime source: bench_cpu.json's fast path, whatever the evaluation's own times.
     rows = dd.benchmark_rows(summary, per, bench)
-    assert rows[0]["seconds"] == pytest.approx(0.5) and rows[0]["seconds_source"] == "eval"
-    rows = dd.benchmark_rows(summary, [], bench)
-    assert rows[1]["seconds"] == pytest.approx(2.0) and rows[1]["seconds_source"] == "bench"
+    assert rows[0]["seconds"] == pytest.approx(1.0) and rows[0]["seconds_source"] == "bench_cpu.json, fast path, 481x321"
+    assert rows[1]["seconds"] == pytest.approx(2.0)
     assert rows[-1]["seconds"] is None
     assert dd.load_eval_summary(tmp_path / "none") == [] and dd.load_bench(tmp_path / "none") is None
     assert dd.model_label(ids[0], UNTRAINED).endswith("(untrained)")
@@ -359,6 +430,63 @@ def test_robustness_curve_rows():
     assert base[0] > base[1]  # denser rain, lower PSNR of the rainy input
     with pytest.raises(ValueError):
         dd.robustness_curve(_clean(), [], ["dsmnet"])
+
+
+def test_model_colours_one_per_model():
+    ids = [c.id for c in list_models()]
+    colours = [dd.model_colour(m) for m in ids]
+    assert len(set(colours)) == len(ids) and dd.model_colour(dd.BASELINE) not in colours
+    assert dd.model_colour(ids[0]) == dd.model_colour(ids[0])
+    rows = [{"model": ids[0], "label": "X (untrained)"}, {"model": ids[1], "label": "Y"}]
+    assert dd.label_colours(rows) == {"X (untrained)": colours[0], "Y": colours[1]}
+
+
+def test_benchmark_helpers_words_and_groups():
+    bench = {"machine": {"torch": "2.13.0+cpu", "threads": 2, "cpu": "AMD EPYC"}, "matmul_peak_gflops_fp32": 376.6,
+             "matmul_peak_gflops_bf16": 718.1, "rows": []}
+    text = dd.machine_text(bench)
+    assert text == "AMD EPYC CPU, 2 threads, PyTorch 2.13.0+cpu; measured matrix-multiply peak 377 GFLOP/s fp32, " \
+                   "718 GFLOP/s bf16"
+    assert "{" not in text and dd.machine_text(None) == "not recorded"
+    assert dd.readable_columns(["psnr_y", "params_m", "odd_name"]) == {
+        "psnr_y": "PSNR Y (dB)", "params_m": "Parameters (M)", "odd_name": "Odd name"}
+    papers = [{"model": "a", "dataset": "Rain100L", "colour_space": "not stated"},
+              {"model": "b", "dataset": "Rain800", "colour_space": "Y"},
+              {"model": "c", "dataset": "Rain100L", "colour_space": "RGB"}]
+    groups = dd.paper_groups(papers)
+    assert [(g[0], g[1], len(g[3])) for g in groups] == [
+        ("paper · Rain100L · colour space not stated", "Rain100L", 1), ("paper · Rain100L · RGB", "Rain100L", 1),
+        ("paper · Rain800 · Y", "Rain800", 1)]
+    assert groups[0][2] == groups[1][2] != groups[2][2]  # one marker per test set
+    # Bench sizes: the one closest to Rain100L's 481x321.
+    bench["rows"] = [{"model_id": "m", "size": "1024x768", "fast_s": 9.0}, {"model_id": "m", "size": "480x320",
+                                                                           "fast_s": 1.5}]
+    assert dd.bench_seconds(bench) == {"m": ("480x320", 1.5)}
+    # Re-check folders: apart from the charts, explained in words.
+    rows = [{"model": "m", "label": "M", "source": "rain100l", "psnr_y": 28.0},
+            {"model": "m", "label": "M", "source": "rain100l_recheck", "psnr_y": 28.5}]
+    main, again = dd.split_rechecks(rows)
+    assert main == rows[:1] and again == rows[1:]
+    assert dd.recheck_note(rows, again) == ("results/rain100l_recheck re-measures rain100l's test set with the current "
+                                            "fast path and is left out of the charts; PSNR Y (dB): M 28.50 (was 28.00).")
+
+
+def test_before_after_html_is_self_contained():
+    a = np.zeros((24, 32, 3), np.float32)
+    b = np.full((24, 32, 3), 200, np.uint8)
+    html = dd.before_after_html(a, b, "input", "DSM-Net <untrained>", 0.25)
+    urls = [u.split('"')[0] for u in html.split('src="')[1:]]
+    assert len(urls) == 2 and all(u.startswith("data:image/png;base64,") for u in urls)
+    decoded = [io.load_image(base64.b64decode(u.split(",", 1)[1])).rgb for u in urls]
+    assert np.array_equal(np.round(decoded[0] * 255), np.round(_to01(b) * 255))  # after (lossless)
+    assert np.array_equal(decoded[1], a)  # before
+    assert 'data-pos="25.0"' in html and "DSM-Net &lt;untrained&gt;" in html and "http" not in html
+    with pytest.raises(ValueError):
+        dd.before_after_html(a, b[:, :4])
+
+
+def _to01(x):
+    return x.astype(np.float32) / 255.0
 
 
 def test_plotly_colorscale_matches_viz():

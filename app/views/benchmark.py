@@ -1,5 +1,5 @@
 """Benchmark page: the committed evaluation results as interactive charts, with the papers' own
-numbers as reference marks and every model's parameter count."""
+numbers (grouped by test set and colour space) as references and every model's parameter count."""
 from __future__ import annotations
 
 import pandas as pd
@@ -10,6 +10,10 @@ import streamlit as st
 from derain_core import dashboard_data as dd
 
 st.title("Benchmark")
+st.caption("How well and how fast each model derains: our own measurements on the Rain100L test set "
+           "(the shipped weights, filled dots), beside the numbers each paper reports for its own model "
+           "(open markers, one shape per test set), with the speed of each model on this project's "
+           "benchmark machine.")
 
 
 @st.cache_data(show_spinner=False)
@@ -28,10 +32,17 @@ def _stamp(root) -> float:
     return max((p.stat().st_mtime for p in files), default=0.0)
 
 
+def _table(df: pd.DataFrame, columns: list[str]) -> None:
+    cols = [c for c in columns if c in df.columns]
+    st.dataframe(df[cols].rename(columns=dd.readable_columns(cols)), hide_index=True)
+
+
 root = dd.results_dir()
 summary, per_image, bench = _load(str(root), _stamp(root))
 models, papers = _static()
-paper_df = pd.DataFrame(papers)
+all_rows = dd.benchmark_rows(summary, None, bench) if summary else []
+rows, rechecks = dd.split_rechecks(all_rows)
+colours = dd.label_colours(all_rows + [{"model": r["model"], "label": r["name"]} for r in models])
 
 c1, c2 = st.columns([1, 1])
 with c1:
@@ -47,7 +58,7 @@ if not summary:
             "`<variant>/eval_summary.json` and `<variant>/eval_per_image.csv`, written by "
             "`derain eval ... --out results/<variant>`). The papers' own numbers and the parameter "
             "counts are shown below.")
-summ_df = pd.DataFrame(dd.benchmark_rows(summary, per_image, bench)) if summary else pd.DataFrame()
+summ_df = pd.DataFrame(rows)
 models_df = summ_df[summ_df["model"] != dd.BASELINE] if not summ_df.empty else summ_df
 baseline = summ_df[summ_df["model"] == dd.BASELINE] if not summ_df.empty else summ_df
 
@@ -56,89 +67,107 @@ def _baseline_line(fig: go.Figure) -> None:
     for _, b in baseline.iterrows():
         if pd.notna(b.get(col)):
             fig.add_hline(y=b[col], line_dash="dot", line_color="gray",
-                          annotation_text=f"rainy input ({b['source']})", annotation_position="bottom right")
+                          annotation_text=f"rainy input, no model ({b['source']})", annotation_position="bottom right")
 
 
 # ---- metric against parameters, with the papers' numbers --------------------------------
 st.subheader(f"{axis} against parameters")
+groups = dd.paper_groups(papers)
+datasets = list(dict.fromkeys(g[1] for g in groups))
+ours = {str(s).lower() for s in summ_df.get("source", [])}
+default = [d for d in datasets if d.lower() in ours] or datasets
+shown_sets = st.multiselect("Papers' numbers on", datasets, default=default, key="bm_paper_sets",
+                            help="Each paper reports other test sets too; ours are measured on Rain100L.")
 fig = go.Figure()
 if not models_df.empty:
-    for (label, variant), g in models_df.groupby(["label", "variant"], sort=False):
+    for (label, variant, model), g in models_df.groupby(["label", "variant", "model"], sort=False):
         fig.add_trace(go.Scatter(
-            x=g["params"] / 1e6, y=g[col], mode="markers", marker=dict(size=13),
-            name=f"{label} · {variant}",
+            x=g["params"] / 1e6, y=g[col], mode="markers", name=f"ours · {label} · {variant}",
+            marker=dict(size=15, color=dd.model_colour(model), line=dict(width=1.5, color="#222")),
             customdata=g[["source", "images"]].values,
-            hovertemplate="%{y:.4g} · %{x:.2f} M params<br>results: %{customdata[0]}, "
+            hovertemplate="%{y:.4g} · %{x:.2f} M params<br>our measurement: %{customdata[0]}, "
                           "%{customdata[1]} images<extra>" + f"{label} · {variant}</extra>"))
     _baseline_line(fig)
-if not paper_df.empty:
-    pcol = "psnr" if metric == "PSNR" else "ssim"
+pcol = "psnr" if metric == "PSNR" else "ssim"
+for name, dataset, symbol, g_rows in groups:
+    if dataset not in shown_sets:
+        continue
+    g = pd.DataFrame(g_rows)
     fig.add_trace(go.Scatter(
-        x=paper_df["params_m"], y=paper_df[pcol], mode="markers", name="paper (reported)",
-        marker=dict(symbol="x-thin", size=11, line=dict(width=2), color="rgba(90,90,90,0.8)"),
-        customdata=paper_df[["name", "dataset", "colour_space"]].values,
-        hovertemplate="%{customdata[0]}: %{y} on %{customdata[1]}<br>paper's number, "
+        x=g["params_m"], y=g[pcol], mode="markers", name=name,
+        marker=dict(symbol=symbol, size=12, line=dict(width=2), color=[dd.model_colour(m) for m in g["model"]]),
+        customdata=g[["name", "dataset", "colour_space"]].values,
+        hovertemplate="%{customdata[0]}: %{y} on %{customdata[1]}<br>the paper's own number, "
                       "colour space: %{customdata[2]}<extra>paper</extra>"))
 fig.update_layout(xaxis_title="parameters (millions; our re-implementation, default config)",
-                  yaxis_title=axis, height=460, margin=dict(l=10, r=10, t=30, b=10))
+                  yaxis_title=axis, height=480, margin=dict(l=10, r=10, t=30, b=10),
+                  legend=dict(title="filled: ours · open: papers (shape = test set)"))
 st.plotly_chart(fig, key="bm_params", config={"displaylogo": False})
-st.caption("Crosses: the numbers each paper reports for its own model (various test sets, colour "
-           "space as stated by the paper), placed at our parameter count. They are references, not "
-           "our measurements.")
+st.caption("Filled dots: our measurements of the shipped weights (colour = model). Open markers: the "
+           "number each paper reports for its own model, one shape per test set, placed at our parameter "
+           "count, colour space as the paper states it (most papers do not say). They are references, "
+           "not our measurements, and only numbers on the same test set compare.")
+if rechecks:
+    st.caption(dd.recheck_note(all_rows, rechecks, col))
 
 if not models_df.empty:
     # ---- metric against runtime ---------------------------------------------------------
     st.subheader(f"{axis} against runtime")
     timed = models_df.dropna(subset=["seconds"])
     if timed.empty:
-        st.info("No runtimes in the results (no `seconds` column and no bench_cpu.json).")
+        st.info("No runtimes: results/bench_cpu.json is missing (run `derain bench`).")
     else:
         fig = px.scatter(timed, x="seconds", y=col, color="label", symbol="variant", log_x=True,
-                         hover_data=["model", "variant", "images", "seconds_source"],
-                         labels={"seconds": "seconds per image (log)", col: axis})
-        fig.update_traces(marker=dict(size=13))
+                         color_discrete_map=colours, hover_data=["variant", "images", "seconds_source"],
+                         labels={"seconds": "seconds per image (log)", col: axis, "label": "model",
+                                 "variant": "weights", "seconds_source": "runtime from"})
+        fig.update_traces(marker=dict(size=14, line=dict(width=1.5, color="#222")))
         _baseline_line(fig)
         fig.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10))
         st.plotly_chart(fig, key="bm_runtime", config={"displaylogo": False})
-        st.caption("Runtime: mean forward time per image during evaluation (`eval`), else the "
-                   "fast-path time of bench_cpu.json at its largest size (`bench`).")
+        sizes = sorted(set(timed["seconds_source"].dropna().str.rsplit(", ", n=1).str[-1]))
+        st.caption(f"Runtime: one source for every model, the fast-path seconds per {' / '.join(sizes)} image "
+                   "in results/bench_cpu.json (the Speed chart below), on the machine it names.")
 
-    st.dataframe(models_df[["label", "variant", "source", "images", "psnr_rgb", "ssim_rgb", "psnr_y",
-                            "ssim_y", "seconds", "params"]].round(4), hide_index=True)
+    _table(models_df.assign(params_m=models_df["params"] / 1e6).round(4),
+           ["label", "variant", "source", "images", "psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "seconds", "params_m"])
 
 # ---- per-image distribution ---------------------------------------------------------------
-if per_image:
+per_main, _ = dd.split_rechecks(per_image)
+if per_main:
     st.subheader(f"Per-image {axis}")
-    pi_df = pd.DataFrame(per_image)
+    pi_df = pd.DataFrame(per_main)
     if col in pi_df:
-        pi_df["model · variant"] = pi_df["label"] + " · " + pi_df["variant"].astype(str)
-        fig = px.box(pi_df, x="model · variant", y=col, points="all", color="label",
-                     hover_data=["image", "seconds"] if "seconds" in pi_df else ["image"],
-                     labels={col: axis})
+        pi_df["model · weights"] = pi_df["label"] + " · " + pi_df["variant"].astype(str)
+        fig = px.box(pi_df, x="model · weights", y=col, points="all", color="label", color_discrete_map=colours,
+                     hover_data=["image"], labels={col: axis, "label": "model"})
         fig.update_layout(height=440, showlegend=False, margin=dict(l=10, r=10, t=30, b=10))
         st.plotly_chart(fig, key="bm_per_image", config={"displaylogo": False})
+        st.caption("One dot per test image; the box spans the middle half, the line is the median.")
 
 # ---- CPU benchmark --------------------------------------------------------------------------
 if bench:
-    st.subheader("Speed (bench_cpu.json)")
+    st.subheader("Speed (results/bench_cpu.json)")
     b_df = pd.DataFrame(bench["rows"])
     if {"model_id", "size", "fast_s"} <= set(b_df.columns):
         known = {r["model"] for r in models}
         b_df["label"] = b_df["model_id"].map(lambda m: dd.model_label(m, None) if m in known else m)
-        fig = px.bar(b_df, x="label", y="fast_s", color="size", barmode="group",
-                     hover_data=[c for c in ("reference_s", "speedup", "macs_g", "gflops", "peak_mb")
-                                 if c in b_df],
-                     labels={"fast_s": "seconds per image (fast path)", "label": "model"})
+        bar_colours = {lbl: dd.model_colour(m) for m, lbl in zip(b_df["model_id"], b_df["label"])}
+        fig = px.bar(b_df, x="size", y="fast_s", color="label", barmode="group", color_discrete_map=bar_colours,
+                     hover_data=[c for c in ("reference_s", "speedup", "macs_g", "gflops", "peak_mb") if c in b_df],
+                     labels={"fast_s": "seconds per image (fast path)", "label": "model", "size": "image size"})
         fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10))
         st.plotly_chart(fig, key="bm_speed", config={"displaylogo": False})
-    st.caption(f"Machine: {bench.get('machine', 'not recorded')}")
-    st.dataframe(b_df, hide_index=True)
+    st.caption(f"Machine: {dd.machine_text(bench)}. Fast path: the engine's default settings "
+               "(precision and threads as listed); reference path: plain fp32.")
+    _table(b_df.round(3), ["label", "size", "device", "precision", "fast_s", "reference_s", "speedup", "macs_g", "gflops",
+                  "peak_mb"])
 
 # ---- models and papers ----------------------------------------------------------------------
 st.subheader("Models")
-st.dataframe(pd.DataFrame(models).rename(columns={"params_m": "params (M)"}), hide_index=True)
+_table(pd.DataFrame(models), ["name", "paper", "params_m", "weights", "predicts"])
 st.subheader("The papers' reported numbers")
-if paper_df.empty:
+if not papers:
     st.info("No paper results in the model cards.")
 else:
-    st.dataframe(paper_df.drop(columns=["model"]), hide_index=True)
+    _table(pd.DataFrame(papers), ["name", "dataset", "colour_space", "psnr", "ssim", "note", "params_m"])

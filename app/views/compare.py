@@ -12,8 +12,10 @@ from derain_core import dashboard_data as dd
 from derain_core import report, viz
 
 st.title("Compare the models")
-st.caption("Upload a rainy photo or pick an example, run the models, then inspect the outputs "
-           "side by side, zoom into the same spot of every output and wipe between before and after.")
+st.caption("Five published single-image deraining networks in one PyTorch core (`derain_core`). Upload a "
+           "rainy photo or pick an example and run them: each output appears as its model finishes. Then "
+           "zoom into the same spot of every output and wipe between before and after. Models without "
+           "shipped weights run with random weights and are marked *untrained*.")
 
 with st.container(border=True):
     img, gt = ui.input_picker("cmp")
@@ -41,11 +43,24 @@ if run:
     except compare.UploadError as exc:
         st.error(str(exc))
         st.stop()
-    st.session_state["cmp"] = {"key": key, "results": ui.run_models(upload, "cmp_cancel"), "upload": upload,
-                               "input_metrics": upload.input_metrics}
+    # Kept in the session as each model finishes: a cancelled run keeps what it produced.
+    running = st.session_state["cmp"] = {"key": key, "photo_key": photo_key, "results": [], "upload": upload,
+                                         "input_metrics": upload.input_metrics, "complete": False}
     st.session_state.pop("cmp_point", None)
+    live = st.empty()  # each result the moment its model finishes
+
+    def _show_so_far(results: list) -> None:
+        running["results"] = results
+        with live.container():
+            st.caption(ui.finished_text(results, len(upload.models)))
+            ui.show_image(ui.results_grid(upload.image, upload.gt, results, upload.input_metrics,
+                                          caption=upload.size_note))
+
+    ui.run_models(upload, "cmp_cancel", on_result=_show_so_far)
+    running["complete"] = True
+    live.empty()
 elif st.session_state.get("cmp_cancel"):
-    st.info("Run cancelled.")
+    st.info("Run cancelled: the models that finished are shown below.")
 
 state = st.session_state.get("cmp")
 if not state or state["key"] != key:
@@ -56,7 +71,8 @@ if not state or state["key"] != key:
 
 results = state["results"]
 if not results:
-    st.error("No model produced an output.")
+    st.error("No model produced an output." if state.get("complete", True) else
+             "The run was cancelled before the first model finished.")
     st.stop()
 input_metrics = state["input_metrics"]
 upload = state["upload"]
@@ -98,24 +114,15 @@ if new_point is not None and new_point != point:
 st.caption(f"Crop of {crop} px around (x={point[0]}, y={point[1]}), enlarged x{zoom}.")
 ui.show_image(compare.crops(upload, results, point, crop, zoom))
 
-# ---- before / after ---------------------------------------------------------------------
+# ---- before / after: a slider that runs in the browser (no rerun while dragging) -----------
 st.subheader("Before / after")
-b1, b2, b3 = st.columns([2, 1, 2])
-with b1:
-    pick = st.selectbox("Output", range(len(results)), format_func=lambda i: results[i].label, key="cmp_ba_model")
-with b2:
-    mode = st.radio("Mode", ["wipe", "blend"], horizontal=True, key="cmp_ba_mode")
-with b3:
-    pos = st.slider("Divider (wipe) or mix (blend), %", 0, 100, 50, key="cmp_ba_pos",
-                    help="wipe: the input is left of the line, the output right of it; "
-                         "blend: 0 = input only, 100 = output only")
+pick = st.selectbox("Output", range(len(results)), format_func=lambda i: results[i].label, key="cmp_ba_model")
 right, view_note = viz.changed_view(img.rgb, results[pick].output, show)
 before, after = ui.display(img.rgb, min_side=320), ui.display(right, min_side=320)
-shown = results[pick].label if show == viz.SHOW_OUTPUT else f"{show} of {results[pick].label}"
-what = (f"input left of the line, {shown} right" if mode == "wipe"
-        else f"{100 - pos}% input + {pos}% {shown}")
-ui.show_image(dd.before_after(before, after, pos / 100, mode),
-              caption=" ".join(t for t in (upload.caption(what) + ".", view_note) if t))
+shown = viz.view_label(results[pick].label, show)
+ui.before_after_slider(before, after, "input", shown)
+st.caption(" ".join(t for t in (upload.caption(f"Drag the divider: input left of the line, {shown} right; "
+                                               "blend fades one into the other") + ".", view_note) if t))
 
 # ---- download ---------------------------------------------------------------------------
 # Built on click (on another thread): everything it needs is bound now.

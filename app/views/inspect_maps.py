@@ -12,17 +12,20 @@ from derain_core import compare
 from derain_core import dashboard_data as dd
 from derain_core import viz
 
-CACHE_ENTRIES = 2  # maps of big models are large: keep only the last few runs
+HELD = 2  # runs and map sets this session keeps besides the Compare page's (maps of big models are large)
 
 st.title("Inspect intermediate tensors")
 st.caption("Every map a network records during its forward pass (attention, features, wavelet "
-           "bands, per-stage results), arranged by the model's own groups (stage / scale / band).")
+           "bands, per-stage results), arranged by the model's own groups (stage / scale / band). "
+           "A model the Compare page already ran on this photo is not run again.")
 
+cmp = st.session_state.get("cmp")  # the Compare page's last run
 with st.container(border=True):
     img, _ = ui.input_picker("insp", allow_gt=False)
     c1, c2 = st.columns([3, 1])
-    with c1:
-        model_id = ui.model_picker("insp_model", multi=False)
+    with c1:  # first offered: a model the Compare page ran, whose result is at hand
+        model_id = ui.model_picker("insp_model", multi=False,
+                                   default=[r.model_id for r in cmp["results"]][:1] if cmp else None)
     with c2:
         variant = ui.variant_picker("insp_variant")
 
@@ -30,24 +33,51 @@ if img is None:
     st.info("Choose an example or upload an image to inspect a model on it.")
     st.stop()
 
-cache: dict = st.session_state.setdefault("insp_cache", {})
-ckey = (ui.image_key(img), model_id, variant)
-if ckey not in cache:
-    with st.spinner(f"running {model_id} and recording its maps"):
-        up = compare.prepare(img, None, [model_id], variant, max_side=compare.WORKING_MAX_SIDE)
-        step = next(compare.run(up, metrics=False))
+
+def _hold(store: dict, key, value):
+    store.pop(key, None)
+    store[key] = value
+    while len(store) > HELD:
+        store.pop(next(iter(store)))
+    return value
+
+
+photo_key = ui.image_key(img)
+result = None
+if cmp and cmp.get("photo_key") == photo_key and cmp["upload"].variant == variant:
+    # The Compare page's result of this photo, model and weights: its output and the very image it saw.
+    result = next((r for r in cmp["results"] if r.model_id == model_id), None)
+    seen = cmp["upload"].image
+if result is not None:
+    origin = "result of the Compare page's run (not run again)"
+else:
+    runs: dict = st.session_state.setdefault("insp_runs", {})
+    rkey = (photo_key, model_id, variant)
+    if rkey not in runs:
+        name = ui.model_names().get(model_id, model_id)
+        with st.spinner(f"Running {name} on this photo (the Compare page has no result of it)"):
+            up = compare.prepare(img, None, [model_id], variant, max_side=compare.WORKING_MAX_SIDE)
+            step = next(compare.run(up, metrics=False))
         if step.error:
             st.error(step.error)
             st.stop()
-        try:
-            maps = compare.maps_of(up.image, step.result)  # the maps say at what size the photo ran
-        except (ValueError, RuntimeError, MemoryError) as exc:
-            st.error(f"The maps of {step.name} failed: {exc}")
-            st.stop()
-    while len(cache) >= CACHE_ENTRIES:
-        cache.pop(next(iter(cache)))
-    cache[ckey] = (step.result, maps)
-result, maps = cache[ckey]
+        _hold(runs, rkey, (step.result, up.image))
+    result, seen = runs[rkey]
+    origin = "run on this page"
+
+# Maps are recorded once per photo, model and weights: held in this session and in the core's
+# bounded cache shared by all sessions.
+held: dict = st.session_state.setdefault("insp_maps", {})
+mkey = (photo_key, seen.width, seen.height, model_id, result.variant)
+maps = held.get(mkey)
+if maps is None:
+    try:
+        with st.spinner(f"Recording the maps of {result.label}"):
+            maps = compare.MAPS.get_or_compute(mkey, lambda: compare.maps_of(seen, result))
+    except (ValueError, RuntimeError, MemoryError) as exc:
+        st.error(f"The maps of {result.label} failed: {exc}")
+        st.stop()
+    _hold(held, mkey, maps)
 ui.untrained_note([result])
 
 specs = maps.specs
@@ -55,7 +85,7 @@ if not specs:
     st.warning("This model recorded no maps.")
     st.stop()
 groups = viz.group_specs(specs, default="(top level)")
-st.caption(f"{result.label}: {len(specs)} maps in {len(groups)} groups · {maps.note} · "
+st.caption(f"{result.label}: {len(specs)} maps in {len(groups)} groups · {maps.note} · {origin}, "
            f"forward pass {result.seconds:.2f} s on {result.device} ({result.precision})")
 
 g1, g2 = st.columns([1, 1])
@@ -72,10 +102,13 @@ c, mh, mw = values.shape
 st.markdown(f"**{spec.title}** — {spec.meaning}  \n`{spec.key}` · kind *{spec.kind}* · "
             f"{c} x {mh} x {mw}" + (f" · 1/{spec.scale} of the input" if spec.scale > 1 else ""))
 
-o1, o2, o3 = st.columns([1, 1, 1])
+o1, o2, o3, o4 = st.columns([1, 1, 1, 1])
 with o1:
     cmap = st.selectbox("Colour map", ["auto", *viz.CMAPS], key="insp_cmap",
                         help="auto: the kind's default (signed bands use a diverging map)")
+with o4:
+    per_row = st.radio("Panels per row", [2, 1], horizontal=True, key="insp_per_row",
+                       help="2: about 1150 px wide; 1: each panel alone, about 580 px (narrow windows)")
 spatial = viz.is_spatial(values, spec)
 overlay_ok = viz.can_overlay(values, spec)  # images and residuals are shown as they are
 with o2:
@@ -86,9 +119,9 @@ with o3:
 
 picture = viz.render_map(values, spec, image=maps.base if use_overlay and overlay_ok else None,
                          overlay_alpha=alpha if use_overlay and overlay_ok else None,
-                         cmap=None if cmap == "auto" else cmap)
-ui.show_image(picture)
-ui.remember_map(ckey[0], f"{result.label} {group} {spec.key}" + (" overlay" if use_overlay and overlay_ok else ""),
+                         cmap=None if cmap == "auto" else cmap, cols=per_row)
+ui.show_image(picture)  # at its own size (480-px panels), never wider than the screen
+ui.remember_map(photo_key, f"{result.label} {group} {spec.key}" + (" overlay" if use_overlay and overlay_ok else ""),
                 picture)  # the Compare page's zip of this photo holds the maps looked at
 
 # ---- interactive view: zoom and hover values ------------------------------------------

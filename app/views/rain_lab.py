@@ -99,19 +99,21 @@ st.caption("Same seed, angle, length and haze as above; only the density changes
            f"{len(levels)} levels x ({len(models)} models + the rainy input).")
 ckey = (rkey, tuple(sorted(levels)), curve_side, tuple(models), variant)
 if st.button("Compute the robustness curve", key="lab_curve", disabled=not levels or not models):
-    bar = st.progress(0.0, text="starting")
+    bar = st.progress(0.0, text="Starting")
     try:
         rows = dd.robustness_curve(clean_img.rgb, levels, models, preset_name, variant, curve_side,
                                    int(seed), progress=lambda f, t: bar.progress(f, text=t), **controls)
         st.session_state["lab_curve_rows"] = {"key": ckey, "rows": rows}
     except Exception as exc:
         st.error(f"The robustness curve failed: {type(exc).__name__}: {exc}")
+    finally:
+        bar.empty()  # the curve (or the error) says it is over
 curve = st.session_state.get("lab_curve_rows")
 if curve and curve["key"] == ckey:
     df = pd.DataFrame(curve["rows"])
     space = st.radio("PSNR on", ["RGB", "Y"], horizontal=True, key="lab_curve_space")
     ycol = f"psnr_{space.lower()}"
-    fig = px.line(df, x="density", y=ycol, color="label", markers=True,
+    fig = px.line(df, x="density", y=ycol, color="label", markers=True, color_discrete_map=dd.label_colours(curve["rows"]),
                   hover_data=["variant", "seconds"],
                   labels={"density": "rain density (x preset)", ycol: f"PSNR {space} (dB)", "label": "model"})
     fig.update_layout(height=440, margin=dict(l=10, r=10, t=30, b=10))
