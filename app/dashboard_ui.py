@@ -168,7 +168,7 @@ def estimate_caption(img: LoadedImage | None, models: Sequence[str], full_resolu
     if exp is not None:
         shrunk = "" if exp.processed_size == exp.original_size else \
             f" (downscaled from {exp.original_size[0]}x{exp.original_size[1]})"
-        st.caption(f"⏱ Expected: {exp.text}{shrunk}")
+        st.caption(f"Expected: {exp.text}{shrunk}")  # no emoji: fonts without it show a box
 
 
 def model_names() -> dict[str, str]:

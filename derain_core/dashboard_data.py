@@ -470,7 +470,7 @@ def png_data_url(img: Any) -> str:
 
 
 _SLIDER_CSS = """
-body{margin:0;font-family:"Source Sans Pro","Source Sans 3",sans-serif;color:#31333f;background:transparent}
+body{margin:0;font-family:"Source Sans Pro","Source Sans 3",system-ui,sans-serif;color:#31333f;background:transparent}
 .ba{position:relative;width:100%;user-select:none;-webkit-user-select:none;touch-action:pan-y;
  cursor:ew-resize;line-height:0;outline:none}
 .ba img{display:block;width:100%;height:auto;pointer-events:none}
@@ -502,7 +502,7 @@ _SLIDER_JS = """
   } else {
    before.style.clipPath="none"; before.style.opacity=1-pos/100;
    line.style.display=knob.style.display="none";
-   value.textContent=Math.round(100-pos)+"% input, "+Math.round(pos)+"% right image";
+   value.textContent=Math.round(100-pos)+"% "+box.dataset.left+", "+Math.round(pos)+"% "+box.dataset.right;
   }
  }
  function at(e){const r=box.getBoundingClientRect();
@@ -546,7 +546,8 @@ def before_after_html(before: Any, after: Any, before_label: str = "input", afte
     return (
         f'<!doctype html><html><head><meta charset="utf-8"><style>{_SLIDER_CSS}</style></head><body>'
         f'<div style="max-width:{w}px">'
-        f'<div class="ba" id="ba" data-pos="{pos:.1f}" data-mode="{mode}" tabindex="0" role="slider" '
+        f'<div class="ba" id="ba" data-pos="{pos:.1f}" data-mode="{mode}" data-left="{left}" data-right="{right}" '
+        f'tabindex="0" role="slider" '
         f'aria-label="Before/after divider: {left} left, {right} right" aria-valuemin="0" aria-valuemax="100" '
         f'style="aspect-ratio:{w}/{h}">'
         f'<img class="after" alt="{right}" width="{w}" height="{h}" src="{png_data_url(b)}">'

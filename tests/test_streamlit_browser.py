@@ -1,16 +1,26 @@
 """The dashboard in a real browser: `streamlit run` as a subprocess, Debian's Chromium via Playwright.
 
-Skipped when /usr/bin/chromium or playwright is missing. The screenshot goes to
-test-artifacts/streamlit_flow.png (gitignored).
+Skipped when /usr/bin/chromium or playwright is missing. Screenshots go to test-artifacts/
+(gitignored): streamlit_desktop_*.png at 1440x900 and streamlit_phone_*.png at 390x844.
+
+What is checked (issue 20): Run is on the first screen of a desktop; nothing but the input is
+shown before a run; each model's result appears as it finishes, named in the progress text;
+the zoom crops come at the exact factor; the before/after slider moves in the browser without
+a message to the server; the zip downloads; the inspector reuses the run for every model and
+shows its maps at 450 px or more on a desktop, full width on a phone; the phone's sidebar closes
+after a page is chosen; no console error, no failed request, no request leaving the machine.
 """
 from __future__ import annotations
 
+import io as _io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +28,8 @@ import pytest
 from _support import ARTIFACTS, BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+DESKTOP = {"width": 1440, "height": 900}
+PHONE = {"width": 390, "height": 844}
 
 pytestmark = BROWSER_MARKS
 
@@ -41,8 +53,8 @@ def server(tmp_path_factory):
         {"file": str(rainy), "gt": str(clean), "preset": "heavy", "title": "Test gradient (heavy)"}]))
     port = free_port()
     env = {**os.environ, "DERAIN_EXAMPLES_INDEX": str(tmp / "index.json"),
-           "DERAIN_RESULTS_DIR": str(tmp / "no_results"), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
-           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+           "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "HF_HUB_OFFLINE": "1"}
+    env.setdefault("OMP_NUM_THREADS", "1")
     log = open(tmp / "server.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py", "--server.headless", "true",
@@ -72,44 +84,260 @@ def server(tmp_path_factory):
         log.close()
 
 
-def test_upload_run_and_see_outputs(server):
-    playwright = pytest.importorskip("playwright.sync_api")
+class Watch:
+    """Console errors, failed requests, HTTP errors, requests leaving the machine and websocket
+    messages sent to the server, for one page."""
+
+    def __init__(self, page, base_url: str) -> None:
+        self.errors: list[str] = []
+        self.external: list[str] = []
+        self.sent = 0
+        page.on("console", lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+        page.on("requestfailed", lambda r: self.errors.append(f"failed: {r.url} {r.failure}"))
+        page.on("response", lambda r: self.errors.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+        page.on("request", lambda r: self.external.append(r.url)
+                if not r.url.startswith((base_url, "data:", "blob:", "about:")) else None)
+        page.on("websocket", lambda ws: ws.on("framesent", self._sent))
+
+    def _sent(self, _payload) -> None:
+        self.sent += 1
+
+    def check(self) -> None:
+        assert not self.errors, self.errors[:8]
+        assert not self.external, f"requests left the machine: {self.external[:5]}"
+
+
+# Records, on every change of the page, the progress text and the "k of n models done" line.
+RECORD_PROGRESS = """() => {
+  window.__seen = [];
+  const rec = () => {
+    const bar = document.querySelector('[data-testid="stProgress"]');
+    const done = [...document.querySelectorAll('[data-testid="stCaptionContainer"]')]
+      .map(e => e.innerText).filter(t => / models done/.test(t));
+    const entry = (bar ? bar.innerText.trim() : "") + " | " + done.join(" ; ");
+    if (window.__seen[window.__seen.length - 1] !== entry) window.__seen.push(entry);
+  };
+  new MutationObserver(rec).observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def _browser(p):
+    return p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def _shot(page, name: str) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"streamlit_{name}.png"
+    page.wait_for_timeout(400)  # let images and charts settle
+    page.screenshot(path=str(path))
+    return path
+
+
+def _top(locator) -> None:
+    """Scroll so that ``locator`` is at the top of the screen."""
+    locator.evaluate("e => e.scrollIntoView({block: 'start'})")
+
+
+def _slider_frame(page):
+    """The before/after slider's frame (st.iframe of the core's HTML)."""
+    for _ in range(100):
+        for f in page.frames:
+            if f != page.main_frame and f.query_selector("#ba"):
+                return f
+        page.wait_for_timeout(100)
+    raise AssertionError("no before/after slider on the page")
+
+
+def _choose(page, label: str, option: str) -> None:
+    """Pick ``option`` in the Streamlit selectbox labelled ``label``."""
+    box = page.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text(label, exact=True))
+    box.get_by_role("combobox").click()
+    item = page.get_by_role("option", name=option, exact=True)
+    try:
+        item.wait_for(timeout=3_000)
+    except Exception:  # the list opens from the keyboard
+        page.keyboard.press("ArrowDown")
+    item.click()
+
+
+def _run(page, expect, names: list[str]) -> list[str]:
+    """Press Run, wait for every output; returns what the progress and the done-line showed."""
+    page.evaluate(RECORD_PROGRESS)
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(page.get_by_text("Zoom: click a point")).to_be_visible(timeout=180_000)
+    return page.evaluate("window.__seen")
+
+
+def test_desktop_full_flow(server):
+    """1440x900: first screen, a run whose results come one by one, zoom, slider, zip, the
+    inspector for every model, the other pages; no console error or failed request throughout."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    expect = playwright.expect
+    from derain_core import compare
+
+    choices = compare.model_choices()
+    names = [m.name for m in choices]
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = _browser(p)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 3000})
-            external = []
-            page.on("request", lambda req: external.append(req.url)
-                    if not req.url.startswith((server["url"], "data:", "blob:", "about:")) else None)
+            context = browser.new_context(viewport=DESKTOP, accept_downloads=True)
+            page = context.new_page()
+            watch = Watch(page, server["url"])
             page.goto(server["url"], wait_until="domcontentloaded")
-            expect = playwright.expect
-            # Upload instead of the example: the rainy image and its ground truth.
+            # Upload the rainy image and its ground truth.
             page.get_by_text("Upload", exact=True).click()
             inputs = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
             expect(inputs).to_have_count(2, timeout=30_000)
             inputs.nth(0).set_input_files(str(server["rainy"]))
             expect(page.get_by_text("Press Run to derain this image")).to_be_visible(timeout=30_000)
             inputs.nth(1).set_input_files(str(server["clean"]))
-            page.get_by_role("button", name="Run", exact=True).click()
-            # Outputs: the grid, the zoom strip and the before/after view, plus the metrics table.
-            expect(page.get_by_text("Zoom: click a point")).to_be_visible(timeout=120_000)
-            expect(page.locator('[data-testid="stImage"] img')).to_have_count(3, timeout=60_000)
+            expect(page.get_by_text("(with ground truth)")).to_be_visible(timeout=30_000)
+            # First screen: Run above the fold; before a run only the input, no empty result areas.
+            run = page.get_by_role("button", name="Run", exact=True)
+            expect(run).to_be_enabled()
+            box = run.bounding_box()
+            assert box["y"] + box["height"] <= DESKTOP["height"], box
+            expect(page.locator('[data-testid="stImage"] img')).to_have_count(1)
+            for absent in ('[data-testid="stDataFrame"]', '[data-testid="stDownloadButton"]', "iframe"):
+                assert page.locator(absent).count() == 0, absent
+            assert page.get_by_text("Outputs", exact=True).count() == 0
+            _shot(page, "desktop_first_screen")
+
+            seen = _run(page, expect, names)
+            # Each model's result was on the page as soon as it finished, named, not by its id.
+            done = [int(m.group(1)) for s in seen for m in [re.search(r"(\d+) of \d+ models done", s)] if m]
+            assert sorted(set(done)) == list(range(1, len(names) + 1)), seen
+            assert any(f"Running {names[0]} (1/{len(names)})" in s for s in seen), seen
+            assert not any(re.search(rf"\b{m.id} \(", s) for s in seen for m in choices), seen
+            assert page.locator('[data-testid="stProgress"]').count() == 0  # gone when the run ended
             expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible()
-            from derain_core.engine import UNTRAINED, resolve_variant
-            untrained = [m for m in ("msamnet", "dsmnet", "mfan", "rranet", "jdnet")
-                         if resolve_variant(m, None) == UNTRAINED]
+            assert not page.locator('[data-testid="stException"]').count()
+            untrained = [m for m in choices if not m.trained]
             banner = page.get_by_text("Untrained (random weights", exact=False)
-            # the banner appears exactly when some model has no shipped weights
             expect(banner).to_be_visible() if untrained else expect(banner).to_have_count(0)
-            # The click-to-zoom component (an iframe with its own bundled JS) rendered offline.
-            frame = page.frame_locator('iframe[title*="streamlit_image_coordinates"]')
-            expect(frame.locator("img")).to_be_visible(timeout=30_000)
             for img in page.locator('[data-testid="stImage"] img').all():
                 assert img.evaluate("e => e.naturalWidth") > 0
-            assert not page.locator('[data-testid="stException"]').count()
+            _top(page.get_by_text("Outputs", exact=True))
+            _shot(page, "desktop_results")
+
+            # Zoom: a click on the photo moves the crops, shown at exactly crop x zoom pixels.
+            zoom_frame = page.frame_locator('iframe[title*="streamlit_image_coordinates"]')
+            photo = zoom_frame.locator("img")
+            expect(photo).to_be_visible(timeout=30_000)
+            photo.scroll_into_view_if_needed()
+            pb = photo.bounding_box()
+            page.mouse.click(pb["x"] + pb["width"] * 0.3, pb["y"] + pb["height"] * 0.4)
+            expect(page.get_by_text(re.compile(r"around \(x=3\d, y=3\d\)"))).to_be_visible(timeout=30_000)
+            crops = page.locator('[data-testid="stImage"] img').all()[1:]
+            assert len(crops) == len(names) + 2  # input, ground truth, every output
+            for c in crops:
+                assert c.evaluate("e => [e.naturalWidth, e.clientWidth]") == [48 * 4, 48 * 4]
+
+            # The before/after slider moves in the browser: no message goes to the server.
+            frame = _slider_frame(page)
+            ba = frame.locator("#ba")
+            _top(page.get_by_text("Before / after", exact=True))
+            page.wait_for_timeout(300)
+            sent = watch.sent
+            bb = ba.bounding_box()
+            assert bb["height"] > 100 and frame.locator("#ba-pos").is_visible()  # iframe tall enough
+            page.mouse.move(bb["x"] + bb["width"] * 0.5, bb["y"] + bb["height"] / 2)
+            page.mouse.down()
+            page.mouse.move(bb["x"] + bb["width"] * 0.2, bb["y"] + bb["height"] / 2, steps=8)
+            page.mouse.up()
+            pos = float(ba.get_attribute("data-pos"))
+            assert 15 < pos < 25, pos
+            clip = frame.locator("img.before").evaluate("e => e.style.clipPath")  # inset(0px R% 0px 0px)
+            assert float(re.search(r"([\d.]+)%", clip).group(1)) == pytest.approx(100 - pos, abs=0.2), clip
+            frame.locator('input[value="blend"]').check()
+            assert ba.get_attribute("data-mode") == "blend"
             page.wait_for_timeout(500)
-            page.screenshot(path=str(ARTIFACTS / "streamlit_flow.png"))
-            assert not external, f"requests left the machine: {external[:5]}"
+            assert watch.sent == sent, "the slider talked to the server"
+            _shot(page, "desktop_slider")
+
+            # The zip, built on click.
+            with page.expect_download() as dl:
+                page.get_by_role("button", name=re.compile("^Download outputs")).click()
+            assert dl.value.suggested_filename == "derain_rainy.zip"
+            names_in_zip = zipfile.ZipFile(_io.BytesIO(Path(dl.value.path()).read_bytes())).namelist()
+            assert any(n.endswith(".png") for n in names_in_zip) and any(n.endswith(".csv") for n in names_in_zip)
+
+            # Inspect: the same photo, every model's maps without running it again, 450 px or more.
+            page.get_by_role("link", name="Inspect").click()
+            expect(page.get_by_text("Inspect intermediate tensors")).to_be_visible(timeout=30_000)
+            for m in choices:
+                if m != choices[0]:
+                    _choose(page, "Model", m.label)
+                cap = page.locator('[data-testid="stCaptionContainer"]').filter(
+                    has_text=re.compile(rf"^{re.escape(m.label)}: \d+ maps"))
+                expect(cap).to_contain_text("not run again", timeout=120_000)
+                picture = page.locator('[data-testid="stImage"] img').first
+                expect(picture).to_be_visible()
+                natural, shown = picture.evaluate("e => [e.naturalWidth, e.clientWidth]")
+                assert natural >= 500 and shown >= 0.97 * natural, (m.id, natural, shown)
+                if m == choices[1]:
+                    _top(picture)
+                    _shot(page, "desktop_inspect")
+
+            # The other pages draw without errors.
+            page.get_by_role("link", name="Benchmark").click()
+            expect(page.get_by_text("How well and how fast each model derains", exact=False)).to_be_visible(
+                timeout=60_000)
+            expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
+            _shot(page, "desktop_benchmark")
+            page.get_by_role("link", name="Rain lab").click()
+            expect(page.get_by_text("Robustness: PSNR against rain density")).to_be_visible(timeout=60_000)
+            assert not page.locator('[data-testid="stException"]').count()
+            watch.check()
+        finally:
+            browser.close()
+
+
+def test_phone_flow(server):
+    """390x844: the sidebar starts closed and closes after a page is chosen; a run's outputs,
+    the slider and the inspector's maps use the screen's width."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    expect = playwright.expect
+    from derain_core import compare
+
+    names = [m.name for m in compare.model_choices()]
+    with playwright.sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page(viewport=PHONE)
+            watch = Watch(page, server["url"])
+            page.goto(server["url"], wait_until="domcontentloaded")
+            run = page.get_by_role("button", name="Run", exact=True)
+            expect(run).to_be_enabled(timeout=30_000)
+            sidebar = page.locator('[data-testid="stSidebar"]')
+            expect(sidebar).to_have_attribute("data-collapsed", "true")
+            _shot(page, "phone_first_screen")
+            run.scroll_into_view_if_needed()
+            _run(page, expect, names)
+            _top(page.get_by_text("Outputs", exact=True))
+            _shot(page, "phone_results")
+            main_w = page.locator('[data-testid="stMainBlockContainer"]').evaluate("e => e.clientWidth")
+            frame = _slider_frame(page)
+            _top(page.get_by_text("Before / after", exact=True))
+            natural = frame.locator("img.after").evaluate("e => e.naturalWidth")
+            assert frame.locator("#ba").bounding_box()["width"] >= min(natural, 0.9 * main_w) - 1
+            _shot(page, "phone_slider")
+
+            # Choosing a page closes the sidebar.
+            page.locator('[data-testid="stExpandSidebarButton"]').click()
+            expect(sidebar).to_have_attribute("data-collapsed", "false")
+            page.locator('[data-testid="stSidebarNav"] a').filter(has_text="Inspect").click()
+            expect(page.get_by_text("Inspect intermediate tensors")).to_be_visible(timeout=30_000)
+            expect(sidebar).to_have_attribute("data-collapsed", "true", timeout=5_000)
+            cap = page.locator('[data-testid="stCaptionContainer"]').filter(has_text=re.compile(r": \d+ maps"))
+            expect(cap).to_contain_text("not run again", timeout=120_000)
+            picture = page.locator('[data-testid="stImage"] img').first
+            _top(picture)
+            shown = picture.evaluate("e => e.clientWidth")
+            assert shown >= 0.9 * main_w, (shown, main_w)  # full width on a phone
+            _shot(page, "phone_inspect")
+            assert not page.locator('[data-testid="stException"]').count()
+            watch.check()
         finally:
             browser.close()

@@ -93,8 +93,11 @@ for name, dataset, symbol, g_rows in groups:
     if dataset not in shown_sets:
         continue
     g = pd.DataFrame(g_rows)
+    # The legend shows the test set's shape in grey; the points have their model's colour.
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, legendgroup=name,
+                             marker=dict(symbol=symbol, size=12, line=dict(width=2), color="#555")))
     fig.add_trace(go.Scatter(
-        x=g["params_m"], y=g[pcol], mode="markers", name=name,
+        x=g["params_m"], y=g[pcol], mode="markers", name=name, legendgroup=name, showlegend=False,
         marker=dict(symbol=symbol, size=12, line=dict(width=2), color=[dd.model_colour(m) for m in g["model"]]),
         customdata=g[["name", "dataset", "colour_space"]].values,
         hovertemplate="%{customdata[0]}: %{y} on %{customdata[1]}<br>the paper's own number, "

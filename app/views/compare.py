@@ -111,12 +111,15 @@ new_point = dd.click_to_native(click, (h, w))
 if new_point is not None and new_point != point:
     st.session_state["cmp_point"] = point = new_point
     st.rerun()
-st.caption(f"Crop of {crop} px around (x={point[0]}, y={point[1]}), enlarged x{zoom}.")
-ui.show_image(compare.crops(upload, results, point, crop, zoom))
+st.caption(upload.caption(f"Crop of {crop} px around (x={point[0]}, y={point[1]}), enlarged exactly x{zoom} "
+                          "(nearest neighbour; each crop at its own size, wrapping to the screen)") + ".")
+pieces = compare.crop_images(upload, results, point, crop, zoom)
+st.image([p for _, p in pieces], caption=[label for label, _ in pieces], output_format="PNG", width="content")
 
 # ---- before / after: a slider that runs in the browser (no rerun while dragging) -----------
 st.subheader("Before / after")
-pick = st.selectbox("Output", range(len(results)), format_func=lambda i: results[i].label, key="cmp_ba_model")
+with st.columns([1, 2])[0]:
+    pick = st.selectbox("Output", range(len(results)), format_func=lambda i: results[i].label, key="cmp_ba_model")
 right, view_note = viz.changed_view(img.rgb, results[pick].output, show)
 before, after = ui.display(img.rgb, min_side=320), ui.display(right, min_side=320)
 shown = viz.view_label(results[pick].label, show)
