@@ -25,6 +25,9 @@ except ImportError:  # elsewhere: a decorator that does nothing
         return fn if fn is not None else (lambda f: f)
 
 import argparse
+import base64
+import html
+import io
 import logging
 import shutil
 import sys
@@ -69,6 +72,12 @@ DEFAULT_VARIANT = "default (each model's own)"
 INSPECT_HINT = "Pick a model that has run to see its intermediate maps (computed on demand, cached per photo)."
 SLIDER_LABEL = "Input | output"
 ZOOM_FACTORS = [2, 3, 4, 6, 8]
+READY = "Upload a photo (or pick an example) and press **Derain**."
+RUN_LABEL, BUSY_LABEL = "Derain", "Running…"
+ZOOM_HINT = "Click a point on the photo above: the same crop of every image appears here at true pixel scale."
+# Outputs that are layout (shown once there is something in them) or session state: the HTTP
+# API's answer leaves them out.
+NOT_IN_API = ("results_box", "explore_box", "zip_box", "maps_box", "state")
 
 
 # --------------------------------------------------------------------------------------
@@ -91,13 +100,19 @@ class RunOutputs(NamedTuple):
     maps: Any
     insp_note: Any
     expect: Any  # how each model's weights were trained and score (from the weight cards)
-    state: Any  # a gr.State: the last output, and not part of the HTTP API's answer
+    details: Any  # device, precision and tiling in one line, and how best values are marked
+    results_box: Any  # the results area: shown once there is a result (not in the HTTP API's answer)
+    explore_box: Any  # zoom, inspector and outputs, the page's whole width: shown with it (nor this)
+    zip_box: Any  # the zip's download button: shown once the zip is written (nor this)
+    maps_box: Any  # the maps' gallery: hidden until a model is inspected (nor this)
+    state: Any  # a gr.State: the last output (nor this)
 
 
 class InspectOutputs(NamedTuple):
     insp_group: Any
     maps: Any
     insp_note: Any
+    maps_box: Any  # the maps' gallery: shown once there are maps (not in the HTTP API's answer)
     state: Any
 
 
@@ -266,9 +281,20 @@ def _gallery(st: RunState) -> list[tuple[str, str]]:
     return items
 
 
-def _table(st: RunState) -> pd.DataFrame:
-    header, rows = report.metrics_table(st.results)
-    return pd.DataFrame(rows, columns=header)
+def _table(st: RunState):
+    """The metrics table: the rainy input's row first, the best value of each column in bold
+    (``report.results_table`` decides which)."""
+    t = report.results_table(st.results, st.upload.input_metrics)
+    frame = pd.DataFrame(t.rows, columns=t.header)
+    styles = pd.DataFrame("", index=frame.index, columns=frame.columns)
+    for i, j in t.best:
+        styles.iat[i, j] = "font-weight: bold"
+    return frame.style.apply(lambda _: styles, axis=None)
+
+
+def _details(st: RunState) -> str:
+    """The line under the table: where and how the models ran, and what bold means."""
+    return f"**Ran on** {report.run_details(st.results)}. {report.BEST_NOTE}" if st.results else ""
 
 
 def _slider_value(st: RunState, model_id: str | None):
@@ -319,7 +345,6 @@ def _status(st: RunState, running: str | None, started: float) -> str:
     else:
         lines.append(f"**Done**: {done} of {n_total} models in {time.perf_counter() - started:.1f} s")
     if st.results:
-        lines.append("**Ran on** " + report.run_summary(st.results))
         untrained = [r.label for r in st.results if not r.trained]
         if untrained:
             lines.append("**Untrained** (random weights, outputs are not meaningful): " + ", ".join(untrained))
@@ -418,13 +443,19 @@ def _run_pages(image: Any, gt: Any, models: list[str] | None, variant: str | Non
     slider_sent = False  # the slider gets its first output once
 
     def page(running: str | None, stage: str) -> RunOutputs:
-        """All outputs; ``stage`` is "start" (clears the old run), "more" or "end"."""
+        """All outputs; ``stage`` is "start" (clears the old run), "more" or "end".
+
+        The results area is hidden until the first result; the page that shows it sends the
+        clean slate of the start page again (what a hidden area is sent may not reach the page).
+        """
         nonlocal slider_sent
         ids = [(r.label, r.model_id) for r in st.results]
         start, skip = stage == "start", gr.skip()
+        first = bool(ids) and not slider_sent  # the page that shows the results area
+        reset = start or first
         if start:
             slider_model, slider = gr.Dropdown(choices=[], value=None), None
-        elif ids and not slider_sent:  # first result: show it in the before/after slider
+        elif first:  # first result: show it in the before/after slider
             slider_sent = True
             slider_model, slider = gr.Dropdown(choices=ids, value=ids[0][1]), _slider(st, ids[0][1])
         else:
@@ -440,13 +471,18 @@ def _run_pages(image: Any, gt: Any, models: list[str] | None, variant: str | Non
             zip=zip_path,
             slider_model=slider_model,
             slider=slider,
-            zoom_src=files["zoom"] if start else skip,
-            insp_model=gr.Dropdown(choices=ids, value=None) if start else gr.Dropdown(choices=ids),
-            crops=None if start else skip,
-            insp_group=gr.Dropdown(choices=[], value=None) if start else skip,
-            maps=[] if start else skip,
-            insp_note=INSPECT_HINT if start else skip,
+            zoom_src=files["zoom"] if reset else skip,
+            insp_model=gr.Dropdown(choices=ids, value=None) if reset else gr.Dropdown(choices=ids),
+            crops=ZOOM_HINT if reset else skip,
+            insp_group=gr.Dropdown(choices=[], value=None) if reset else skip,
+            maps="" if reset else skip,
+            insp_note=INSPECT_HINT if reset else skip,
             expect=_expectations((r.model_id, r.variant) for r in st.results) if st.results else skip,
+            details=_details(st),
+            results_box=gr.Column(visible=bool(ids)),
+            explore_box=gr.Column(visible=bool(ids)),
+            zip_box=gr.Column(visible=stage == "end"),
+            maps_box=gr.Column(visible=False) if reset else skip,
             state=st,
         )
 
@@ -481,13 +517,42 @@ def show_slider(st: RunState | None, model_id: str | None):
     return None if st is None else _slider_value(st, model_id)
 
 
+def _png_data(picture: np.ndarray | str) -> tuple[str, int, int]:
+    """A picture (an array, or a PNG file written once) as a ``data:`` URL with its width and
+    height: the page gets the bytes with the HTML, no file is served or copied."""
+    if isinstance(picture, str):
+        data = Path(picture).read_bytes()
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+    else:
+        buf = io.BytesIO()
+        Image.fromarray(picture).save(buf, format="PNG")
+        data, (h, w) = buf.getvalue(), picture.shape[:2]
+    return f"data:image/png;base64,{base64.b64encode(data).decode('ascii')}", w, h
+
+
+def _crops_html(crops: list[tuple[str, np.ndarray]], factor: int, note: str = "") -> str:
+    """The zoom crops as HTML figures, each ``<img>`` at its own pixel size (already enlarged
+    ``factor`` times, nearest neighbour), so the browser shows them at exactly that factor; the
+    figures wrap to the page's width, a wider crop scrolls within its figure."""
+    figures = []
+    for label, picture in crops:
+        url, w, h = _png_data(picture)
+        name = html.escape(label)
+        figures.append(f'<figure class="crop"><figcaption>{name}</figcaption><img src="{url}" '
+                       f'width="{w}" height="{h}" alt="{name}, zoom x{factor}"></figure>')
+    head = f"Zoom x{factor}, nearest neighbour: every pixel of the photo is a {factor}×{factor} block"
+    head += f"; {html.escape(note)}" if note else ""
+    return f'<p class="crops-note">{head}.</p><div class="crops-row">{"".join(figures)}</div>'
+
+
 def _zoom(st: RunState, factor: int, crop: int) -> ZoomOutputs:
     point = st.point
     st.zoom = report.ZoomCrop(point, int(crop), int(factor))
-    strip = compare.crops(st.upload, st.results, point, crop, int(factor))
+    crops = compare.crop_images(st.upload, st.results, point, int(crop), int(factor))
     s = st.display_scale
     marked = viz.mark_point(st.display, (point[0] * s, point[1] * s), max(2, round(crop * s)))
-    return ZoomOutputs(zoom_src=marked, crops=strip)
+    return ZoomOutputs(zoom_src=marked, crops=_crops_html(crops, int(factor), st.upload.size_note))
 
 
 def zoom_click(st: RunState | None, factor: int, crop: int, evt: gr.SelectData):
@@ -511,8 +576,8 @@ def zoom_settings(st: RunState | None, factor: int, crop: int):
 def inspect_model(st: RunState | None, model_id: str | None, group: str | None, show_overlay: bool):
     """Intermediate maps of one model (computed on demand, cached per image)."""
     if not model_id:
-        return InspectOutputs(insp_group=gr.Dropdown(choices=[], value=None), maps=[], insp_note=INSPECT_HINT,
-                              state=gr.skip())
+        return InspectOutputs(insp_group=gr.Dropdown(choices=[], value=None), maps="", insp_note=INSPECT_HINT,
+                              maps_box=gr.Column(visible=False), state=gr.skip())
     r = None if st is None else st.result(model_id)
     if r is None:
         raise gr.Error("That model has no result for this photo; run it first.", title="Nothing to inspect")
@@ -526,7 +591,8 @@ def inspect_model(st: RunState | None, model_id: str | None, group: str | None, 
     groups = list(viz.group_specs(maps.specs, default="other"))
     group = group if group in groups else groups[0]
     items, note = render_maps(maps, group, show_overlay, st)
-    return InspectOutputs(insp_group=gr.Dropdown(choices=groups, value=group), maps=items, insp_note=note, state=st)
+    return InspectOutputs(insp_group=gr.Dropdown(choices=groups, value=group), maps=maps_html(items), insp_note=note,
+                          maps_box=gr.Column(visible=True), state=st)
 
 
 def change_group(st: RunState | None, model_id: str | None, group: str | None, show_overlay: bool):
@@ -534,7 +600,8 @@ def change_group(st: RunState | None, model_id: str | None, group: str | None, s
     maps = None if st is None else st.maps(model_id)
     if maps is None:
         return gr.skip(), gr.skip()
-    return render_maps(maps, group, show_overlay, st)
+    items, note = render_maps(maps, group, show_overlay, st)
+    return maps_html(items), note
 
 
 def _map_png(st: RunState, name: str, draw: Callable[[], np.ndarray]) -> str:
@@ -550,10 +617,22 @@ def _map_png(st: RunState, name: str, draw: Callable[[], np.ndarray]) -> str:
     return path
 
 
+def maps_html(items: list[tuple[np.ndarray | str, str]]) -> str:
+    """Map pictures as HTML figures at their own size (each panel as the core drew it, 480 px;
+    never enlarged, narrowed only to fit a phone), side by side while they fit, captions under."""
+    figures = []
+    for picture, caption in items:
+        url, w, h = _png_data(picture)
+        text = html.escape(caption)
+        figures.append(f'<figure class="map"><img src="{url}" width="{w}" height="{h}" alt="{text}">'
+                       f'<figcaption>{text}</figcaption></figure>')
+    return f'<div class="maps-row">{"".join(figures)}</div>'
+
+
 def render_maps(maps: compare.MapSet, group: str | None, show_overlay: bool,
                 st: RunState | None = None) -> tuple[list, str]:
-    """The gallery items of one group of maps and the note under it; with ``st``, each map is
-    a PNG file in the run's folder (see :func:`_map_png`)."""
+    """The pictures of one group of maps as (picture, caption) and the note over them; with
+    ``st``, each picture is a PNG file in the run's folder (see :func:`_map_png`)."""
     grouped = viz.group_specs(maps.specs, default="other")
     chosen = grouped.get(group) or next(iter(grouped.values()))
     base = maps.base if show_overlay else None
@@ -587,6 +666,82 @@ def refresh_zip(st: RunState | None):
     return _write_zip(st)
 
 
+class PhotoCheck(NamedTuple):
+    """The page after a photo arrives (checked before any run)."""
+
+    inp: Any
+    inp_msg: Any
+    gt_msg: Any
+    status: Any
+
+
+class TruthCheck(NamedTuple):
+    """The page after a ground truth arrives."""
+
+    gt: Any
+    gt_msg: Any
+    status: Any
+    more_inputs: Any  # the accordion holding it: opened, so that the user sees it
+
+
+def _message(text: str | None) -> gr.Markdown:
+    """A problem shown in place under an input (hidden when there is none)."""
+    return gr.Markdown(f"⚠️ {text}" if text else "", visible=bool(text))
+
+
+def _ready(image: Any) -> str:
+    """The status once a readable photo is in place (replaces a finished run's or an error's)."""
+    name = image.get("orig_name") if isinstance(image, dict) else None
+    size = compare.image_size(_upload_path(image))
+    what = f"**{name or 'Photo'}**" + (f" ({size[0]}×{size[1]})" if size else "")
+    return f"{what} is ready: choose models and press **Derain**."
+
+
+def check_photo(image: Any, gt: Any) -> PhotoCheck:
+    """The photo checked the moment it arrives (the core's loader): an unreadable file is removed
+    and a plain-language message shown under it; a good one clears stale messages and the status."""
+    path = _upload_path(image)
+    if path is None:  # removed (by the user, or just now by this check): keep the reason in view
+        return PhotoCheck(inp=gr.skip(), inp_msg=gr.skip(),
+                          gt_msg=_message(None) if _upload_path(gt) else gr.skip(), status=gr.skip())
+    problem = compare.upload_problem(path, "photo")
+    if problem:
+        return PhotoCheck(inp=None, inp_msg=_message(problem), gt_msg=gr.skip(), status=READY)
+    return PhotoCheck(inp=gr.skip(), inp_msg=_message(None),
+                      gt_msg=_message(compare.size_problem(path, _upload_path(gt))), status=_ready(image))
+
+
+def check_truth(image: Any, gt: Any) -> TruthCheck:
+    """The ground truth checked the moment it arrives, as :func:`check_photo`, and against the
+    photo's size; its accordion opens (an example may have put it there)."""
+    path = _upload_path(gt)
+    if path is None:
+        return TruthCheck(gt=gr.skip(), gt_msg=gr.skip(), status=gr.skip(), more_inputs=gr.skip())
+    unreadable = compare.upload_problem(path, "ground truth")
+    problem = unreadable or compare.size_problem(_upload_path(image), path)
+    if problem:
+        status = "The ground truth needs attention: see the message under it."
+    else:
+        status = _ready(image) if _upload_path(image) else READY
+    return TruthCheck(gt=None if unreadable else gr.skip(), gt_msg=_message(problem), status=status,
+                      more_inputs=gr.Accordion(open=True))
+
+
+def clear_message() -> gr.Markdown:
+    """The user removed a file: its message goes too."""
+    return _message(None)
+
+
+def busy() -> tuple[gr.Button, gr.Button]:
+    """The Derain button while a run is in flight (and Cancel shown)."""
+    return gr.Button(value=BUSY_LABEL, interactive=False), gr.Button(visible=True)
+
+
+def idle() -> tuple[gr.Button, gr.Button]:
+    """The Derain button back after a run ends, fails or is cancelled (and Cancel hidden)."""
+    return gr.Button(value=RUN_LABEL, interactive=True), gr.Button(visible=False)
+
+
 def show_estimate(image: Any, models: list[str] | None, full_res: bool) -> str:
     """The expected time of the run the Derain button would start (reads the photo's header only)."""
     exp = compare.expected(_upload_path(image), models, bool(full_res), device="cuda" if ZERO_GPU else None)
@@ -594,7 +749,7 @@ def show_estimate(image: Any, models: list[str] | None, full_res: bool) -> str:
         return ""
     shrunk = "" if exp.processed_size == exp.original_size else \
         f" (downscaled from {exp.original_size[0]}x{exp.original_size[1]})"
-    return f"⏱ Expected: {exp.text}{shrunk}"
+    return f"Expected: {exp.text}{shrunk}"
 
 
 def overlay_control(st: RunState | None, model_id: str | None, group: str | None):
@@ -613,107 +768,153 @@ def overlay_control(st: RunState | None, model_id: str | None, group: str | None
 # Layout
 # --------------------------------------------------------------------------------------
 INTRO = """# Single-image deraining: five networks side by side
-Upload a rainy photo (or pick an example), optionally its clean ground truth, choose models and
-weights, then **Derain**. Results appear as each model finishes. Below the results: a
-before/after slider, synchronised zoom crops (click on the photo) and an inspector of each
-network's intermediate maps. Photos longer than {side} px are processed at a {side}-px copy (every
-result says so); tick **Full resolution** to run at full size (tiled, with progress per tile and **Cancel**).
-""".format(side=compare.WORKING_MAX_SIDE)
+Upload a rainy photo or pick an example, choose models, press **Derain**. Each result appears as its model
+finishes; then compare them: metrics, before/after slider, zoom and each network's intermediate maps.
+"""
+
+# The zoom crops (scoped to their gr.HTML): each figure at its image's own size, wrapping to the width.
+CROPS_CSS = """
+.crops-note { margin: 0 0 8px; font-size: 15px; }
+.crops-row { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
+.crop { margin: 0; max-width: 100%; overflow-x: auto; }
+.crop figcaption { font-size: 16px; font-weight: normal; margin-bottom: 4px; }
+.crop img { display: block; max-width: none; image-rendering: pixelated; }
+"""
+
+
+# The maps (scoped to their gr.HTML): each picture at its own size, narrowed only to fit the page;
+# a caption as wide as its picture.
+MAPS_CSS = """
+.maps-row { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
+.map { margin: 0; max-width: 100%; width: fit-content; }
+.map img { display: block; max-width: 100%; height: auto; }
+.map figcaption { width: 0; min-width: 100%; font-size: 14px; margin-top: 4px; }
+"""
 
 
 def build() -> gr.Blocks:
-    """The whole app as a ``gr.Blocks``."""
+    """The whole app as a ``gr.Blocks``: the inputs and Derain on the first screen, optional inputs
+    folded away, results shown once there are some, examples after them."""
     examples, example_labels = _load_examples()
     model_choices = _model_choices()
     with gr.Blocks(title="Deraining: five networks compared", analytics_enabled=False,
                    delete_cache=(3600, 3600)) as app:
         state = gr.State(None, time_to_live=3600)
-        gr.Markdown(INTRO)
+        gr.Markdown(INTRO, elem_id="intro")
         with gr.Row():
-            with gr.Column(scale=1, min_width=300):
+            with gr.Column(scale=1, min_width=320):
                 inp = gr.Image(label="Rainy photo", type="filepath", image_mode=None, format="png",
-                               sources=["upload", "clipboard"], elem_id="inp", height=280)
-                gt = gr.Image(label="Clean ground truth (optional, same size)", type="filepath",
-                              image_mode=None, format="png", sources=["upload", "clipboard"],
-                              elem_id="gt", height=200)
+                               sources=["upload", "clipboard"], elem_id="inp", height=240)
+                inp_msg = gr.Markdown("", visible=False, elem_id="inp-msg")
                 models = gr.CheckboxGroup(model_choices, value=[m for _, m in model_choices],
                                           label="Models", elem_id="models")
-                variant = gr.Dropdown(_variant_choices(), value=DEFAULT_VARIANT, label="Weights variant",
-                                      info="A variant a model does not ship falls back to its default.",
-                                      elem_id="variant")
                 full_res = gr.Checkbox(False, label="Full resolution (slower)", elem_id="full-res",
                                        info=f"Off: photos longer than {compare.WORKING_MAX_SIDE} px are "
                                             "processed at that size.")
                 with gr.Row():
-                    run_btn = gr.Button("Derain", variant="primary", elem_id="run-btn", scale=3)
-                    cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-btn", scale=1, min_width=80)
+                    run_btn = gr.Button(RUN_LABEL, variant="primary", elem_id="run-btn", scale=3)
+                    cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-btn", scale=1, min_width=80,
+                                           visible=False)
                 estimate_md = gr.Markdown("", elem_id="estimate")
-                if examples:
-                    gr.Examples(examples, inputs=[inp, gt], example_labels=example_labels,
-                                label="Examples",
-                                examples_per_page=8)
-            with gr.Column(scale=3):
-                status = gr.Markdown("Upload a photo and press **Derain**.", elem_id="status")
-                show = gr.Radio(list(viz.SHOW_CHOICES), value=viz.SHOW_OUTPUT, label="Show", elem_id="show",
-                                info="each model's output, or what it removed (input minus output on "
-                                     "mid-grey), true scale or amplified")
-                grid = gr.Image(label="Input and outputs (time and metrics drawn on each tile)",
-                                show_label=False, format="png", interactive=False, elem_id="grid",
-                                buttons=["download", "fullscreen"])
-                table = gr.Dataframe(label="Metrics", interactive=False, elem_id="metrics", wrap=True)
-                gr.Markdown(report.METRICS_NOTE, elem_id="metrics-note")
+                with gr.Accordion("Ground truth and weights variant (optional)", open=False,
+                                  elem_id="more-inputs") as more_inputs:
+                    gt = gr.Image(label="Clean ground truth (same size as the photo)", type="filepath",
+                                  image_mode=None, format="png", sources=["upload", "clipboard"],
+                                  elem_id="gt", height=200)
+                    gt_msg = gr.Markdown("", visible=False, elem_id="gt-msg")
+                    variant = gr.Dropdown(_variant_choices(), value=DEFAULT_VARIANT, label="Weights variant",
+                                          info="A variant a model does not ship falls back to its default.",
+                                          elem_id="variant")
+            with gr.Column(scale=3, min_width=320):
+                status = gr.Markdown(READY, elem_id="status")
                 with gr.Accordion(report.EXPECTATIONS_TITLE, open=False, elem_id="expectations-box"):
                     expect = gr.Markdown(_expectations((m, None) for _, m in model_choices), elem_id="expectations")
-                zip_file = gr.File(label="Download (zip): input, outputs, removed rain, crops, maps viewed, metrics",
-                                   interactive=False, elem_id="zip",
-                                   height=90)
+                with gr.Column(visible=False, elem_id="results") as results_box:
+                    show = gr.Radio(list(viz.SHOW_CHOICES), value=viz.SHOW_OUTPUT, label="Show", elem_id="show",
+                                    info="each model's output, or what it removed (input minus output on "
+                                         "mid-grey), true scale or amplified")
+                    grid = gr.Image(label="Input and outputs (time and metrics drawn on each tile)",
+                                    show_label=False, format="png", interactive=False, elem_id="grid",
+                                    buttons=["download", "fullscreen"])
+                    table = gr.Dataframe(label="Metrics", interactive=False, elem_id="metrics", wrap=True)
+                    details = gr.Markdown("", elem_id="details")
+                    gr.Markdown(report.METRICS_NOTE, elem_id="metrics-note")
+                    with gr.Column(visible=False, elem_id="zip-box") as zip_box:
+                        zip_file = gr.DownloadButton("Download everything (zip)", elem_id="zip", variant="secondary")
+                        gr.Markdown("The zip holds the input, the ground truth, every output and what it removed, "
+                                    "the last zoom's crops, the maps you viewed, and the metrics as CSV and JSON.",
+                                    elem_id="zip-note")
 
-                gr.Markdown("### Before / after")
-                slider_model = gr.Dropdown(choices=[], label="Output to compare with the input",
-                                           elem_id="slider-model")
-                slider = gr.ImageSlider(label=SLIDER_LABEL, format="png", interactive=False,
-                                        elem_id="slider", max_height=480)
+                    gr.Markdown("### Before / after")
+                    slider_model = gr.Dropdown(choices=[], label="Output to compare with the input",
+                                               elem_id="slider-model")
+                    slider = gr.ImageSlider(label=SLIDER_LABEL, format="png", interactive=False,
+                                            elem_id="slider", max_height=480)
+                if examples:  # after the results: on a phone they never sit between Derain and the results
+                    gr.Examples(examples, inputs=[inp, gt], example_labels=example_labels,
+                                label="Examples: click one to load it (with its ground truth when it has one)",
+                                examples_per_page=8, elem_id="examples")
 
-                gr.Markdown("### Zoom: click a point on the photo to compare the same crop everywhere")
-                with gr.Row():
-                    zoom_src = gr.Image(label="Click a point", format="png", interactive=False,
-                                        elem_id="zoom-src", scale=3)
-                    with gr.Column(scale=1, min_width=200):
-                        factor = gr.Radio(ZOOM_FACTORS, value=4, label="Zoom (nearest neighbour)",
-                                          elem_id="zoom-factor")
-                        crop = gr.Slider(8, 128, value=40, step=4, label="Crop size (px of the input)",
-                                         elem_id="zoom-size")
-                crops = gr.Image(label="Same crop: input, ground truth, outputs", show_label=False, format="png",
-                                 interactive=False, elem_id="crops", buttons=["download", "fullscreen"])
+        # The page's whole width, so that crops and maps are shown at their own size
+        with gr.Column(visible=False, elem_id="explore") as explore_box:
+            gr.Markdown("### Zoom: click a point on the photo to compare the same crop everywhere")
+            with gr.Row():
+                zoom_src = gr.Image(label="Click a point", format="png", interactive=False,
+                                    elem_id="zoom-src", scale=3, height=420)
+                with gr.Column(scale=1, min_width=200):
+                    factor = gr.Radio(ZOOM_FACTORS, value=4, label="Zoom (nearest neighbour)",
+                                      elem_id="zoom-factor")
+                    crop = gr.Slider(8, 128, value=40, step=4, label="Crop size (px of the input)",
+                                     elem_id="zoom-size")
+            crops = gr.HTML(ZOOM_HINT, elem_id="crops", css_template=CROPS_CSS, js_on_load=None)
 
-                gr.Markdown("### Inspector: intermediate maps of one model")
-                with gr.Row():
-                    insp_model = gr.Dropdown(choices=[], label="Model", allow_custom_value=True,
-                                             elem_id="insp-model")
-                    insp_group = gr.Dropdown(choices=[], label="Group (stage / scale / branch)",
-                                             allow_custom_value=True, elem_id="insp-group")
-                    insp_overlay = gr.Checkbox(False, label="Overlay on the photo", elem_id="insp-overlay")
-                insp_note = gr.Markdown(INSPECT_HINT, elem_id="insp-note")
-                maps = gr.Gallery(label="Intermediate maps", show_label=False, format="png", columns=1, height="auto",
-                                  object_fit="contain", elem_id="maps", interactive=False)
+            gr.Markdown("### Inspector: intermediate maps of one model")
+            with gr.Row():
+                insp_model = gr.Dropdown(choices=[], label="Model", allow_custom_value=True,
+                                         elem_id="insp-model")
+                insp_group = gr.Dropdown(choices=[], label="Group (stage / scale / branch)",
+                                         allow_custom_value=True, elem_id="insp-group")
+                insp_overlay = gr.Checkbox(False, label="Overlay on the photo", elem_id="insp-overlay")
+            insp_note = gr.Markdown(INSPECT_HINT, elem_id="insp-note")
+            with gr.Column(visible=False, elem_id="maps-box") as maps_box:
+                maps = gr.HTML("", elem_id="maps", css_template=MAPS_CSS, js_on_load=None)
 
-                gr.Markdown("### Outputs (clean, lossless PNG; the zip above has them at full size)")
-                outputs = gr.Gallery(label="Outputs (clean, lossless PNG)", show_label=False, format="png", columns=3,
-                                     height="auto", object_fit="contain", elem_id="outputs", interactive=False)
+            gr.Markdown("### Outputs (clean, lossless PNG; the zip has them at full size)")
+            outputs = gr.Gallery(label="Outputs (clean, lossless PNG)", show_label=False, format="png",
+                                 columns=4, height="auto", object_fit="contain", elem_id="outputs",
+                                 interactive=False)
 
         ui = {"status": status, "grid": grid, "outputs": outputs, "table": table, "zip": zip_file,
               "slider_model": slider_model, "slider": slider, "zoom_src": zoom_src, "insp_model": insp_model,
               "crops": crops, "insp_group": insp_group, "maps": maps, "insp_note": insp_note, "expect": expect,
-              "state": state}
+              "details": details, "results_box": results_box, "explore_box": explore_box, "zip_box": zip_box,
+              "maps_box": maps_box,
+              "state": state, "inp": inp, "inp_msg": inp_msg, "gt": gt, "gt_msg": gt_msg,
+              "more_inputs": more_inputs}
 
         def named(returns: type[tuple]) -> list:
             """The output components in the order of a handler's named tuple."""
             return [ui[name] for name in returns._fields]
 
-        run_event = run_btn.click(run, [inp, gt, models, variant, state, full_res], named(RunOutputs),
-                                  api_name="derain", preprocess=False, concurrency_limit=1, concurrency_id="torch",
-                                  show_progress="full", show_progress_on=[status])
-        cancel_btn.click(cancel_run, None, None, cancels=[run_event], api_name="cancel", concurrency_limit=None)
+        # Derain: the button shows the run is in flight, and comes back however the run ends
+        buttons = {"inputs": None, "outputs": [run_btn, cancel_btn], "api_visibility": "private",
+                   "queue": False, "show_progress": "hidden"}
+        run_event = run_btn.click(busy, **buttons).then(
+            run, [inp, gt, models, variant, state, full_res], named(RunOutputs), api_name="derain",
+            preprocess=False, concurrency_limit=1, concurrency_id="torch", show_progress="full",
+            show_progress_on=[status])
+        run_event.success(idle, **buttons)  # (Gradio 6.31's page does not fire .then after an error)
+        run_event.failure(idle, **buttons)  # an error, and a cancel, end here
+        cancel_btn.click(cancel_run, None, None, cancels=[run_event], api_name="cancel",
+                         concurrency_limit=None).then(idle, **buttons)
+
+        # uploads are checked the moment they arrive (no preprocessing: a bad file reaches the check)
+        checks = {"api_visibility": "private", "preprocess": False, "show_progress": "hidden",
+                  "concurrency_limit": None}
+        inp.change(check_photo, [inp, gt], named(PhotoCheck), **checks)
+        gt.change(check_truth, [inp, gt], named(TruthCheck), **checks)
+        inp.clear(clear_message, None, inp_msg, api_visibility="private", queue=False)
+        gt.clear(clear_message, None, gt_msg, api_visibility="private", queue=False)
         for i, ctl in enumerate((inp, models, full_res)):
             ctl.change(show_estimate, [inp, models, full_res], estimate_md, concurrency_limit=None,
                        show_progress="hidden", **({"api_name": "estimate"} if i == 0 else {"api_visibility": "private"}))

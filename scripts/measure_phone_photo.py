@@ -139,9 +139,11 @@ def parse_seconds(text: str) -> float | None:
 
 
 def _page(values) -> dict:
-    """The parts of a /derain page this script reads: the status text and the metrics table."""
+    """The parts of a /derain page this script reads: the status text and the number of models in
+    the metrics table (its first row, the rainy input's own, is not a result)."""
     table = next((v for v in values if isinstance(v, dict) and "headers" in v and "data" in v), None)
-    return {"status": values[0], "rows": len(table["data"]) if table else 0}
+    rows = [r for r in table["data"] if r and r[0] != "rainy input"] if table else []
+    return {"status": values[0], "rows": len(rows)}
 
 
 def timed_run(client, photo: Path, models: list[str], full_res: bool) -> dict:

@@ -38,12 +38,13 @@ DEFAULT = "default (each model's own)"
 
 
 def _named(values) -> dict:
-    """The /derain endpoint's answer by output name (the app's RunOutputs; its last field, the
-    session state, is not part of the HTTP answer)."""
-    from app.gradio_app import RunOutputs
+    """The /derain endpoint's answer by output name (the app's RunOutputs less the layout boxes
+    and the session state, which are not part of the HTTP answer)."""
+    from app.gradio_app import NOT_IN_API, RunOutputs
 
-    assert len(values) == len(RunOutputs._fields) - 1
-    return dict(zip(RunOutputs._fields, values))
+    fields = [f for f in RunOutputs._fields if f not in NOT_IN_API]
+    assert len(values) == len(fields)
+    return dict(zip(fields, values))
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +87,22 @@ def _derain(client, image, gt=None, models=ALL, variant=DEFAULT):
                                  api_name="/derain"))
 
 
+def _figures(page: str) -> list[tuple[np.ndarray, str]]:
+    """The (picture, caption) of each map figure in the inspector's HTML (PNG data URLs)."""
+    import base64
+    import html
+    import re
+
+    found = re.findall(r'<figure class="map"><img src="data:image/png;base64,([^"]+)" width="(\d+)" '
+                       r'height="(\d+)" alt="[^"]*"><figcaption>(.*?)</figcaption></figure>', page)
+    out = []
+    for data, w, h, caption in found:
+        with Image.open(_io.BytesIO(base64.b64decode(data))) as im:
+            assert im.format == "PNG" and im.size == (int(w), int(h))
+            out.append((np.asarray(im.convert("RGB")), html.unescape(caption)))
+    return out
+
+
 def _pixels(path) -> np.ndarray:
     with Image.open(path) as im:
         assert im.format == "PNG", f"{path} is {im.format}, not a lossless PNG"
@@ -112,19 +129,30 @@ def test_all_five_models_with_ground_truth(run_with_gt):
     out = run_with_gt
     table = out["table"]
     headers, rows = table["headers"], table["data"]
-    for col in ("PSNR RGB (dB) ↑", "PSNR Y (dB) ↑", "SSIM RGB ↑", "SSIM Y ↑", "NIQE ↓", "PIQE ↓",
-                "Time (s)", "Device", "Precision", "Tiling"):
+    for col in ("PSNR RGB (dB) ↑", "PSNR Y (dB) ↑", "SSIM RGB ↑", "SSIM Y ↑", "NIQE ↓", "PIQE ↓", "Time (s)"):
         assert col in headers
-    assert [r[0] for r in rows] == [_expected_label(m) for m in ALL]
-    for r in rows:
+    assert not {"Device", "Precision", "Tiling"} & set(headers)  # in the details line instead
+    assert [r[0] for r in rows] == ["rainy input"] + [_expected_label(m) for m in ALL]
+    rainy = dict(zip(headers, rows[0]))
+    assert rainy["Time (s)"] == "-" and np.isfinite(float(rainy["PSNR Y (dB) ↑"]))
+    for r in rows[1:]:
         rec = dict(zip(headers, r))
         assert float(rec["Time (s)"]) > 0
         assert np.isfinite(float(rec["PSNR RGB (dB) ↑"])) and np.isfinite(float(rec["PSNR Y (dB) ↑"]))
         assert -1 <= float(rec["SSIM Y ↑"]) <= 1
         assert rec["NIQE ↓"] == "n/a"  # NIQE needs 96 px per side; 64x48 is below that
         assert float(rec["PIQE ↓"]) >= 0
-        assert rec["Device"] == "cpu" and rec["Tiling"] == "whole image"
-        assert rec["Precision"] in ("fp32", "bf16", "fp16")
+    # the best value of each metric column is bold, by the core's rule
+    from derain_core import report
+
+    styling = table["metadata"]["styling"]
+    psnr = headers.index("PSNR Y (dB) ↑")
+    values = [float(r[psnr]) for r in rows]
+    best = max(values)
+    assert [i for i, v in enumerate(values) if "bold" in styling[i][psnr]] == [
+        i for i, v in enumerate(values) if report.fmt_value("psnr_y", v) == report.fmt_value("psnr_y", best)]
+    assert all("bold" not in styling[i][c] for i in range(len(rows)) for c in range(3))
+    assert "cpu" in out["details"] and "whole image" in out["details"] and "Bold" in out["details"]
     captions = [item["caption"] for item in out["outputs"]]
     assert captions == ["input", "ground truth"] + [_expected_label(m) for m in ALL]
     for item in out["outputs"]:
@@ -132,7 +160,7 @@ def test_all_five_models_with_ground_truth(run_with_gt):
     grid = _pixels(out["grid"])
     assert grid.shape[0] > 2 * 48 and grid.shape[1] > 4 * 64  # 7 tiles in two rows
     status = out["status"]
-    assert "Done" in status and "5 of 5" in status and "device cpu" in status and "whole image" in status
+    assert "Done" in status and "5 of 5" in status
 
 
 def test_without_ground_truth_no_reference_metrics_only(run_without_gt):
@@ -140,14 +168,14 @@ def test_without_ground_truth_no_reference_metrics_only(run_without_gt):
     headers, rows = out["table"]["headers"], out["table"]["data"]
     assert not any("PSNR" in h or "SSIM" in h for h in headers)
     assert "NIQE ↓" in headers and "PIQE ↓" in headers
-    assert len(rows) == 5
+    assert len(rows) == 6 and rows[0][0] == "rainy input"
     assert [i["caption"] for i in out["outputs"]] == ["input"] + [_expected_label(m) for m in ALL]
     assert "no ground truth" in out["status"]
 
 
 def test_untrained_models_are_marked_everywhere(run_without_gt, app_url):
     untrained = [m for m in ALL if not wts.available_variants(m)]
-    labels = [r[0] for r in run_without_gt["table"]["data"]]
+    labels = [r[0] for r in run_without_gt["table"]["data"][1:]]
     for m, label in zip(ALL, labels):
         assert label.endswith("(untrained)") == (m in untrained)
     if untrained:
@@ -185,14 +213,14 @@ def test_results_stream_one_model_at_a_time(client, images):
     job = client.submit(handle_file(str(images["rainy"])), None, ALL, DEFAULT, api_name="/derain")
     job.result(timeout=300)
     pages = [_named(o) for o in job.outputs()]
-    assert [len(p["table"]["data"]) for p in pages] == [0, 1, 2, 3, 4, 5]
+    assert [len(p["table"]["data"]) for p in pages] == [1, 2, 3, 4, 5, 6]  # the rainy input's row first
     assert "Running" in pages[0]["status"]
     assert pages[0]["zip"] is None and pages[-1]["zip"]
 
 
 def test_a_subset_of_models_and_a_variant(client, images):
     out = _derain(client, images["rainy"], models=["rranet", "msamnet"], variant=engine.UNTRAINED)
-    assert [r[0] for r in out["table"]["data"]] == ["RRANet (untrained)", "MSAMNet (untrained)"]
+    assert [r[0] for r in out["table"]["data"]] == ["rainy input", "RRANet (untrained)", "MSAMNet (untrained)"]
 
 
 # ------------------------------------------------------------------------------ errors
@@ -201,7 +229,7 @@ def test_text_file_named_png_gives_a_readable_error(client, images):
         _derain(client, images["bad"])
     msg = str(err.value)
     assert "Could not read the photo" in msg and "not an image" in msg and "notes.png" in msg
-    assert "Traceback" not in msg
+    assert "Traceback" not in msg and "Pillow" not in msg
 
 
 def test_bad_ground_truth_and_size_mismatch(client, images):
@@ -222,31 +250,32 @@ def test_app_survives_errors(client, images):
     with pytest.raises(AppError):
         _derain(client, images["bad"])
     out = _derain(client, images["rainy"], models=["jdnet"])
-    assert len(out["table"]["data"]) == 1
+    assert len(out["table"]["data"]) == 2
 
 
 # ------------------------------------------------------------------------------ inspector
 def test_inspector_maps_for_every_model(client, images):
     _derain(client, images["rainy"])
     for model_id in ALL:
-        group_dd, gallery, note = client.predict(model_id, None, False, api_name="/inspect")
+        group_dd, page, note = client.predict(model_id, None, False, api_name="/inspect")
+        gallery = _figures(page)
         specs = engine.MODELS.get(model_id).net.map_specs()
         groups = list(viz.group_specs(specs, default="other"))
         assert [g for g, _ in group_dd["choices"]] == groups
         first = group_dd["value"]
         assert first == groups[0]
         want = [f"{s.title}: {s.meaning}" for s in viz.group_specs(specs, default="other")[first]]
-        assert [i["caption"] for i in gallery] == want, model_id
-        assert all(_pixels(i["image"]).ndim == 3 for i in gallery)
+        assert [caption for _, caption in gallery] == want, model_id
+        assert all(picture.ndim == 3 and picture.shape[1] >= 480 for picture, _ in gallery)  # panels 480 px
         assert "maps at full resolution" in note and _expected_label(model_id) in note
     # a named group and the overlay toggle
     grouped = viz.group_specs(engine.MODELS.get("mfan").net.map_specs(), default="other")
     group = next(g for g, ss in grouped.items()
                  if any(s.kind == "attention" and s.scale > 0 and s.size is None for s in ss))
-    _, plain, _ = client.predict("mfan", group, False, api_name="/inspect")
-    _, over, _ = client.predict("mfan", group, True, api_name="/inspect")
+    plain = _figures(client.predict("mfan", group, False, api_name="/inspect")[1])
+    over = _figures(client.predict("mfan", group, True, api_name="/inspect")[1])
     assert len(plain) == len(over) == len(grouped[group])
-    assert any(not np.array_equal(_pixels(a["image"]), _pixels(b["image"])) for a, b in zip(plain, over))
+    assert any(not np.array_equal(a, b) for (a, _), (b, _) in zip(plain, over))
 
 
 def test_inspector_before_a_run(app_url):
@@ -269,14 +298,59 @@ def test_handlers_called_directly_zoom_slider_and_maps(images):
     assert ga.show_slider(st, "dsmnet") == (st.files["input"], st.files["dsmnet"])
     zoom_src, crops, st2 = ga.zoom_click(st, 4, 16, SimpleNamespace(index=[10, 20]))
     assert st2.point == (10 / st.display_scale, 20 / st.display_scale)
-    assert crops.shape[1] >= 2 * 16 * 4 and zoom_src.shape == st.display.shape
+    assert zoom_src.shape == st.display.shape
+    # the crops as HTML images at their own size, 16 px enlarged 4 times: input and DSM-Net
+    assert crops.count("<img ") == 2 and crops.count('width="64" height="64"') == 2 and "Zoom x4" in crops
     again = ga.zoom_settings(st, 2, 16)
-    assert isinstance(again, ga.ZoomOutputs) and again.crops.shape[1] < crops.shape[1]
+    assert isinstance(again, ga.ZoomOutputs) and again.crops.count('width="32" height="32"') == 2
     out = ga.inspect_model(st, "dsmnet", None, True)
     groups = [g for g, _ in out.insp_group.choices]
     assert out.maps and "maps at full resolution" in out.insp_note
-    items, note = ga.change_group(st, "dsmnet", groups[-1], False)
-    assert items and f"group **{groups[-1]}**" in note
+    page, note = ga.change_group(st, "dsmnet", groups[-1], False)
+    assert _figures(page) and f"group **{groups[-1]}**" in note
+
+
+def test_uploads_are_checked_the_moment_they_arrive(images):
+    """A bad file is answered in place before any run (and removed); a good one clears the
+    stale messages and the status; a ground truth of another size is flagged under it."""
+    import app.gradio_app as ga
+
+    bad = {"path": str(images["bad"]), "orig_name": "notes.png"}
+    good = {"path": str(images["rainy"]), "orig_name": "rainy.png"}
+    page = ga.check_photo(bad, None)
+    assert page.inp is None and page.inp_msg.visible
+    assert "Could not read the photo" in page.inp_msg.value and "Pillow" not in page.inp_msg.value
+    assert page.status == ga.READY  # a stale error or result line does not stay
+    again = ga.check_photo(None, None)  # the removal this check made: the reason stays in view
+    assert isinstance(again.inp_msg, type(ga.gr.skip()))
+    page = ga.check_photo(good, None)
+    assert not page.inp_msg.visible and "rainy.png" in page.status and "64×48" in page.status
+    assert isinstance(page.inp, type(ga.gr.skip()))
+    truth = ga.check_truth(good, str(images["small_gt"]))
+    assert truth.gt_msg.visible and "60×40 but the photo is 64×48" in truth.gt_msg.value
+    assert isinstance(truth.gt, type(ga.gr.skip())) and truth.more_inputs.open
+    truth = ga.check_truth(good, str(images["bad"]))
+    assert truth.gt is None and "Could not read the ground truth" in truth.gt_msg.value
+    truth = ga.check_truth(good, str(images["clean"]))
+    assert not truth.gt_msg.visible and truth.more_inputs.open
+    assert ga.check_photo(good, str(images["small_gt"])).gt_msg.visible  # the photo's size is checked too
+
+
+def test_results_appear_with_the_first_result_and_the_button_shows_the_run(images):
+    import app.gradio_app as ga
+
+    pages = list(ga.run(str(images["rainy"]), None, ["dsmnet", "jdnet"], DEFAULT, None))
+    assert [p.results_box.visible for p in pages] == [False, True, True]  # nothing shown before a result
+    assert [p.explore_box.visible for p in pages] == [False, True, True]
+    assert [p.zip_box.visible for p in pages] == [False, False, True]  # the zip's button once it is written
+    assert pages[0].details == "" and "cpu" in pages[-1].details
+    out = ga.inspect_model(pages[-1].state, None, None, False)
+    assert out.maps_box.visible is False
+    assert ga.inspect_model(pages[-1].state, "jdnet", None, False).maps_box.visible is True
+    running, cancel = ga.busy()
+    assert running.value == ga.BUSY_LABEL and running.interactive is False and cancel.visible is True
+    back, cancel = ga.idle()
+    assert back.value == ga.RUN_LABEL and back.interactive is True and cancel.visible is False
 
 
 def test_what_changed_expectations_and_the_full_zip(images):
@@ -303,8 +377,10 @@ def test_what_changed_expectations_and_the_full_zip(images):
     assert gallery[-1][0] == st.files["dsmnet"]
 
     ga.zoom_click(st, 3, 8, SimpleNamespace(index=[10, 20]))
-    maps = ga.inspect_model(st, "dsmnet", None, False).maps
-    assert all(Path(path).is_file() for path, _ in maps)  # written once as PNG files
+    maps = _figures(ga.inspect_model(st, "dsmnet", None, False).maps)
+    assert maps and len(st.viewed_maps) == len(maps)
+    for (picture, _), path in zip(maps, st.viewed_maps.values()):  # written once as PNG files, shown as such
+        assert np.array_equal(picture, _pixels(path))
     path = ga.refresh_zip(st)
     assert Path(path).name == "derain_rainy.zip"
     with zipfile.ZipFile(path) as zf:
@@ -352,7 +428,7 @@ def test_app_settings_offline_and_lossless():
     assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"
     assert ga.demo.analytics_enabled is False
     shown = [b for b in ga.demo.blocks.values() if isinstance(b, (gr.Image, gr.Gallery, gr.ImageSlider))]
-    assert len(shown) >= 8
+    assert len(shown) >= 6  # the zoom crops and the maps are HTML images, PNG by construction (data:image/png)
     assert all(b.format == "png" for b in shown)
     assert ga.GPU(len) is len  # the spaces.GPU stand-in changes nothing
 
