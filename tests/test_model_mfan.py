@@ -203,3 +203,25 @@ def test_smallest_input_and_gradient_reaches_pyramid_kernel():
     assert out.shape == x.shape
     out.mean().backward()
     assert model.pyramid.kernel.grad is not None and model.pyramid.kernel.grad.abs().sum() > 0
+
+
+def test_fusion_slope_keeps_gradients_through_a_dead_fusion():
+    """With every fusion pre-activation negative (the collapse seen in training), ReLU passes no
+    gradient to the layers before the output conv; fusion_slope > 0 still does. Slope 0 is ReLU."""
+    x = torch.rand(1, 3, 32, 32)
+    grads = {}
+    for slope in (0.0, 0.2):
+        torch.manual_seed(0)
+        model = dc.create_model("mfan", **{**dc.get_card("mfan").test_config, "fusion_slope": slope}).train()
+        with torch.no_grad():
+            for conv in model.fuse:
+                conv.bias.fill_(-100.0)  # dead: every unit negative
+        model.training_outputs(x)["output"].mean().backward()
+        grads[slope] = model.fuse[0].weight.grad.abs().sum().item()
+    assert grads[0.0] == 0.0 and grads[0.2] > 0
+    torch.manual_seed(0)
+    relu = tiny()
+    torch.manual_seed(0)
+    zero = dc.create_model("mfan", **{**dc.get_card("mfan").test_config, "fusion_slope": 0.0}).eval()
+    with torch.no_grad():
+        assert torch.equal(relu(x), zero(x))
