@@ -14,7 +14,7 @@ Conventions:
   ``(height, width)`` except crop sizes, which are ``(width, height)`` like points.
 
 Intermediate tensors come from ``model.forward_intermediates(x)`` as ``(B, C, h, w)`` and are
-described by a :class:`~derain_core.base.MapSpec`; :func:`map_panels` decides how each kind is
+described by a :class:`~derain_core.base.MapSpec`; :func:`panels_of` decides how each kind is
 shown and on which colour scale (the "colour scales" section holds every rule), and
 :func:`render_map` draws one map with colour bars and its full caption.
 """
@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .base import MapSpec
 
 __all__ = ["CMAPS", "CATEGORICAL", "OTHER_COLOUR", "apply_colormap", "heatmap", "overlay",
-           "to_uint8_image", "map_to_2d", "MapPanel", "map_panels", "panel_colours", "is_spatial",
+           "to_uint8_image", "map_to_2d", "MapPanel", "panels_of", "panel_colours", "is_spatial",
            "can_overlay", "robust_range", "interior", "render_map", "channel_grid", "crop_window",
            "synced_crops", "mark_point", "crops_strip", "labelled_grid", "group_specs", "SHOW_CHOICES",
            "AMPLIFIED_GAIN", "removed_layer", "removed_note", "changed_view", "show_note", "view_label"]
@@ -572,12 +572,12 @@ class MapPanel:
     data: np.ndarray
     cmap: str = "inferno"
     symmetric: bool = False  # range centred on 0 (signed maps)
-    vrange: tuple[float, float] | None = None  # (min, max) of the colours; set by map_panels
+    vrange: tuple[float, float] | None = None  # (min, max) of the colours; set by panels_of
     spatial: bool = True  # lies on the input's frame: can be laid over the photo
     strip: bool = False  # a vector drawn as a heat strip
     rgb: bool = False
     scale: str = "minmax"  # "unit", "robust", "minmax", "categorical" or "rgb" (see above)
-    note: str = ""  # how colours relate to values (set by map_panels)
+    note: str = ""  # how colours relate to values (set by panels_of)
     categories: tuple[int, ...] | None = None  # index values with a palette colour, in order
 
     @property
@@ -653,7 +653,7 @@ def _per_channel(a: np.ndarray, spec: MapSpec, cmap: str, spatial: bool, max_pan
             for i in range(len(a))]
 
 
-def map_panels(tensor: Any, spec: MapSpec, batch: int = 0, max_panels: int = 8) -> list[MapPanel]:
+def panels_of(tensor: Any, spec: MapSpec, batch: int = 0, max_panels: int = 8) -> list[MapPanel]:
     """The panels :func:`render_map` draws for one map, each with its colour map, value range
     and note (the rules are documented in :func:`map_to_2d` and the colour-scale section)."""
     panels = _panels(tensor, spec, batch, max_panels)
@@ -870,7 +870,7 @@ def render_map(tensor: Any, spec: MapSpec, image: Any = None, overlay_alpha: flo
     base = (to_uint8_image(image) if image is not None and overlay_alpha and can_overlay(a, spec)
             else None)
     tiles = [_panel_tile(p, size, fs, cmap, base, overlay_alpha, spec.scale)
-             for p in map_panels(a, spec, 0, max_panels)]
+             for p in panels_of(a, spec, 0, max_panels)]
     grid = _grid(tiles, cols, pad=max(8, fs))
     c, h, w = a.shape
     where = f"  |  1/{spec.scale} of the input" if spec.scale > 1 else ""

@@ -255,9 +255,9 @@ def test_map_kinds_decide_the_panels_not_titles():
 def test_map_panels_carry_the_drawn_colours_and_spatial_rule():
     band = MapSpec("b", "band", "band", "signed band", channels=1)
     t = np.linspace(-2, 1, 16, dtype=np.float32).reshape(1, 1, 4, 4)
-    (p,) = viz.map_panels(t, band)
+    (p,) = viz.panels_of(t, band)
     assert p.cmap == "coolwarm" and p.vrange[0] == pytest.approx(-p.vrange[1]) and p.vrange[1] >= 2 - 1e-6
-    image = viz.map_panels(np.random.rand(1, 3, 8, 8), MapSpec("x", "image", "img", "", 3))
+    image = viz.panels_of(np.random.rand(1, 3, 8, 8), MapSpec("x", "image", "img", "", 3))
     assert image[0].rgb and image[0].vrange == (0.0, 1.0)
     vec = MapSpec("ca", "vector", "ca", "", 4, 0, (1, 1))
     assert not vec.spatial and not viz.is_spatial(np.zeros((1, 4, 1, 1)), vec)
@@ -281,7 +281,7 @@ def test_border_outlier_does_not_set_the_range():
     m = rng.random((1, 1, 64, 96))
     m[..., 0, :] = 50.0  # one bright top row, as FRCB bands have
     spec = MapSpec("frcb.LH", "feature", "band energy", "", 1)
-    (p,) = viz.map_panels(m, spec)
+    (p,) = viz.panels_of(m, spec)
     assert p.scale == "robust" and 0.0 <= p.vrange[0] < 0.05 and 0.95 < p.vrange[1] <= 1.0
     assert "values 0" in p.note and "to 50" in p.note  # the real range is still told
     # the interior spreads over the whole colour map (with min-max it would all be dark)
@@ -293,7 +293,7 @@ def test_border_outlier_does_not_set_the_range():
     band = MapSpec("LH", "band", "LH", "", 1)
     s = rng.uniform(-1, 1, (1, 1, 64, 96))
     s[..., -1, :] = -80.0
-    (p,) = viz.map_panels(s, band)
+    (p,) = viz.panels_of(s, band)
     assert p.vrange[0] == -p.vrange[1] and 0.9 < p.vrange[1] <= 1.0
     assert viz.robust_range(s[0, 0], symmetric=True) == p.vrange
 
@@ -302,7 +302,7 @@ def test_constant_attention_is_shown_as_constant():
     rng = np.random.default_rng(1)
     att = 0.504 + 0.019 * rng.random((1, 1, 64, 96))  # SAM-like near-constant gate
     spec = MapSpec("sam.attention", "attention", "SAM attention", "", 1)
-    (p,) = viz.map_panels(att, spec)
+    (p,) = viz.panels_of(att, spec)
     assert p.vrange == (0.0, 1.0) and p.scale == "unit"
     assert "fixed 0 to 1" in p.note and "0.504 to 0.523" in p.note
     colours = viz.panel_colours(p)
@@ -313,7 +313,7 @@ def test_constant_attention_is_shown_as_constant():
     assert ((idx >= 128) & (idx <= 134)).sum() >= area  # every map pixel in the 0.50-0.53 band
     assert ((idx >= 0) & ((idx < 120) | (idx > 140))).sum() < 0.1 * area  # only the colour bar
     # attention outside [0, 1] (DSM-Net's subspace maps times h*w) falls back to robust
-    (q,) = viz.map_panels(att * 50, spec)
+    (q,) = viz.panels_of(att * 50, spec)
     assert q.scale == "robust" and q.vrange[1] > 25
 
 
@@ -330,7 +330,7 @@ def test_band_groups_are_named_ll_lh_hl_hh():
     spec = MapSpec("similarity.entropy", "attention", "similarity entropy", "", 4, 2,
                    channel_names=HAAR_BANDS)
     t = torch.rand(1, 4, 20, 24)
-    assert [p.label for p in viz.map_panels(t, spec)] == ["LL", "LH", "HL", "HH"]
+    assert [p.label for p in viz.panels_of(t, spec)] == ["LL", "LH", "HL", "HH"]
     feat = MapSpec("group_maps", "feature", "band-group output", "", 4, 2, channel_names=HAAR_BANDS)
     assert [label for label, _ in viz.map_to_2d(t, feat)] == ["LL", "LH", "HL", "HH"]
     with pytest.raises(ValueError):
@@ -343,7 +343,7 @@ def test_band_groups_are_named_ll_lh_hl_hh():
     assert grouped and all(s.channel_names == HAAR_BANDS for s in grouped)
     assert {s.kind for s in grouped if s.key.endswith("argmax")} == {"index"}
     assert not any(p.label.startswith("channel") for s in grouped
-                   for p in viz.map_panels(torch.rand(*s.shape(1, 32, 32)), s))
+                   for p in viz.panels_of(torch.rand(*s.shape(1, 32, 32)), s))
 
 
 def test_index_maps_use_categorical_colours():
@@ -353,7 +353,7 @@ def test_index_maps_use_categorical_colours():
     idx[:, 0, 20:, :30] = 54.0
     idx[:, 1, 20:, 30:] = 109.0
     spec = MapSpec("argmax", "index", "most-attended anchor", "", 2, 1, channel_names=("LL", "LH"))
-    panels = viz.map_panels(idx, spec)
+    panels = viz.panels_of(idx, spec)
     assert [p.label for p in panels] == ["LL", "LH"] and all(p.categorical for p in panels)
     assert panels[0].categories == panels[1].categories == (0, 3, 54, 109)  # shared colours
     palette = {tuple(c) for c in viz.CATEGORICAL}
@@ -370,7 +370,7 @@ def test_index_maps_use_categorical_colours():
     # more values than colours: the most frequent get colours, the rest one grey
     many = rng.integers(0, 110, (1, 1, 40, 60)).astype(float)
     many[..., :10, :] = 7.0
-    (p,) = viz.map_panels(many, MapSpec("a", "index", "a", "", 1))
+    (p,) = viz.panels_of(many, MapSpec("a", "index", "a", "", 1))
     assert len(p.categories) == len(viz.CATEGORICAL) - 1 and 7 in p.categories
     got = {tuple(c) for c in viz.panel_colours(p).reshape(-1, 3)}
     assert viz.OTHER_COLOUR in got and got <= palette | {viz.OTHER_COLOUR}
@@ -381,9 +381,9 @@ def test_index_maps_use_categorical_colours():
 def test_single_channel_maps_have_no_duplicate_panels(kind):
     spec = MapSpec("m", kind, "one channel", "", 1)
     t = torch.rand(1, 1, 20, 24)
-    panels = viz.map_panels(t, spec)
+    panels = viz.panels_of(t, spec)
     assert len(panels) == 1, [p.label for p in panels]
-    feat = viz.map_panels(t, MapSpec("f", "feature", "f", "", 1))[0]
+    feat = viz.panels_of(t, MapSpec("f", "feature", "f", "", 1))[0]
     assert np.array_equal(feat.data, t[0, 0].double().numpy())  # the map itself, not a summary
 
 
@@ -410,7 +410,7 @@ def test_maps_are_rendered_large_with_full_captions():
     t = torch.rand(1, 3, 20, 30)  # a small map is enlarged to the panel width
     out = viz.render_map(t, spec)
     assert out.shape[1] >= 2 * 480  # two panels of 480 px per row
-    panels = viz.map_panels(t, spec)
+    panels = viz.panels_of(t, spec)
     tile = viz._panel_tile(panels[0], 480, viz._font_size(480))
     assert tile.shape[1] >= 480 and viz._font_size(480) >= 16
     long = MapSpec("att3", "attention", "Three-scale attention", "word " * 150, 3, 2)

@@ -126,7 +126,7 @@ ui.remember_map(photo_key, f"{result.label} {group} {spec.key}" + (" overlay" if
 
 # ---- interactive view: zoom and hover values ------------------------------------------
 st.subheader("Interactive view")
-panels = viz.map_panels(values, spec)
+panels = viz.panels_of(values, spec)
 pi = 0
 if len(panels) > 1:
     pi = st.selectbox("Panel", range(len(panels)), format_func=lambda i: panels[i].label, key=f"insp_panel_{spec.key}")
