@@ -21,6 +21,7 @@ shown and on which colour scale (the "colour scales" section holds every rule), 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Sequence
@@ -34,7 +35,8 @@ __all__ = ["CMAPS", "CATEGORICAL", "OTHER_COLOUR", "apply_colormap", "heatmap", 
            "to_uint8_image", "map_to_2d", "MapPanel", "panels_of", "panel_colours", "is_spatial",
            "can_overlay", "robust_range", "interior", "render_map", "channel_grid", "crop_window",
            "synced_crops", "mark_point", "crops_strip", "labelled_grid", "group_specs", "SHOW_CHOICES",
-           "AMPLIFIED_GAIN", "removed_layer", "removed_note", "changed_view", "show_note", "view_label"]
+           "AMPLIFIED_GAIN", "removed_layer", "removed_note", "changed_view", "show_note", "view_label",
+           "SIBLING_AXES", "sibling_axes", "siblings", "sibling_view", "sibling_panels", "render_siblings"]
 
 # ----------------------------------------------------------------------------- colour maps
 # 33 control points (LUT indices 0, 8, ..., 248, 255 of matplotlib's 256-entry maps) as
@@ -1153,3 +1155,147 @@ def group_specs(specs: Sequence[MapSpec], default: str = "") -> dict[str, list[M
     for s in specs:
         groups.setdefault(s.group.strip("/ ") or default, []).append(s)
     return groups
+
+
+# ----------------------------------------------------------------------------- siblings
+# Many maps come in families that differ only by a number in their key: MFAN's
+# ``module{m}.scale{s}``, RRANet's ``stage{k}.gam.scale{s}``, JDNet's ``unit{u}.scale{s}``,
+# DSM-Net's ``scale{s}.mab{b}...``, MSAMNet's ``mag.branch_d{d}``. An axis is named by the word
+# before the number ("scale", "stage", "module", "branch_d", ...); a map's siblings along an
+# axis are the maps of the same kind whose keys equal its key with that number changed.
+SIBLING_AXES = ("stage", "scale")  # preferred axes, in this order of preference
+MAX_SIBLINGS = 8
+
+
+def _key_numbers(key: str) -> list[tuple[str, re.Match]]:
+    """``[(axis word, number match)]`` of every number in ``key``, left to right; the word is
+    the text between the number and the previous ``.`` (``"stage1.gam"`` -> ``"stage"``)."""
+    out = []
+    for m in re.finditer(r"\d+", key):
+        word = key[:m.start()].rsplit(".", 1)[-1]
+        if word and not word[-1].isdigit():
+            out.append((word, m))
+    return out
+
+
+def sibling_axes(spec: MapSpec, specs: Sequence[MapSpec]) -> dict[str, list[MapSpec]]:
+    """Each axis along which ``spec`` has siblings in ``specs``: ``{word: [specs]}`` with at
+    least two maps each (``spec`` included), ordered by their number; axes in key order."""
+    axes: dict[str, list[MapSpec]] = {}
+    for word, m in _key_numbers(spec.key):
+        pattern = re.compile(re.escape(spec.key[:m.start()]) + r"(\d+)" + re.escape(spec.key[m.end():]))
+        found = [(int(mm.group(1)), s) for s in specs
+                 if s.kind == spec.kind and (mm := pattern.fullmatch(s.key))]
+        if len(found) >= 2 and word not in axes:
+            axes[word] = [s for _, s in sorted(found, key=lambda t: t[0])]
+    return axes
+
+
+def _spread(items: list, n: int, keep: Any) -> list:
+    """At most ``n`` of ``items``, evenly spaced, the first, the last and ``keep`` included."""
+    if len(items) <= n:
+        return items
+    idx = sorted({round(i * (len(items) - 1) / (n - 1)) for i in range(n)})
+    k = items.index(keep)
+    if k not in idx:  # ``keep`` takes the place of the nearest inner one
+        idx.remove(min(idx[1:-1], key=lambda i: abs(i - k)))
+        idx = sorted(idx + [k])
+    return [items[i] for i in idx]
+
+
+def siblings(spec: MapSpec, specs: Sequence[MapSpec], axis: str | None = None,
+             max_maps: int = MAX_SIBLINGS) -> tuple[str, list[MapSpec]] | None:
+    """``(axis, maps)``: ``spec`` and its siblings along ``axis`` (by default the first of
+    ``SIBLING_AXES`` that ``spec`` varies along, else the first axis in its key), at most
+    ``max_maps`` evenly spaced (first and last kept); None when it has none."""
+    axes = sibling_axes(spec, specs)
+    if axis is None:
+        axis = next((a for pref in SIBLING_AXES for a in axes if a.endswith(pref)), next(iter(axes), None))
+    if axis not in axes:
+        return None
+    return axis, _spread(axes[axis], max_maps, spec)
+
+
+def sibling_view(group: Sequence[MapSpec], specs: Sequence[MapSpec],
+                 max_maps: int = MAX_SIBLINGS) -> tuple[str, list[MapSpec]] | None:
+    """What the apps show side by side for a group: the siblings of its first map that has
+    any (see :func:`siblings`); None when no map of the group has siblings."""
+    for spec in group:
+        found = siblings(spec, specs, max_maps=max_maps)
+        if found is not None:
+            return found
+    return None
+
+
+def _number_on(spec: MapSpec, axis: str) -> str:
+    m = re.search(rf"(?:^|\.){re.escape(axis)}(\d+)", spec.key)
+    return m.group(1) if m else "?"
+
+
+def _pooled_range(panels: Sequence[MapPanel], scale: str, symmetric: bool) -> tuple[float, float]:
+    """One colour range for several panels by ``scale``'s rule (robust: the percentiles of all
+    their interiors' finite values together)."""
+    if scale == "unit":
+        return 0.0, 1.0
+    if scale == "robust":
+        f = np.concatenate([interior(p.data)[np.isfinite(interior(p.data))].ravel() for p in panels])
+        if f.size:
+            lo_p, hi_p = ROBUST_PERCENTILES
+            if symmetric:
+                m = float(np.percentile(np.abs(f), hi_p)) or float(np.abs(f).max())
+                return -m, m
+            lo, hi = (float(v) for v in np.percentile(f, [lo_p, hi_p]))
+            return (lo, hi) if hi > lo else (float(f.min()), float(f.max()))
+    f = np.concatenate([p.data[np.isfinite(p.data)].ravel() for p in panels])
+    return _value_range(f.reshape(1, -1) if f.size else np.zeros((1, 1)), symmetric=symmetric)
+
+
+def sibling_panels(tensors: Sequence[Any], specs: Sequence[MapSpec], axis: str,
+                   batch: int = 0) -> list[MapPanel]:
+    """One panel per sibling map (the first panel :func:`panels_of` gives for it), labelled
+    by its place on ``axis``, all on ONE colour scale so that a value has the same colour in
+    every panel: the colour-scale rule the maps share (fixed 0-1 when every panel has it,
+    1st-99th percentile of all interiors together when every panel is robust, else the joint
+    min-max; categorical colours from all panels' values). RGB panels keep their own colours."""
+    panels = []
+    for t, spec in zip(tensors, specs):
+        p = panels_of(t, spec, batch)[0]
+        where = f", 1/{spec.scale} of the input" if spec.scale > 1 else ""
+        p.label = f"{axis} {_number_on(spec, axis)}{where}: {p.label}"
+        panels.append(p)
+    cont = [p for p in panels if not p.rgb]
+    if not cont:
+        return panels
+    if all(p.categorical for p in cont):
+        cats = _categories(np.concatenate([p.data.ravel() for p in cont]))
+        for p in cont:
+            p.categories = cats
+            p.note = "same colours in every panel; " + _scale_note(p)
+        return panels
+    scales = {p.scale for p in cont}
+    scale = scales.pop() if len(scales) == 1 and not scales & {"categorical"} else "minmax"
+    symmetric = any(p.symmetric for p in cont)
+    cmap = "coolwarm" if symmetric else cont[0].cmap
+    vrange = _pooled_range(cont, scale, symmetric)
+    for p in cont:
+        p.scale, p.symmetric, p.cmap, p.vrange = scale, symmetric, cmap, vrange
+        p.note = "same colour scale in every panel; " + _scale_note(p)
+    return panels
+
+
+def render_siblings(tensors: Sequence[Any], specs: Sequence[MapSpec], axis: str, size: int = 480,
+                    cols: int = 2, cmap: str | None = None, batch: int = 0) -> np.ndarray:
+    """Sibling maps (see :func:`siblings`) side by side on one shared colour scale
+    (:func:`sibling_panels`), each panel ``size`` px wide like :func:`render_map`'s, under a
+    title naming the family and the axis. Returns uint8 ``H x W x 3``."""
+    fs = _font_size(size)
+    tiles = [_panel_tile(p, size, fs, cmap) for p in sibling_panels(tensors, specs, axis, batch)]
+    grid = _grid(tiles, cols, pad=max(8, fs))
+    width = grid.shape[1] - 12
+    keys = ", ".join(s.key for s in specs)
+    head = [_text_block(f"{specs[0].title} across {axis}s ({len(specs)} maps)", fs + 5, _INK, width),
+            _text_block(keys, fs - 2, _MUTED, width),
+            _text_block(f"One colour scale for all panels, so equal values have equal colours. "
+                        f"{specs[0].meaning}", fs, _INK, width)]
+    head_img = np.pad(_vstack(head, pad=2), ((6, 0), (12, 0), (0, 0)), constant_values=_BG)
+    return _vstack([head_img, grid], pad=0)

@@ -476,3 +476,70 @@ def test_changed_view_switches_between_output_and_differences():
         viz.changed_view(before, after, "sideways")
     with pytest.raises(ValueError):
         viz.removed_layer(before, after[:10])
+
+
+# --------------------------------------------------------------------------- siblings
+def _specs(model_id):
+    from derain_core import registry
+    return registry.create_model(model_id).map_specs()
+
+
+def test_siblings_on_real_specs():
+    """The sibling rule on the real specs: RRANet's stage attention across its six stages,
+    MFAN's module outputs across its three scales, JDNet's per-scale maps, MSAMNet's dilated
+    branches; maps without a number (the output) have none."""
+    rr = {s.key: s for s in _specs("rranet")}
+    axis, sib = viz.siblings(rr["stage3.gam.scale2"], list(rr.values()))
+    assert axis == "stage" and [s.key for s in sib] == [f"stage{k}.gam.scale2" for k in range(1, 7)]
+    axes = viz.sibling_axes(rr["stage3.gam.scale2"], list(rr.values()))
+    assert [s.key for s in axes["scale"]] == [f"stage3.gam.scale{k}" for k in (1, 2, 3)]
+    assert viz.siblings(rr["output"], list(rr.values())) is None
+
+    mf = _specs("mfan")
+    by_key = {s.key: s for s in mf}
+    axis, sib = viz.siblings(by_key["module2.scale1"], mf)
+    assert axis == "scale" and [s.key for s in sib] == ["module2.scale1", "module2.scale2", "module2.scale3"]
+    # the group's first map with siblings: the channel CSSAB's head maps across scales
+    group = viz.group_specs(mf)["module 2/scale 2/channel CSSAB"]
+    axis, sib = viz.sibling_view(group, mf)
+    assert axis == "scale" and [s.key for s in sib] == [f"module2.scale{k}.channel.head_att" for k in (1, 2, 3)]
+    assert len(viz.sibling_axes(by_key["module2.scale1"], mf)["module"]) == 8
+
+    jd = _specs("jdnet")
+    axis, sib = viz.sibling_view(viz.group_specs(jd)["unit 16/scale aggregation"], jd)
+    assert axis == "scale" and [s.key for s in sib] == [f"unit16.scale{k}" for k in (1, 2, 3, 4)]
+    # a long family is cut to at most 8 evenly spaced maps that keep the first, the last and the map itself
+    unit5 = next(s for s in jd if s.key == "unit5.san.attention.centre")
+    axis, sib = viz.siblings(unit5, jd)
+    assert axis == "unit" and len(sib) == viz.MAX_SIBLINGS and unit5 in sib
+    every = viz.sibling_axes(unit5, jd)["unit"]
+    assert sib[0] == every[0] and sib[-1] == every[-1]
+
+    ms = _specs("msamnet")
+    axis, sib = viz.sibling_view(viz.group_specs(ms)["MAGNet/dilated branches"], ms)
+    assert axis == "branch_d" and [s.key for s in sib] == ["mag.branch_d1", "mag.branch_d2", "mag.branch_d3"]
+
+
+def test_sibling_panels_share_one_colour_scale():
+    """Same value -> same colour in two panels whose own ranges differ (features on the robust
+    rule, different sizes), and in the drawn picture's panels too."""
+    specs = [MapSpec(f"unit{k}.scale{s}", "feature", "scale map", "test", 1, scale=s, group=f"g{s}")
+             for k in (1,) for s in (1, 2)]
+    rng = np.random.default_rng(0)
+    big = rng.uniform(0.0, 10.0, (1, 1, 32, 32))
+    small = rng.uniform(0.0, 2.0, (1, 1, 16, 16))
+    big[0, 0, 10, 10] = small[0, 0, 5, 5] = 1.5
+    own = [viz.panels_of(t, s)[0] for t, s in zip((big, small), specs)]
+    assert own[0].vrange != own[1].vrange  # on their own the two panels would disagree
+    panels = viz.sibling_panels([big, small], specs, "scale")
+    assert panels[0].vrange == panels[1].vrange and panels[0].cmap == panels[1].cmap
+    c0, c1 = viz.panel_colours(panels[0]), viz.panel_colours(panels[1])
+    assert (c0[10, 10] == c1[5, 5]).all()
+    assert panels[0].label.startswith("scale 1") and panels[1].label.startswith("scale 2, 1/2")
+    assert "same colour scale" in panels[0].note
+    pic = viz.render_siblings([big, small], specs, "scale", size=240)
+    assert is_image(pic) and pic.shape[1] >= 2 * 240
+    # attention in [0, 1] stays on the fixed 0-1 scale
+    att = [MapSpec(f"stage{k}.gam", "attention", "att", "", 1) for k in (1, 2)]
+    ap = viz.sibling_panels([np.full((1, 1, 20, 20), 0.5), np.full((1, 1, 20, 20), 0.51)], att, "stage")
+    assert all(p.vrange == (0.0, 1.0) and p.scale == "unit" for p in ap)
