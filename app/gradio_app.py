@@ -595,13 +595,20 @@ def inspect_model(st: RunState | None, model_id: str | None, group: str | None, 
                           maps_box=gr.Column(visible=True), state=st)
 
 
-def change_group(st: RunState | None, model_id: str | None, group: str | None, show_overlay: bool):
-    """Redraw the cached maps for another group or overlay setting."""
+def change_group(st: RunState | None, model_id: str | None, group: str | None, show_overlay: bool,
+                 across: bool = False):
+    """Redraw the cached maps for another group, overlay or across-scales setting."""
     maps = None if st is None else st.maps(model_id)
     if maps is None:
         return gr.skip(), gr.skip()
-    items, note = render_maps(maps, group, show_overlay, st)
+    items, note = render_maps(maps, group, show_overlay, st, across)
     return maps_html(items), note
+
+
+def redraw_across(st: RunState | None, model_id: str | None, group: str | None, show_overlay: bool,
+                  across: bool):
+    """After a model is picked: its group's side-by-side view when "across scales/stages" is on."""
+    return change_group(st, model_id, group, show_overlay, True) if across else (gr.skip(), gr.skip())
 
 
 def _map_png(st: RunState, name: str, draw: Callable[[], np.ndarray]) -> str:
@@ -630,11 +637,27 @@ def maps_html(items: list[tuple[np.ndarray | str, str]]) -> str:
 
 
 def render_maps(maps: compare.MapSet, group: str | None, show_overlay: bool,
-                st: RunState | None = None) -> tuple[list, str]:
+                st: RunState | None = None, across: bool = False) -> tuple[list, str]:
     """The pictures of one group of maps as (picture, caption) and the note over them; with
-    ``st``, each picture is a PNG file in the run's folder (see :func:`_map_png`)."""
+    ``st``, each picture is a PNG file in the run's folder (see :func:`_map_png`). ``across``:
+    the group's first map with siblings across scales/stages, side by side on one colour scale
+    (:func:`viz.sibling_view`); the group as usual, with a note, when none has any."""
     grouped = viz.group_specs(maps.specs, default="other")
     chosen = grouped.get(group) or next(iter(grouped.values()))
+    view = viz.sibling_view(chosen, maps.specs) if across else None
+    if view is not None:
+        axis, family = view
+
+        def draw_family() -> np.ndarray:
+            return viz.render_siblings([maps.maps[s.key] for s in family], family, axis)
+
+        name = f"{maps.label} {family[0].key} across {axis}s"
+        caption = maps.caption(family[0]) + f" (across {axis}s, one colour scale)"
+        picture = draw_family() if st is None or st.folder is None else _map_png(st, name, draw_family)
+        lines = [f"**{maps.label}** · group **{group}** · **{family[0].title}** across {len(family)} {axis}s "
+                 f"({', '.join(s.key for s in family)}) · {maps.note}; one colour scale for all panels, so equal "
+                 "values have equal colours."]
+        return [(picture, caption)], "\n".join(lines)
     base = maps.base if show_overlay else None
     items = []
     for spec in chosen:
@@ -646,6 +669,8 @@ def render_maps(maps: compare.MapSet, group: str | None, show_overlay: bool,
     lines = [f"**{maps.label}** · group **{group}** · {len(items)} map(s) · {maps.note}; attention on a fixed "
              "0-1 scale, features and rain layers between the 1st and 99th percentile, indices in categorical "
              "colours (each panel's note gives its actual values)."]
+    if across:
+        lines.insert(0, "No map in this group has siblings across scales or stages; the group is shown as usual.")
     lines += [f"- **{spec.title}**: {spec.meaning}" for spec in chosen]
     return items, "\n".join(lines)
 
@@ -875,6 +900,8 @@ def build() -> gr.Blocks:
                 insp_group = gr.Dropdown(choices=[], label="Group (stage / scale / branch)",
                                          allow_custom_value=True, elem_id="insp-group")
                 insp_overlay = gr.Checkbox(False, label="Overlay on the photo", elem_id="insp-overlay")
+                insp_across = gr.Checkbox(False, label="Compare across scales / stages", elem_id="insp-across",
+                                          info="The group's first map beside its siblings, one colour scale")
             insp_note = gr.Markdown(INSPECT_HINT, elem_id="insp-note")
             with gr.Column(visible=False, elem_id="maps-box") as maps_box:
                 maps = gr.HTML("", elem_id="maps", css_template=MAPS_CSS, js_on_load=None)
@@ -929,10 +956,12 @@ def build() -> gr.Blocks:
         insp_model.input(inspect_model, [state, insp_model, insp_group, insp_overlay],
                           named(InspectOutputs), api_name="inspect",
                           concurrency_limit=1, concurrency_id="torch").then(
-            overlay_control, [state, insp_model, insp_group], insp_overlay, api_visibility="private").then(**zip_later)
+            overlay_control, [state, insp_model, insp_group], insp_overlay, api_visibility="private").then(
+            redraw_across, [state, insp_model, insp_group, insp_overlay, insp_across], [maps, insp_note],
+            api_visibility="private").then(**zip_later)
         insp_group.input(overlay_control, [state, insp_model, insp_group], insp_overlay, api_visibility="private")
-        for ctl in (insp_group, insp_overlay):
-            ctl.input(change_group, [state, insp_model, insp_group, insp_overlay], [maps, insp_note],
+        for ctl in (insp_group, insp_overlay, insp_across):
+            ctl.input(change_group, [state, insp_model, insp_group, insp_overlay, insp_across], [maps, insp_note],
                        api_visibility="private").then(**zip_later)
     app.queue(default_concurrency_limit=4, max_size=32)
     return app

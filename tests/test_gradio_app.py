@@ -308,6 +308,11 @@ def test_handlers_called_directly_zoom_slider_and_maps(images):
     assert out.maps and "maps at full resolution" in out.insp_note
     page, note = ga.change_group(st, "dsmnet", groups[-1], False)
     assert _figures(page) and f"group **{groups[-1]}**" in note
+    # across scales: the group's first map beside its siblings, one picture on one colour scale
+    page, note = ga.change_group(st, "dsmnet", "scale 2/MAB 1", False, True)
+    assert len(_figures(page)) == 1 and "across 3 scales" in note and "scale3.mab1.branch1" in note
+    page, note = ga.change_group(st, "dsmnet", "output", False, True)
+    assert len(_figures(page)) == 2 and note.startswith("No map in this group has siblings")
 
 
 def test_uploads_are_checked_the_moment_they_arrive(images):

@@ -117,12 +117,22 @@ with o2:
 with o3:
     alpha = st.slider("Overlay opacity", 0.1, 1.0, 0.6, 0.05, key="insp_alpha", disabled=not use_overlay)
 
-picture = viz.render_map(values, spec, image=maps.base if use_overlay and overlay_ok else None,
-                         overlay_alpha=alpha if use_overlay and overlay_ok else None,
-                         cmap=None if cmap == "auto" else cmap, cols=per_row)
+family = viz.siblings(spec, specs)  # the same map at the other scales / stages (core rule)
+across = st.toggle("Compare across scales / stages", value=False, key="insp_across", disabled=family is None,
+                   help="This map beside its siblings at the other scales or stages, on one colour scale"
+                   if family else "This map has no siblings at other scales or stages.")
+if across and family:
+    axis, fam = family
+    picture = viz.render_siblings([maps.maps[s.key] for s in fam], fam, axis,
+                                  cmap=None if cmap == "auto" else cmap, cols=per_row)
+    name = f"{result.label} {spec.key} across {axis}s"
+else:
+    picture = viz.render_map(values, spec, image=maps.base if use_overlay and overlay_ok else None,
+                             overlay_alpha=alpha if use_overlay and overlay_ok else None,
+                             cmap=None if cmap == "auto" else cmap, cols=per_row)
+    name = f"{result.label} {group} {spec.key}" + (" overlay" if use_overlay and overlay_ok else "")
 ui.show_image(picture)  # at its own size (480-px panels), never wider than the screen
-ui.remember_map(photo_key, f"{result.label} {group} {spec.key}" + (" overlay" if use_overlay and overlay_ok else ""),
-                picture)  # the Compare page's zip of this photo holds the maps looked at
+ui.remember_map(photo_key, name, picture)  # the Compare page's zip of this photo holds the maps looked at
 
 # ---- interactive view: zoom and hover values ------------------------------------------
 st.subheader("Interactive view")
