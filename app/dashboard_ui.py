@@ -210,16 +210,24 @@ def finished_text(results: Sequence[ModelResult], total: int) -> str:
     return f"{len(results)} of {total} models done" + (f": {done}" if done else "")
 
 
-def metrics_frame(results: Sequence[ModelResult], input_metrics: dict[str, float] | None = None
-                  ) -> pd.DataFrame:
-    """The metrics table (from ``report.metrics_table``), with the rainy input as a first row."""
-    header, rows = report.metrics_table(results)
-    df = pd.DataFrame(rows, columns=header)
-    if input_metrics is not None:
-        keys = report.metric_keys(results)
-        first = ["rainy input", "-", "-"] + [report.fmt_value(k, input_metrics.get(k)) for k in keys] + ["", "", ""]
-        df = pd.concat([pd.DataFrame([first], columns=header), df], ignore_index=True)
-    return df
+BEST_STYLE = "font-weight: bold; background-color: #dff3e4"  # the best value of a column
+
+
+def metrics_frame(results: Sequence[ModelResult], input_metrics: dict[str, float] | None = None):
+    """The metrics table from ``report.results_table``: the rainy input's row first, the best value
+    of each metric column marked (bold on a light green, ``BEST_STYLE``); device, precision and
+    tiling are in :func:`report.run_details`'s line, not columns. Returns a pandas Styler."""
+    t = report.results_table(results, input_metrics)
+    frame = pd.DataFrame(t.rows, columns=t.header)
+    styles = pd.DataFrame("", index=frame.index, columns=frame.columns)
+    for i, j in t.best:
+        styles.iat[i, j] = BEST_STYLE
+    return frame.style.apply(lambda _: styles, axis=None)
+
+
+def details_line(results: Sequence[ModelResult]) -> str:
+    """The line under the metrics table: where and how the models ran, and what the mark means."""
+    return f"**Ran on** {report.run_details(results)}. {report.BEST_NOTE}" if results else ""
 
 
 def results_grid(img: LoadedImage, gt: LoadedImage | None, results: Sequence[ModelResult],

@@ -9,6 +9,7 @@ import base64
 import csv
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,18 @@ def test_compare_upload_run_all_models(env):
     assert {"PSNR RGB (dB) ↑", "SSIM Y ↑"} <= set(table.columns)
     psnr = table["PSNR RGB (dB) ↑"].iloc[1:].astype(float)
     assert np.isfinite(psnr).all() and (psnr > 0).all()
+    # The best value of each metric column is marked (report.results_table's rule, the rainy
+    # input competing too); device, precision and tiling are a line under the table, not columns.
+    assert not {"Device", "Precision", "Tiling"} & set(table.columns)
+    styles = at.dataframe[0].proto.arrow_data.styler.styles
+    marked = {(int(i), int(j)) for i, j in re.findall(r"row(\d+)_col(\d+)", styles)}
+    for name in ("PSNR RGB (dB) ↑", "SSIM Y ↑"):
+        j = list(table.columns).index(name)
+        col = table[name].astype(float)
+        assert {(i, j) for i in np.flatnonzero(col == col.max())} <= marked, (name, styles)
+        assert {i for i, jj in marked if jj == j} == set(np.flatnonzero(col == col.max()).tolist())
+    assert "font-weight: bold" in styles
+    assert any(m.value.startswith("**Ran on**") and "Bold" in m.value for m in at.markdown)
     # Models without weights are marked untrained in the table and in a warning.
     untrained = [c.id for c in list_models() if not dd.wts.available_variants(c.id)]
     if untrained:
@@ -240,6 +253,15 @@ def test_inspect_maps_groups_channels_histogram(env):
     at.selectbox(key="insp_cmap").set_value("coolwarm").run()
     at.toggle(key="insp_overlay").set_value(True).run()
     _ok(at)
+    # Across scales: scale1.input beside scale2.input and scale3.input, one picture (viz.render_siblings).
+    assert not at.toggle(key="insp_across").disabled
+    at.toggle(key="insp_across").set_value(True).run()
+    _ok(at)
+    assert "scale1.input across scales" in " ".join(at.session_state["viewed_maps"][1])
+    # The output has no siblings: the switch is off limits there.
+    at.selectbox(key="insp_group_dsmnet").set_value("output").run()
+    _ok(at)
+    assert at.toggle(key="insp_across").disabled
 
 
 def test_inspect_reuses_the_compare_run(env, monkeypatch):

@@ -90,7 +90,8 @@ show = st.radio("Show", viz.SHOW_CHOICES, horizontal=True, key="cmp_show",
                      "at true scale or amplified; the before/after below follows")
 ui.show_image(ui.results_grid(img, gt, results, input_metrics, caption=note, show=show))
 st.dataframe(ui.metrics_frame(results, input_metrics), hide_index=True)
-st.caption(report.METRICS_NOTE + " · " + report.run_summary(results))
+st.markdown(ui.details_line(results))
+st.caption(report.METRICS_NOTE)
 with st.expander(report.EXPECTATIONS_TITLE):
     st.markdown(report.expectations_markdown(report.expectations((r.model_id, r.variant) for r in results)))
 if any(r.tile for r in results):

@@ -82,6 +82,7 @@ if lab and lab["key"] == rkey and lab["results"]:
     ui.untrained_note(lab["results"])
     ui.show_image(ui.results_grid(lab["img"], lab["gt"], lab["results"], lab["input_metrics"], cols=4))
     st.dataframe(ui.metrics_frame(lab["results"], lab["input_metrics"]), hide_index=True)
+    st.markdown(ui.details_line(lab["results"]))
     st.caption(report.METRICS_NOTE)
 elif lab and lab["key"] != rkey:
     st.caption("The rain changed since the last run: press **Run the models** again.")
