@@ -400,6 +400,18 @@ def cancel_run(request: gr.Request = None) -> None:
         token.cancel()
 
 
+CANCELLED_LINE = "**Cancelled**: the run stopped; results that finished are kept. Press Derain to run again."
+
+
+def cancelled_status(text: str | None):
+    """The status after Cancel: its "Running" line says the run stopped (the cancelled run sends
+    no more pages, so its own last page never arrives); unchanged when no run was in flight."""
+    lines = (text or "").split("\n\n")
+    if not any(line.startswith("**Running**") for line in lines):
+        return gr.skip()
+    return "\n\n".join(CANCELLED_LINE if line.startswith("**Running**") else line for line in lines)
+
+
 def gpu_seconds(image: Any, gt: Any, models: list[str] | None, variant: Any = None, st: Any = None,
                 progress: Any = None, full_res: bool = True, *_args: Any, **_kwargs: Any) -> int:
     """The ZeroGPU duration of a run request: the chosen models' CUDA cost at the size the run
@@ -933,7 +945,8 @@ def build() -> gr.Blocks:
         run_event.success(idle, **buttons)  # (Gradio 6.31's page does not fire .then after an error)
         run_event.failure(idle, **buttons)  # an error, and a cancel, end here
         cancel_btn.click(cancel_run, None, None, cancels=[run_event], api_name="cancel",
-                         concurrency_limit=None).then(idle, **buttons)
+                         concurrency_limit=None).then(idle, **buttons).then(
+            cancelled_status, status, status, api_visibility="private", queue=False, show_progress="hidden")
 
         # uploads are checked the moment they arrive (no preprocessing: a bad file reaches the check)
         checks = {"api_visibility": "private", "preprocess": False, "show_progress": "hidden",

@@ -460,3 +460,13 @@ def test_starts_as_a_script():
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_cancelled_status_replaces_the_running_line():
+    import app.gradio_app as ga
+
+    text = "**Image** a.png: 1600×1200\n\n**Running** DSM-Net (1/1) …"
+    out = ga.cancelled_status(text)
+    assert out == "**Image** a.png: 1600×1200\n\n" + ga.CANCELLED_LINE
+    done = "**Image** a.png\n\n**Done**: 1 of 1 models in 3.0 s"
+    assert not isinstance(ga.cancelled_status(done), str)  # gr.skip(): no run was in flight

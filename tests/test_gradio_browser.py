@@ -337,3 +337,118 @@ def test_phone_flow(app_url, chrome, files):
         w.clean()
     finally:
         w.close()
+
+
+@pytest.fixture(scope="module")
+def big_photo(tmp_path_factory) -> Path:
+    """A 1600x1200 photo made from a bundled example (a generated one when none is shipped):
+    above the engine's tiling threshold, so a full-resolution run goes tile by tile."""
+    from PIL import Image
+
+    from derain_core import dashboard_data as dd
+
+    examples = dd.load_examples()
+    path = tmp_path_factory.mktemp("big") / "big_rainy.jpg"
+    if examples:
+        img = Image.open(examples[0].file).convert("RGB")
+    else:
+        yy, xx = np.mgrid[0:300, 0:400]
+        img = Image.fromarray((np.stack([xx % 256, yy % 256, (xx + 2 * yy) % 256], -1)).astype(np.uint8))
+    img.resize((1600, 1200), Image.Resampling.LANCZOS).save(path, quality=92)
+    return path
+
+
+def test_cancel_full_resolution_run_then_run_again(app_url, chrome, big_photo, monkeypatch):
+    """Issue 21: a full-resolution run of a 1600x1200 photo, cancelled after its second tile,
+    stops within one tile (the server's progress shows at most one more tile after the click and
+    the run ends within about a tile's time); the page shows it stopped (Derain back, Cancel gone,
+    no progress left), and the next run (working size) starts at once and completes."""
+    import time
+
+    import app.gradio_app as ga
+    from derain_core import compare
+
+    real_run = compare.run
+    calls: list[dict] = []  # one per compare.run: its progress events and how it ended
+
+    def spy(upload, *args, cancel=None, on_progress=None, **kwargs):
+        call = {"start": time.monotonic(), "events": [], "cancel_at": None, "end": None, "how": None}
+        calls.append(call)
+        if cancel is not None:
+            real_cancel = cancel.cancel
+
+            def cancel_now():
+                call["cancel_at"] = time.monotonic()
+                real_cancel()
+            cancel.cancel = cancel_now
+
+        def note(p):
+            call["events"].append((time.monotonic(), p.tiles_done, p.tiles, cancel is not None and cancel.cancelled))
+            if on_progress is not None:
+                on_progress(p)
+        try:
+            yield from real_run(upload, *args, cancel=cancel, on_progress=note, **kwargs)
+            call["how"] = "done"
+        except compare.Cancelled:
+            call["how"] = "cancelled"
+            raise
+        finally:
+            call["end"] = time.monotonic()
+
+    monkeypatch.setattr(ga.compare, "run", spy)
+    w = Watched(chrome, DESKTOP, app_url)
+    try:
+        page, expect = w.page, w.expect
+        for label in ("MSAMNet", "MFAN", "RRANet", "JDNet"):  # DSM-Net alone: the quickest tiles
+            page.locator("#models label", has_text=label).click()
+        page.locator("#full-res label").click()
+        _upload(w, big_photo)
+        expect(page.locator("#status")).to_contain_text("(1600×1200) is ready", timeout=20_000)
+
+        run_btn, cancel_btn, status = page.locator("#run-btn"), page.locator("#cancel-btn"), page.locator("#status")
+        run_btn.click()
+        expect(cancel_btn).to_be_visible(timeout=5_000)
+        expect(status).to_contain_text("tile 2 of", timeout=60_000)  # per-tile progress on the page
+        cancel_btn.click()
+        expect(run_btn).to_have_text("Derain", timeout=15_000)  # the page shows the run stopped
+        expect(run_btn).to_be_enabled()
+        expect(cancel_btn).to_be_hidden()
+        expect(status).not_to_contain_text("tile", timeout=15_000)  # no progress left running
+        expect(status).to_contain_text("Cancelled", timeout=10_000)
+        expect(status).not_to_contain_text("Running")
+
+        # the server: the run ended by the cancel, at most one tile after the click
+        deadline = time.monotonic() + 30
+        while calls[0]["end"] is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        first = calls[0]
+        assert first["how"] == "cancelled" and first["cancel_at"] is not None, first
+        times = [t for t, *_ in first["events"]]
+        tiles = first["events"][-1][2]
+        assert tiles > 2 and first["events"][-1][1] < tiles, first["events"]  # stopped mid-way
+        after = [e for e in first["events"] if e[0] > first["cancel_at"]]
+        assert len(after) <= 1, after  # within one tile
+        tile_s = max(b - a for a, b in zip(times, times[1:]))
+        assert first["end"] - first["cancel_at"] <= tile_s + 2.0, (first["end"] - first["cancel_at"], tile_s)
+        page.screenshot(path=str(ARTIFACTS / "gradio_cancelled.png"))
+        print(f"cancel: {tiles} tiles, {len(first['events'])} progress events, {len(after)} after the click; "
+              f"stopped {first['end'] - first['cancel_at']:.2f} s after it (longest tile {tile_s:.2f} s)")
+
+        # the next run (working size) starts at once and completes
+        page.locator("#full-res label").click()
+        clicked = time.monotonic()
+        run_btn.click()
+        try:
+            expect(status).to_contain_text("Done: 1 of 1 models", timeout=45_000)
+        finally:
+            print("runs seen by the server:", [(c["how"], len(c["events"])) for c in calls],
+                  "button:", run_btn.inner_text())
+            page.screenshot(path=str(ARTIFACTS / "gradio_after_cancel.png"))
+        assert len(calls) == 2 and calls[1]["how"] == "done"
+        assert calls[1]["start"] - clicked < 5.0, calls[1]["start"] - clicked  # the worker was free
+        print(f"next run: started {calls[1]['start'] - clicked:.2f} s after the click, "
+              f"done {calls[1]['end'] - calls[1]['start']:.2f} s later")
+        expect(status).to_contain_text("Processed at")  # the working size this time
+        w.clean()
+    finally:
+        w.close()
