@@ -354,7 +354,7 @@ def test_streamlit_compare_page_runs_at_the_working_size(tmp_path, monkeypatch):
     monkeypatch.setenv("DERAIN_EXAMPLES_INDEX", str(tmp_path / "index.json"))
     at = AppTest.from_file(str(ROOT / "app" / "streamlit_app.py"), default_timeout=300).run()
     at.multiselect(key="cmp_models").set_value(["dsmnet"]).run()
-    assert any(c.value.startswith("⏱ Expected: about ") and c.value.endswith(
+    assert any(c.value.startswith("Expected: about ") and c.value.endswith(
         "for 1 model at 128x85 on this CPU (downscaled from 300x200)") for c in at.caption)
     at.button(key="cmp_run").click().run()
     assert not at.exception and not at.error

@@ -132,12 +132,21 @@ for w, h in ((481, 321), (4032, 3024)):
 ga.demo.launch(server_name="127.0.0.1", server_port=int(sys.argv[3]), prevent_thread_lock=True, quiet=True)
 client = Client(f"http://127.0.0.1:{sys.argv[3]}/", verbose=False)
 default = "default (each model's own)"
-res = client.predict(handle_file(small), None, ["dsmnet"], default, api_name="/derain")
-out["gpu_run_rows"] = len(res[3]["data"])
+fields = [f for f in ga.RunOutputs._fields if f not in ga.NOT_IN_API]
+
+
+def derain():
+    res = dict(zip(fields, client.predict(handle_file(small), None, ["dsmnet"], default, api_name="/derain")))
+    rows = [r for r in res["table"]["data"] if r[0] != "rainy input"]
+    return rows, str(res["details"])
+
+
+rows, _ = derain()
+out["gpu_run_rows"] = len(rows)
 open(f"{tmp}/QUOTA", "w").close()
-res = client.predict(handle_file(small), None, ["dsmnet"], default, api_name="/derain")
-out["quota_run_rows"] = len(res[3]["data"])
-out["quota_run_device"] = res[3]["data"][0][res[3]["headers"].index("Device")]
+rows, details = derain()
+out["quota_run_rows"] = len(rows)
+out["quota_run_details"] = details
 ga.demo.close()
 print("RESULT " + json.dumps(out))
 '''
@@ -170,7 +179,7 @@ def test_app_serves_with_standin_spaces(tmp_path):
     assert [c["refused"] for c in run_calls] == [False, True]
     assert run_calls[0]["duration"] == estimate.gpu_duration(["dsmnet"], 64, 48)
     assert out["gpu_run_rows"] == 1
-    assert out["quota_run_rows"] == 1 and out["quota_run_device"] == "cpu"  # served on the CPU instead
+    assert out["quota_run_rows"] == 1 and "cpu" in out["quota_run_details"]  # served on the CPU instead
 
     d = out["durations"]
     assert d["481x321"]["five"] == d["481x321"]["expected_five"]

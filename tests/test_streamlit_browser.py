@@ -108,6 +108,11 @@ class Watch:
         assert not self.external, f"requests left the machine: {self.external[:5]}"
 
 
+# Resolves once an <img> has loaded (at once if it already has).
+LOADED = ("e => e.complete && e.naturalWidth > 0 ? 0 : "
+          "new Promise(r => e.addEventListener('load', () => r(0), {once: true}))")
+
+
 # Records, on every change of the page, the progress text and the "k of n models done" line.
 RECORD_PROGRESS = """() => {
   window.__seen = [];
@@ -231,7 +236,8 @@ def test_desktop_full_flow(server):
             expect(page.get_by_text(re.compile(r"around \(x=3\d, y=3\d\)"))).to_be_visible(timeout=30_000)
             crops = page.locator('[data-testid="stImage"] img').all()[1:]
             assert len(crops) == len(names) + 2  # input, ground truth, every output
-            for c in crops:
+            for c in crops:  # each new crop loaded first (a rerun swaps the images)
+                c.evaluate(LOADED)
                 assert c.evaluate("e => [e.naturalWidth, e.clientWidth]") == [48 * 4, 48 * 4]
 
             # The before/after slider moves in the browser: no message goes to the server.
@@ -274,6 +280,7 @@ def test_desktop_full_flow(server):
                 expect(cap).to_contain_text("not run again", timeout=120_000)
                 picture = page.locator('[data-testid="stImage"] img').first
                 expect(picture).to_be_visible()
+                picture.evaluate(LOADED)  # the new map's picture has loaded (a rerun swaps the images)
                 natural, shown = picture.evaluate("e => [e.naturalWidth, e.clientWidth]")
                 assert natural >= 500 and shown >= 0.97 * natural, (m.id, natural, shown)
                 if m == choices[1]:
@@ -341,3 +348,4 @@ def test_phone_flow(server):
             watch.check()
         finally:
             browser.close()
+
