@@ -74,6 +74,7 @@ SLIDER_LABEL = "Input | output"
 ZOOM_FACTORS = [2, 3, 4, 6, 8]
 READY = "Upload a photo (or pick an example) and press **Derain**."
 RUN_LABEL, BUSY_LABEL = "Derain", "Running…"
+CANCEL_LABEL, CANCELLING_LABEL = "Cancel", "Stopping…"
 ZOOM_HINT = "Click a point on the photo above: the same crop of every image appears here at true pixel scale."
 # Outputs that are layout (shown once there is something in them) or session state: the HTTP
 # API's answer leaves them out.
@@ -391,21 +392,23 @@ def run(image: Any, gt: Any, models: list[str] | None, variant: str | None, st: 
                 del _RUNS[run_id]
 
 
-def cancel_run(request: gr.Request = None) -> None:
-    """Stop this session's run before its next tile or model (the Cancel button; Gradio's own
-    ``cancels`` stops sending its pages, this frees the worker)."""
+def cancel_run(request: gr.Request = None) -> gr.Button:
+    """Stop this session's run before its next tile or model (the Cancel button). The run then
+    ends like any other, with a page that says it was cancelled, and its end brings the Derain
+    button back; until then the Cancel button says the run is stopping."""
     with _RUNS_LOCK:
         token = _RUNS.get(_session(request))
     if token is not None:
         token.cancel()
+    return gr.Button(value=CANCELLING_LABEL, interactive=False)
 
 
 CANCELLED_LINE = "**Cancelled**: the run stopped; results that finished are kept. Press Derain to run again."
 
 
 def cancelled_status(text: str | None):
-    """The status after Cancel: its "Running" line says the run stopped (the cancelled run sends
-    no more pages, so its own last page never arrives); unchanged when no run was in flight."""
+    """The status after Cancel on a ZeroGPU Space, where Gradio stops the run and its own last page
+    never arrives: the "Running" line says the run stopped; unchanged when no run was in flight."""
     lines = (text or "").split("\n\n")
     if not any(line.startswith("**Running**") for line in lines):
         return gr.skip()
@@ -771,7 +774,7 @@ def clear_message() -> gr.Markdown:
 
 def busy() -> tuple[gr.Button, gr.Button]:
     """The Derain button while a run is in flight (and Cancel shown)."""
-    return gr.Button(value=BUSY_LABEL, interactive=False), gr.Button(visible=True)
+    return gr.Button(value=BUSY_LABEL, interactive=False), gr.Button(value=CANCEL_LABEL, interactive=True, visible=True)
 
 
 def idle() -> tuple[gr.Button, gr.Button]:
@@ -850,7 +853,7 @@ def build() -> gr.Blocks:
                                             "processed at that size.")
                 with gr.Row():
                     run_btn = gr.Button(RUN_LABEL, variant="primary", elem_id="run-btn", scale=3)
-                    cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-btn", scale=1, min_width=80,
+                    cancel_btn = gr.Button(CANCEL_LABEL, variant="stop", elem_id="cancel-btn", scale=1, min_width=80,
                                            visible=False)
                 estimate_md = gr.Markdown("", elem_id="estimate")
                 with gr.Accordion("Ground truth and weights variant (optional)", open=False,
@@ -944,9 +947,13 @@ def build() -> gr.Blocks:
             show_progress_on=[status])
         run_event.success(idle, **buttons)  # (Gradio 6.31's page does not fire .then after an error)
         run_event.failure(idle, **buttons)  # an error, and a cancel, end here
-        cancel_btn.click(cancel_run, None, None, cancels=[run_event], api_name="cancel",
-                         concurrency_limit=None).then(idle, **buttons).then(
-            cancelled_status, status, status, api_visibility="private", queue=False, show_progress="hidden")
+        if ZERO_GPU:  # the run is in a GPU worker process the session's token cannot reach: Gradio stops it
+            cancel_btn.click(cancel_run, None, cancel_btn, cancels=[run_event], api_name="cancel",
+                             concurrency_limit=None).then(idle, **buttons).then(
+                cancelled_status, status, status, api_visibility="private", queue=False, show_progress="hidden")
+        else:  # the run stops itself within a tile and ends normally (its page says so; .success brings idle)
+            cancel_btn.click(cancel_run, None, cancel_btn, api_name="cancel", concurrency_limit=None,
+                             show_progress="hidden")
 
         # uploads are checked the moment they arrive (no preprocessing: a bad file reaches the check)
         checks = {"api_visibility": "private", "preprocess": False, "show_progress": "hidden",

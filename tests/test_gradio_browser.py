@@ -438,21 +438,14 @@ def test_cancel_full_resolution_run_then_run_again(app_url, chrome, big_photo, m
         page.locator("#full-res label").click()
         clicked = time.monotonic()
         run_btn.click()
-        try:
-            try:
-                expect(status).to_contain_text("Done: 1 of 1 models", timeout=30_000)
-            except AssertionError:
-                # Seen once in six runs: the page never showed the second run's pages although the
-                # server ran it (a race in the page after a cancelled event; noted in issue 21).
-                # Pressing Derain again must then work; the cancel itself was checked above.
-                print("warning: the first Derain click after Cancel showed no result; clicking again")
-                run_btn.click()
-                expect(status).to_contain_text("Done: 1 of 1 models", timeout=30_000)
+        try:  # (with Gradio's own `cancels`, this click was ignored 1 run in 6: the page kept the
+              # cancelled event as pending; the run now stops itself and ends normally)
+            expect(status).to_contain_text("Done: 1 of 1 models", timeout=30_000)
         finally:
             print("runs seen by the server:", [(c["how"], len(c["events"])) for c in calls],
                   "button:", run_btn.inner_text())
             page.screenshot(path=str(ARTIFACTS / "gradio_after_cancel.png"))
-        assert len(calls) in (2, 3) and calls[1]["how"] == "done" and calls[-1]["how"] == "done"
+        assert len(calls) == 2 and calls[1]["how"] == "done"
         assert calls[1]["start"] - clicked < 5.0, calls[1]["start"] - clicked  # the worker was free
         print(f"next run: started {calls[1]['start'] - clicked:.2f} s after the click, "
               f"done {calls[1]['end'] - calls[1]['start']:.2f} s later")

@@ -12,6 +12,7 @@ after a page is chosen; no console error, no failed request, no request leaving 
 """
 from __future__ import annotations
 
+import contextlib
 import io as _io
 import json
 import os
@@ -45,9 +46,9 @@ def _rainy_png(path: Path, w: int = 128, h: int = 96) -> tuple[Path, Path]:
     return path / "rainy.png", path / "clean.png"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("st_server")
+@contextlib.contextmanager
+def _serve(tmp: Path):
+    """`streamlit run` of the dashboard on a free port, its examples index holding one test image."""
     rainy, clean = _rainy_png(tmp)
     (tmp / "index.json").write_text(json.dumps([
         {"file": str(rainy), "gt": str(clean), "preset": "heavy", "title": "Test gradient (heavy)"}]))
@@ -82,6 +83,12 @@ def server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with _serve(tmp_path_factory.mktemp("st_server")) as srv:
+        yield srv
 
 
 class Watch:
@@ -349,3 +356,54 @@ def test_phone_flow(server):
         finally:
             browser.close()
 
+
+
+def test_bad_uploads_are_one_line_errors(tmp_path):
+    """Its own server (a fresh session): a text file named .png, then a ground truth of another
+    size, each a readable one-line error with Run disabled or the truth ignored; a good photo
+    afterwards clears the error and enables Run. No console error or failed request."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    expect = playwright.expect
+    from derain_core import io
+
+    fake = tmp_path / "holiday.png"
+    fake.write_bytes(b"this is text, not a PNG")
+    small = tmp_path / "small_truth.png"
+    io.save_png(small, np.full((40, 50, 3), 0.5, np.float32))
+    (tmp_path / "srv").mkdir()
+    with _serve(tmp_path / "srv") as srv, playwright.sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page(viewport=DESKTOP)
+            watch = Watch(page, srv["url"])
+            page.goto(srv["url"], wait_until="domcontentloaded")
+            run = page.locator(".st-key-cmp_run button")  # (a rerun may show the old button a moment)
+            expect(run).to_be_enabled(timeout=30_000)
+            page.locator('[data-testid="stRadio"]').get_by_text("Upload", exact=True).click()
+            uploads = page.locator('[data-testid="stFileUploader"] input[type="file"]')
+            expect(uploads).to_have_count(2, timeout=10_000)
+
+            uploads.nth(0).set_input_files(str(fake))
+            error = page.locator('[data-testid="stAlertContentError"]')
+            expect(error).to_contain_text("Could not read the rainy image", timeout=20_000)
+            expect(error).to_have_count(1)
+            assert "\n" not in error.inner_text().strip() and "Traceback" not in page.content()
+            expect(run).to_have_count(1, timeout=30_000)
+            expect(run).to_be_disabled()
+            _top(error)
+            _shot(page, "desktop_bad_upload")
+
+            uploads.nth(0).set_input_files(str(srv["rainy"]))  # a good photo replaces it
+            expect(error).to_have_count(0, timeout=20_000)
+            expect(run).to_have_count(1, timeout=30_000)
+            expect(run).to_be_enabled()
+
+            uploads.nth(1).set_input_files(str(small))  # a truth of another size: ignored, said why
+            expect(error).to_contain_text("Ignoring the ground truth", timeout=20_000)
+            assert "\n" not in error.inner_text().strip()
+            expect(run).to_have_count(1, timeout=30_000)
+            expect(run).to_be_enabled()  # the photo still runs, without metrics
+            _shot(page, "desktop_bad_truth")
+            watch.check()
+        finally:
+            browser.close()
