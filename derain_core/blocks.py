@@ -294,20 +294,21 @@ class PairwiseSelfAttention(nn.Module):
         psi = F.pad(self.conv2(x).contiguous(), pad, mode="reflect")
         value = F.pad(self.conv3(x).contiguous(), pad, mode="reflect")
         pos, pos_pad = self.positions(h, w, x)
-        if use_fast_kernels() and isinstance(self.conv_w[0], nn.LeakyReLU):
-            # float32 on CPU, autocast off: bf16 element-wise ops and casts cost more there than
-            # they save, and these tensors have few channels
-            if x.device.type == "cpu":
-                with no_autocast(x):
-                    out, weights = self._attend_inference(phi.float(), psi.float(), pos.float(),
-                                                          pos_pad.float(), value.float(), rec.enabled)
-                out = out.to(phi.dtype)
-            else:
+        # On CPU the attention runs in float32 with autocast off: bf16 element-wise ops and
+        # casts cost more there than they save (these tensors have few channels, many offsets).
+        # The reference form keeps the precision it always had (bf16 logits under autocast).
+        cpu32 = x.device.type == "cpu" and not use_reference_kernels()
+        dtype = phi.dtype
+        if cpu32:
+            phi, psi, value = fp32(phi), fp32(psi), fp32(value)
+        with no_autocast(x) if cpu32 else contextlib.nullcontext():
+            if use_fast_kernels() and isinstance(self.conv_w[0], nn.LeakyReLU):
                 out, weights = self._attend_inference(phi, psi, pos, pos_pad, value, rec.enabled)
-        elif use_reference_kernels():
-            out, weights = self._attend(phi, psi, pos, pos_pad, value)
-        else:  # autograd (training) or a custom activation: the vectorised form
-            out, weights = self._attend_vectorized(phi, psi, pos, pos_pad, value)
+            elif use_reference_kernels():
+                out, weights = self._attend(phi, psi, pos, pos_pad, value)
+            else:  # autograd (training) or a custom activation: the vectorised form
+                out, weights = self._attend_vectorized(phi, psi, pos, pos_pad, value)
+        out = out.to(dtype)
         if rec.enabled:
             self._record(weights, rec)
         if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
@@ -345,51 +346,44 @@ class PairwiseSelfAttention(nn.Module):
             out = out + v * weights[:, None, :, idx]
         return out.flatten(1, 2), weights
 
+    def _gamma_matrix(self) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """gamma's two 1x1 convs are linear in a row: one ``(Cw, rel + 2)`` matrix and a bias
+        (applied after the LeakyReLU of slope returned third). Differentiable."""
+        act, gamma1, gamma2 = self.conv_w
+        return gamma2.weight.flatten(1) @ gamma1.weight.flatten(1), gamma2.bias, act.negative_slope
+
     def _attend_vectorized(self, phi, psi, pos, pos_pad, value):
-        """The reference form with the ``k*k`` footprint offsets stacked on one axis: gamma runs
-        once on a ``(B, rel + 2, k*k * H, W)`` tensor instead of ``k*k`` times on small ones
-        (the per-offset 1x1 convolutions dominated JDNet's training step). Same module code
-        (``conv_w``), same result to float rounding; autograd-friendly."""
+        """The autograd (training) form. With gamma's LeakyReLU, the logits are
+        :class:`_Logits` and the weighted sum :class:`_Aggregate`: both walk the ``k*k``
+        offsets in small buffers and have hand-written backward passes, so nothing of size
+        ``k*k`` times the image is stored but the softmax weights. (Written with autograd,
+        every offset's slices zero-filled whole padded copies in the backward pass, and the
+        ``(B, rel + 2, k*k, H, W)`` differences were stored for it.) A custom activation
+        takes the same formula written with ``F.unfold``. Same result to float rounding."""
         b, rel, h, w = phi.shape
-        offsets = self._offsets()
-        n = len(offsets)
-        psi_n = torch.stack([psi[:, :, dy:dy + h, dx:dx + w] for dy, dx in offsets], dim=2)
-        pos_n = torch.stack([pos_pad[:, :, dy:dy + h, dx:dx + w] for dy, dx in offsets], dim=2)
-        d_rel = phi.unsqueeze(2) - psi_n  # (B, rel, n, H, W)
-        d_pos = (pos.unsqueeze(2) - pos_n).to(d_rel.dtype).expand(b, -1, -1, -1, -1)
-        diff = torch.cat([d_rel, d_pos], dim=1).view(b, rel + 2, n * h, w)
-        logits = self.conv_w(diff).view(b, -1, n, h, w)  # pointwise layers: any spatial shape
-        weights = torch.softmax(fp32(logits), dim=2)  # (B, Cw, n, H, W), float32
-        cw = weights.shape[1]
-        out = 0
-        for idx, (dy, dx) in enumerate(offsets):
-            v = value[:, :, dy:dy + h, dx:dx + w].unflatten(1, (-1, cw))
-            out = out + v * weights[:, None, :, idx]
-        return out.flatten(1, 2), weights
+        k = self.kernel_size
+        n = k * k
+        if isinstance(self.conv_w[0], nn.LeakyReLU):
+            mat, bias, slope = self._gamma_matrix()
+            logits = _Logits.apply(phi, psi, pos, pos_pad, mat, bias, k, slope)
+        else:
+            psi_n = F.unfold(psi, k).view(b, rel, n, h, w)
+            pos_n = F.unfold(pos_pad, k).view(1, 2, n, h, w)
+            d_rel = phi.unsqueeze(2) - psi_n  # (B, rel, n, H, W)
+            d_pos = (pos.unsqueeze(2) - pos_n).to(d_rel.dtype).expand(b, -1, -1, -1, -1)
+            diff = torch.cat([d_rel, d_pos], dim=1).view(b, rel + 2, n * h, w)
+            logits = self.conv_w(diff)  # pointwise layers: any spatial shape
+        weights = torch.softmax(fp32(logits.view(b, -1, n, h, w)), dim=2)  # (B, Cw, n, H, W), float32
+        return _Aggregate.apply(value, weights, k), weights
 
     def _attend_inference(self, phi, psi, pos, pos_pad, value, keep_weights):
-        """Same result without autograd, fast and memory-light (one offset at a time).
-
-        gamma's two 1x1 convs are linear in a row, so they are one ``(Cw, rel + 2)`` matrix,
-        applied with a plain matrix product: a 1x1 conv with so few channels is far slower
-        on CPU (oneDNN). The differences ``[phi_i - psi_j, p_i - p_j]`` live in one small
-        buffer that stays in cache; the softmax runs in place on the ``(B, Cw, k*k, H, W)``
-        logits, the only large buffer.
-        """
+        """Same result without autograd, fast and memory-light: the logits of
+        :func:`_offset_logits`, a softmax in place on them (the only large buffer), and the
+        weighted sum one offset at a time."""
         b, rel, h, w = phi.shape
-        act, gamma1, gamma2 = self.conv_w
-        cw = gamma2.weight.shape[0]
-        mat = gamma2.weight.flatten(1) @ gamma1.weight.flatten(1)  # (Cw, rel + 2)
-        bias = gamma2.bias.view(1, cw, 1)
-        logits = phi.new_empty(b, cw, self.kernel_size ** 2, h, w)
-        diff = phi.new_empty(b, rel + 2, h, w)
-        for idx, (dy, dx) in enumerate(self._offsets()):
-            torch.sub(phi, psi[:, :, dy:dy + h, dx:dx + w], out=diff[:, :rel])
-            torch.sub(pos.expand(b, -1, -1, -1), pos_pad[:, :, dy:dy + h, dx:dx + w].expand(b, -1, -1, -1),
-                      out=diff[:, rel:])
-            F.leaky_relu_(diff, act.negative_slope)
-            logits[:, :, idx] = torch.baddbmm(bias, mat.expand(b, -1, -1),
-                                              diff.view(b, rel + 2, h * w)).view(b, cw, h, w)
+        mat, bias, slope = self._gamma_matrix()
+        logits = _offset_logits(phi, psi, pos, pos_pad, mat, bias, self.kernel_size, slope)
+        cw = logits.shape[1]
         logits.sub_(logits.amax(dim=2, keepdim=True)).exp_()
         total = logits.sum(dim=2)
         out = phi.new_zeros(b, value.shape[1] // cw, cw, h, w)
@@ -413,3 +407,110 @@ class PairwiseSelfAttention(nn.Module):
         rec("attention.shift", torch.cat([dx, dy], dim=1))
         if rec.full:
             rec("attention.weights", weights)
+
+
+class _Aggregate(torch.autograd.Function):
+    """SAN's weighted sum over the footprint, ``out[:, s*Cw + c] = sum_n shift_n(value)[:, s*Cw + c]
+    * weights[:, c, n]``, with a hand-written backward.
+
+    ``value`` is the reflection-padded ``(B, C, H + k - 1, W + k - 1)`` tensor, ``weights``
+    the float32 ``(B, Cw, k*k, H, W)`` softmax. Written with autograd, each of the ``k*k``
+    shifted slices costs a zero-filled padded copy in the backward pass; here the gradients
+    are accumulated into one buffer, offset by offset. Float32 sums (float64 stays float64).
+    """
+
+    @staticmethod
+    def forward(ctx, value: torch.Tensor, weights: torch.Tensor, k: int) -> torch.Tensor:
+        b, cw, n, h, w = weights.shape
+        ctx.value_dtype, ctx.k = value.dtype, k
+        value = value.to(weights.dtype)  # one copy of a few channels, not one per offset
+        out = weights.new_zeros(b, value.shape[1] // cw, cw, h, w)
+        for idx in range(n):
+            dy, dx = divmod(idx, k)
+            out.addcmul_(value[:, :, dy:dy + h, dx:dx + w].unflatten(1, (-1, cw)), weights[:, None, :, idx])
+        ctx.save_for_backward(value, weights)
+        return out.flatten(1, 2)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        value, weights = ctx.saved_tensors
+        b, cw, n, h, w = weights.shape
+        k = ctx.k
+        g = grad.to(weights.dtype).unflatten(1, (-1, cw))  # (B, S, Cw, H, W)
+        need_v, need_w = ctx.needs_input_grad[:2]
+        gv = torch.zeros_like(value) if need_v else None
+        gw = torch.empty_like(weights) if need_w else None
+        for idx in range(n):
+            dy, dx = divmod(idx, k)
+            if need_w:
+                gw[:, :, idx] = (g * value[:, :, dy:dy + h, dx:dx + w].unflatten(1, (-1, cw))).sum(1)
+            if need_v:
+                gv[:, :, dy:dy + h, dx:dx + w].unflatten(1, (-1, cw)).addcmul_(g, weights[:, None, :, idx])
+        return (gv.to(ctx.value_dtype) if need_v else None), gw, None
+
+
+def _offset_logits(phi: torch.Tensor, psi: torch.Tensor, pos: torch.Tensor, pos_pad: torch.Tensor,
+                   mat: torch.Tensor, bias: torch.Tensor, k: int, slope: float) -> torch.Tensor:
+    """SAN's attention logits ``(B, Cw, k*k, H, W)``: for each offset of the ``k x k`` footprint,
+    ``mat @ LReLU([phi_i - psi_j, p_i - p_j]) + bias``, with gamma's two linear 1x1 convs as
+    one matrix product (a 1x1 conv with so few channels is far slower on CPU). The
+    differences live in one small buffer that stays in cache; ``psi`` and ``pos_pad`` are
+    reflection-padded by ``k // 2``."""
+    b, rel, h, w = phi.shape
+    cw = mat.shape[0]
+    mat = mat.to(phi.dtype).expand(b, -1, -1)
+    bias = bias.to(phi.dtype).view(1, cw, 1)
+    logits = phi.new_empty(b, cw, k * k, h, w)
+    diff = phi.new_empty(b, rel + 2, h, w)
+    for idx in range(k * k):
+        dy, dx = divmod(idx, k)
+        torch.sub(phi, psi[:, :, dy:dy + h, dx:dx + w], out=diff[:, :rel])
+        torch.sub(pos.expand(b, -1, -1, -1), pos_pad[:, :, dy:dy + h, dx:dx + w].expand(b, -1, -1, -1),
+                  out=diff[:, rel:])
+        F.leaky_relu_(diff, slope)
+        logits[:, :, idx] = torch.baddbmm(bias, mat, diff.view(b, rel + 2, h * w)).view(b, cw, h, w)
+    return logits
+
+
+class _Logits(torch.autograd.Function):
+    """:func:`_offset_logits` with a hand-written backward that recomputes each offset's
+    differences instead of storing them (they would be ``rel + 2`` times the logits)."""
+
+    @staticmethod
+    def forward(ctx, phi, psi, pos, pos_pad, mat, bias, k: int, slope: float) -> torch.Tensor:
+        ctx.save_for_backward(phi, psi, pos, pos_pad, mat)
+        ctx.k, ctx.slope = k, slope
+        return _offset_logits(phi, psi, pos, pos_pad, mat, bias, k, slope)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        phi, psi, pos, pos_pad, mat = ctx.saved_tensors
+        k, slope = ctx.k, ctx.slope
+        b, rel, h, w = phi.shape
+        cw = mat.shape[0]
+        grad = grad.to(phi.dtype)
+        mat_t = mat.to(phi.dtype).t()  # (rel + 2, Cw)
+        g_phi, g_psi = torch.zeros_like(phi), torch.zeros_like(psi)
+        g_pos, g_pos_pad = torch.zeros_like(pos), torch.zeros_like(pos_pad)
+        g_mat = torch.zeros(cw, rel + 2, dtype=phi.dtype, device=phi.device)
+        diff = phi.new_empty(b, rel + 2, h, w)
+        for idx in range(k * k):
+            dy, dx = divmod(idx, k)
+            torch.sub(phi, psi[:, :, dy:dy + h, dx:dx + w], out=diff[:, :rel])
+            torch.sub(pos.expand(b, -1, -1, -1), pos_pad[:, :, dy:dy + h, dx:dx + w].expand(b, -1, -1, -1),
+                      out=diff[:, rel:])
+            g = grad[:, :, idx]  # (B, Cw, H, W)
+            act = F.leaky_relu(diff, slope)
+            g_mat += torch.einsum("bchw,bkhw->ck", g, act)
+            if cw == 1:
+                g_act = g * mat_t.view(1, rel + 2, 1, 1)
+            else:
+                g_act = torch.einsum("kc,bchw->bkhw", mat_t, g)
+            g_diff = torch.ops.aten.leaky_relu_backward(g_act, diff, slope, False)
+            g_phi += g_diff[:, :rel]
+            g_psi[:, :, dy:dy + h, dx:dx + w] -= g_diff[:, :rel]
+            g_p = g_diff[:, rel:].sum(0, keepdim=True)
+            g_pos += g_p
+            g_pos_pad[:, :, dy:dy + h, dx:dx + w] -= g_p
+        g_bias = grad.sum(dim=(0, 2, 3, 4))
+        return g_phi, g_psi, g_pos, g_pos_pad, g_mat.to(mat.dtype), g_bias, None, None

@@ -44,7 +44,7 @@ from safetensors.torch import load_file, save_file
 
 from . import metrics as M
 from .metrics import quantize8
-from .engine import cpu_has_native_bf16, resolve_device
+from .engine import cpu_has_native_bf16, resolve_device, tune_cpu_allocator
 from .control import CONTROL_CONFIG, CONTROL_ID, CONTROL_TEST_CONFIG, CONTROL_TRAINING, create_control
 from .recipes import LossFn, Recipe, Schedule, TrainingSpec  # noqa: F401 (Schedule: re-exported)
 from .data import (SYNTH_KINDS, PairedPatches, SyntheticRainPatches, center_crop, find_pairs, load_rgb_uint8,
@@ -523,6 +523,8 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = resolve_device(cfg.device)
+        if self.device.type == "cpu":
+            tune_cpu_allocator()  # freed activations stay in the heap: no page faults on the next step
         self.use_bf16 = bf16_available(self.device) if cfg.bf16 is None else bool(cfg.bf16)
         if self.use_bf16 and self.device.type == "cpu" and not cpu_has_native_bf16():
             print("warning: bf16 autocast requested on a CPU without native bf16 (slow)", file=sys.stderr)

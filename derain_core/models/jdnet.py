@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..base import DerainNet, MapSpec, Recorder, use_fast_kernels
+from ..base import DerainNet, MapSpec, Recorder, use_fast_kernels, use_reference_kernels
 from ..blocks import PairwiseSelfAttention
 from ..losses import neg_ssim_output
 from ..recipes import Recipe, Schedule, TrainingSpec
@@ -204,14 +204,15 @@ class JointUnit(nn.Module):
             scales.append(t)
             if detail:
                 rec(f"scale{i}", t)
-        if use_fast_kernels():
+        if not use_reference_kernels():
             # conv11(cat[x, Up(t_1), .., Up(t_n)]) as a sum of per-scale 1x1 convs; a 1x1
             # conv commutes with nearest up-sampling, so each is applied at its coarse scale
+            # (no full-size concatenation, in training too)
             c = x.shape[1]
             fusion = F.conv2d(x, conv.weight[:, :c], conv.bias)
             for i, t in enumerate(scales, start=1):
                 part = F.conv2d(t, conv.weight[:, i * c:(i + 1) * c])
-                fusion.add_(F.interpolate(part, size=size, mode="nearest"))
+                fusion = fusion.add_(F.interpolate(part, size=size, mode="nearest"))
             fusion = act(fusion)
         else:
             ups = [F.interpolate(t, size=size, mode="nearest") for t in scales]
@@ -237,12 +238,14 @@ class DenseConnection(nn.Module):
 
     def forward(self, x: torch.Tensor, rec: Recorder = _OFF, detail: tuple[int, ...] = ()
                 ) -> torch.Tensor:
-        fast = use_fast_kernels()
-        feats = _BlockBuffers(x, self.group) if fast else [x]
+        if use_reference_kernels():
+            feats = _PlainList(x)
+        else:
+            feats = (_BlockBuffers if use_fast_kernels() else _BlockGroups)(x, self.group)
         out = x
         for i, (unit, fuse) in enumerate(zip(self.units, self.conv1x1)):
             feats.append(unit(out, rec.child(f"unit{i}."), detail=i in detail))
-            out = feats.fuse(fuse) if fast else fuse(torch.cat(feats, dim=1))
+            out = feats.fuse(fuse)
             if i in detail:
                 rec(f"dense{i}.out", out)
         return out
@@ -285,6 +288,49 @@ class _BlockBuffers:
                 weight = F.pad(weight, (0, 0, 0, 0, 0, width - weight.shape[1]))
             y = F.conv2d(buf, weight.to(buf.dtype), conv.bias.to(buf.dtype) if g == 0 else None)
             out = y if out is None else out.add_(y)
+        return act(out)
+
+
+class _PlainList:
+    """The dense chain's features as the official code keeps them: a fusion concatenates all."""
+
+    def __init__(self, x: torch.Tensor, group: int = 0):
+        self.feats = [x]
+
+    def append(self, t: torch.Tensor) -> None:
+        self.feats.append(t)
+
+    def fuse(self, fuse: nn.Sequential) -> torch.Tensor:
+        return fuse(torch.cat(self.feats, dim=1))
+
+
+class _BlockGroups:
+    """The dense chain's features for autograd (training): every ``group`` blocks are
+    concatenated once, and a fusion is one 1x1 conv per group plus one on the blocks of the
+    group not yet full. ``torch.cat`` of everything before every fusion copied O(units^2) data
+    (the largest cost of JDNet's training step after the attention). Same result to float
+    rounding as :class:`_PlainList`."""
+
+    def __init__(self, x: torch.Tensor, group: int):
+        self.group = group
+        self.full: list[torch.Tensor] = []
+        self.open: list[torch.Tensor] = [x]
+
+    def append(self, t: torch.Tensor) -> None:
+        self.open.append(t)
+        if len(self.open) == self.group:
+            self.full.append(torch.cat(self.open, dim=1))
+            self.open = []
+
+    def fuse(self, fuse: nn.Sequential) -> torch.Tensor:
+        conv, act = fuse
+        parts = self.full + ([torch.cat(self.open, dim=1)] if len(self.open) > 1 else self.open)
+        out, start = None, 0
+        for part in parts:
+            cin = part.shape[1]
+            y = F.conv2d(part, conv.weight[:, start:start + cin], conv.bias if start == 0 else None)
+            out = y if out is None else out + y
+            start += cin
         return act(out)
 
 
