@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .engine import MODELS, _sync, default_device, psnr_db, run_model, tune_cpu_allocator
+from .engine import MODELS, _sync, default_device, psnr_db, run_model
 from .stats import model_stats
 
 
@@ -185,12 +185,12 @@ def train_bench(models: list[str], batch: int = 8, patch: int = 64, steps: int =
     g = torch.Generator().manual_seed(0)
     rainy = torch.rand(batch, 3, patch, patch, generator=g).to(dev).contiguous(memory_format=torch.channels_last)
     clean = torch.rand(batch, 3, patch, patch, generator=g).to(dev)
+    # glibc's allocator is left untuned (as `derain train` tunes it): a tuned heap keeps its
+    # pages, and the per-row peak (resident memory) could no longer be told apart
     rows = []
-    for path in paths:  # every baseline first: the current path tunes the allocator, as training does
-        if path == "current" and dev.type == "cpu":
-            tune_cpu_allocator()
-        for model_id in models:
-            macs = model_stats(model_id, patch, patch, training=True)["macs"]
+    for model_id in models:
+        macs = model_stats(model_id, patch, patch, training=True)["macs"]
+        for path in paths:  # one after the other per model: the machine's speed drifts
             torch.manual_seed(0)
             net = T.build_model(model_id, {}).to(dev).to(memory_format=torch.channels_last).train()
             opt = torch.optim.Adam(net.parameters(), lr=1e-4)
@@ -217,6 +217,4 @@ def train_bench(models: list[str], batch: int = 8, patch: int = 64, steps: int =
                                       3 * 2 * macs * batch / s / 1e9, peak))
             if progress:
                 progress(rows[-1])
-    rows.sort(key=lambda r: (models.index(r.model_id), paths.index(r.path)))
-    rows.sort(key=lambda r: (models.index(r.model_id), paths.index(r.path)))
     return rows
