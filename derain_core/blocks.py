@@ -492,7 +492,7 @@ class _Logits(torch.autograd.Function):
         mat_t = mat.to(phi.dtype).t()  # (rel + 2, Cw)
         g_phi, g_psi = torch.zeros_like(phi), torch.zeros_like(psi)
         g_pos, g_pos_pad = torch.zeros_like(pos), torch.zeros_like(pos_pad)
-        g_mat = torch.zeros(cw, rel + 2, dtype=phi.dtype, device=phi.device)
+        g_mat = torch.zeros(cw, rel + 2, dtype=torch.promote_types(phi.dtype, torch.float32), device=phi.device)
         diff = phi.new_empty(b, rel + 2, h, w)
         for idx in range(k * k):
             dy, dx = divmod(idx, k)
@@ -501,7 +501,7 @@ class _Logits(torch.autograd.Function):
                       out=diff[:, rel:])
             g = grad[:, :, idx]  # (B, Cw, H, W)
             act = F.leaky_relu(diff, slope)
-            g_mat += torch.einsum("bchw,bkhw->ck", g, act)
+            g_mat += torch.einsum("bchw,bkhw->ck", g, act).to(g_mat.dtype)  # summed in float32 at least
             if cw == 1:
                 g_act = g * mat_t.view(1, rel + 2, 1, 1)
             else:

@@ -358,14 +358,17 @@ def test_phone_flow(server):
 
 
 
-def test_bad_uploads_are_one_line_errors(tmp_path):
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_bad_uploads_are_one_line_errors(tmp_path, viewport):
     """Its own server (a fresh session): a text file named .png, then a ground truth of another
-    size, each a readable one-line error with Run disabled or the truth ignored; a good photo
-    afterwards clears the error and enables Run. No console error or failed request."""
+    size, each a readable error in place (on a phone it may wrap, but it is one sentence) with
+    Run disabled or the truth ignored; a good photo afterwards clears the error and enables Run.
+    No console error or failed request."""
     playwright = pytest.importorskip("playwright.sync_api")
     expect = playwright.expect
     from derain_core import io
 
+    name = "desktop" if viewport is DESKTOP else "phone"
     fake = tmp_path / "holiday.png"
     fake.write_bytes(b"this is text, not a PNG")
     small = tmp_path / "small_truth.png"
@@ -374,7 +377,7 @@ def test_bad_uploads_are_one_line_errors(tmp_path):
     with _serve(tmp_path / "srv") as srv, playwright.sync_playwright() as p:
         browser = _browser(p)
         try:
-            page = browser.new_page(viewport=DESKTOP)
+            page = browser.new_page(viewport=viewport)
             watch = Watch(page, srv["url"])
             page.goto(srv["url"], wait_until="domcontentloaded")
             run = page.locator(".st-key-cmp_run button")  # (a rerun may show the old button a moment)
@@ -391,7 +394,7 @@ def test_bad_uploads_are_one_line_errors(tmp_path):
             expect(run).to_have_count(1, timeout=30_000)
             expect(run).to_be_disabled()
             _top(error)
-            _shot(page, "desktop_bad_upload")
+            _shot(page, f"{name}_bad_upload")
 
             uploads.nth(0).set_input_files(str(srv["rainy"]))  # a good photo replaces it
             expect(error).to_have_count(0, timeout=20_000)
@@ -403,7 +406,7 @@ def test_bad_uploads_are_one_line_errors(tmp_path):
             assert "\n" not in error.inner_text().strip()
             expect(run).to_have_count(1, timeout=30_000)
             expect(run).to_be_enabled()  # the photo still runs, without metrics
-            _shot(page, "desktop_bad_truth")
+            _shot(page, f"{name}_bad_truth")
             watch.check()
         finally:
             browser.close()
