@@ -448,3 +448,21 @@ def test_collapse_to_identity_stops_the_run(tmp_path, monkeypatch):
     monkeypatch.setattr(T, "build_model", real_build)
     ok = T.train(_cfg(tmp_path, data, steps=8, val_every=4, out=str(tmp_path / "ok")))
     assert ok.stopped == "done" and ok.step == 8
+
+
+def test_profile_train_step_script(capsys):
+    """scripts/profile_train_step.py: one profiled step, its time and the operators' table."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "profile_train_step.py"
+    spec = importlib.util.spec_from_file_location("profile_train_step", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    threads = torch.get_num_threads()
+    try:
+        assert mod.main(["dsmnet", "--batch", "1", "--patch", "16", "--threads", "1", "--rows", "3"]) == 0
+    finally:
+        torch.set_num_threads(threads)  # the script sets it for the whole process
+    out = capsys.readouterr().out
+    assert "dsmnet (training path): one step of batch 1 x 16x16" in out and "convolution" in out
