@@ -348,6 +348,7 @@ def test_phone_flow(server):
             expect(cap).to_contain_text("not run again", timeout=120_000)
             picture = page.locator('[data-testid="stImage"] img').first
             _top(picture)
+            picture.evaluate(LOADED)  # (an image not loaded yet is 0 px wide: seen once in CI)
             shown = picture.evaluate("e => e.clientWidth")
             assert shown >= 0.9 * main_w, (shown, main_w)  # full width on a phone
             _shot(page, "phone_inspect")
