@@ -449,6 +449,17 @@ class _Aggregate(torch.autograd.Function):
         return (gv.to(ctx.value_dtype) if need_v else None), gw, None
 
 
+def _offset_diff(phi: torch.Tensor, psi: torch.Tensor, pos: torch.Tensor, pos_pad: torch.Tensor,
+                 dy: int, dx: int, out: torch.Tensor) -> torch.Tensor:
+    """``[phi_i - psi_j, p_i - p_j]`` for the footprint offset ``(dy, dx)``, written into ``out``
+    ``(B, rel + 2, H, W)`` (``psi`` and ``pos_pad`` are padded by ``k // 2``)."""
+    b, rel, h, w = phi.shape
+    torch.sub(phi, psi[:, :, dy:dy + h, dx:dx + w], out=out[:, :rel])
+    torch.sub(pos.expand(b, -1, -1, -1), pos_pad[:, :, dy:dy + h, dx:dx + w].expand(b, -1, -1, -1),
+              out=out[:, rel:])
+    return out
+
+
 def _offset_logits(phi: torch.Tensor, psi: torch.Tensor, pos: torch.Tensor, pos_pad: torch.Tensor,
                    mat: torch.Tensor, bias: torch.Tensor, k: int, slope: float) -> torch.Tensor:
     """SAN's attention logits ``(B, Cw, k*k, H, W)``: for each offset of the ``k x k`` footprint,
@@ -463,10 +474,7 @@ def _offset_logits(phi: torch.Tensor, psi: torch.Tensor, pos: torch.Tensor, pos_
     logits = phi.new_empty(b, cw, k * k, h, w)
     diff = phi.new_empty(b, rel + 2, h, w)
     for idx in range(k * k):
-        dy, dx = divmod(idx, k)
-        torch.sub(phi, psi[:, :, dy:dy + h, dx:dx + w], out=diff[:, :rel])
-        torch.sub(pos.expand(b, -1, -1, -1), pos_pad[:, :, dy:dy + h, dx:dx + w].expand(b, -1, -1, -1),
-                  out=diff[:, rel:])
+        _offset_diff(phi, psi, pos, pos_pad, *divmod(idx, k), out=diff)
         F.leaky_relu_(diff, slope)
         logits[:, :, idx] = torch.baddbmm(bias, mat, diff.view(b, rel + 2, h * w)).view(b, cw, h, w)
     return logits
@@ -496,9 +504,7 @@ class _Logits(torch.autograd.Function):
         diff = phi.new_empty(b, rel + 2, h, w)
         for idx in range(k * k):
             dy, dx = divmod(idx, k)
-            torch.sub(phi, psi[:, :, dy:dy + h, dx:dx + w], out=diff[:, :rel])
-            torch.sub(pos.expand(b, -1, -1, -1), pos_pad[:, :, dy:dy + h, dx:dx + w].expand(b, -1, -1, -1),
-                      out=diff[:, rel:])
+            _offset_diff(phi, psi, pos, pos_pad, dy, dx, out=diff)
             g = grad[:, :, idx]  # (B, Cw, H, W)
             act = F.leaky_relu(diff, slope)
             g_mat += torch.einsum("bchw,bkhw->ck", g, act).to(g_mat.dtype)  # summed in float32 at least
