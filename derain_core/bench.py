@@ -155,7 +155,8 @@ def rows_as_dicts(rows: list[BenchRow]) -> list[dict]:
 @dataclass
 class TrainBenchRow:
     model_id: str
-    path: str  # "current" (the training path today) or "baseline" (reference kernels, as before)
+    path: str  # "current" (the training path today), "baseline" (reference kernels, as before),
+    # or "compiled" (current under torch.compile: derain train --compile)
     batch: int
     patch: int
     precision: str
@@ -165,6 +166,7 @@ class TrainBenchRow:
     peak_mb: float
     frac_bf16_peak: float | None = None
     frac_fp32_peak: float | None = None
+    compile_s: float | None = None  # compiled path: the first step's time beyond a compiled step's
 
 
 def train_bench(models: list[str], batch: int = 8, patch: int = 64, steps: int = 3, device: str | None = None,
@@ -174,7 +176,8 @@ def train_bench(models: list[str], batch: int = 8, patch: int = 64, steps: int =
     ``current`` is what ``derain train`` runs (bf16 autocast where native, channels_last, the
     blocks' training forms); ``baseline`` is the same under :func:`reference_kernels`, the
     plain per-offset module code that trained the weights shipped before the training-speed
-    work. Both run in one process, one after the other, with the same data.
+    work; ``compiled`` is ``current`` under ``torch.compile`` (its first step compiles; that
+    extra time is reported). All run in one process, one after the other, with the same data.
     """
     from . import train as T
     from .base import reference_kernels
@@ -195,15 +198,22 @@ def train_bench(models: list[str], batch: int = 8, patch: int = 64, steps: int =
             net = T.build_model(model_id, {}).to(dev).to(memory_format=torch.channels_last).train()
             opt = torch.optim.Adam(net.parameters(), lr=1e-4)
 
+            compiled = T.compiled_loss(net, T.loss_for(model_id), dev.type, use_bf16) if path == "compiled" else None
+
             def step():
-                loss = T.compute_loss(net, T.loss_for(model_id), rainy, clean, autocast)
+                if compiled is not None:
+                    loss = compiled(rainy, clean)
+                else:
+                    loss = T.compute_loss(net, T.loss_for(model_id), rainy, clean, autocast)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
 
             with reference_kernels(path == "baseline"):
                 _reset_peak(dev)
-                step()  # warm-up
+                t0 = time.perf_counter()
+                step()  # warm-up (and compilation)
+                first = time.perf_counter() - t0
                 times = []
                 for _ in range(steps):
                     _sync(dev)
@@ -214,7 +224,8 @@ def train_bench(models: list[str], batch: int = 8, patch: int = 64, steps: int =
                 peak = _peak_mb(dev)
             s = statistics.median(times)
             rows.append(TrainBenchRow(model_id, path, batch, patch, "bf16" if use_bf16 else "fp32", s, batch / s,
-                                      3 * 2 * macs * batch / s / 1e9, peak))
+                                      3 * 2 * macs * batch / s / 1e9, peak,
+                                      compile_s=first - s if compiled is not None else None))
             if progress:
                 progress(rows[-1])
     return rows

@@ -256,14 +256,22 @@ def _bench_train(args: argparse.Namespace, models: list[str], info: dict) -> int
         r.frac_bf16_peak = r.gflops / peak16 if peak16 else None
         print(f"{r.model_id:<8} {r.path:<8} {r.precision:<4} {r.sec_per_step:7.3f} s/step  "
               f"{r.samples_per_s:7.1f} samples/s  {r.gflops:7.1f} GFLOP/s = {r.frac_fp32_peak:4.0%} fp32 / "
-              f"{_fmt(r.frac_bf16_peak and 100 * r.frac_bf16_peak, 0)}% bf16 peak  peak {r.peak_mb:6.0f} MB", flush=True)
+              f"{_fmt(r.frac_bf16_peak and 100 * r.frac_bf16_peak, 0)}% bf16 peak  peak {r.peak_mb:6.0f} MB"
+              + ("" if r.compile_s is None else f"  compile {r.compile_s:5.1f} s"), flush=True)
 
-    rows = train_bench(models, args.batch, args.patch, args.steps, args.device, progress=show)
+    paths = ("baseline", "current", "compiled") if args.compile else ("baseline", "current")
+    rows = train_bench(models, args.batch, args.patch, args.steps, args.device, paths=paths, progress=show)
     by = {(r.model_id, r.path): r for r in rows}
     for m in models:
         if (m, "baseline") in by and (m, "current") in by:
             print(f"SPEEDUP  {m:<8} x{by[m, 'baseline'].sec_per_step / by[m, 'current'].sec_per_step:.2f} "
                   "samples/s, current against baseline")
+        if (m, "compiled") in by and (m, "current") in by:
+            c, cur = by[m, "compiled"], by[m, "current"]
+            saved = cur.sec_per_step - c.sec_per_step
+            payback = f"pays back after {c.compile_s / saved:.0f} steps" if saved > 0 else "never pays back"
+            print(f"COMPILE  {m:<8} x{cur.sec_per_step / c.sec_per_step:.2f} samples/s, compiled against "
+                  f"current; compiling took {c.compile_s:.0f} s, {payback}")
     if args.json:
         from dataclasses import asdict
         Path(args.json).write_text(json.dumps({"machine": info, "matmul_peak_gflops_fp32": peak32,
@@ -318,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--batch", type=int, default=8, help="with --train: batch size (default %(default)s)")
     b.add_argument("--patch", type=int, default=64, help="with --train: crop size (default %(default)s)")
     b.add_argument("--steps", type=int, default=3, help="with --train: timed steps (default %(default)s)")
+    b.add_argument("--compile", action="store_true",
+                   help="with --train: also time the step under torch.compile (derain train --compile)")
     b.set_defaults(func=cmd_bench)
 
     try:

@@ -35,7 +35,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -174,6 +174,7 @@ class TrainConfig:
     synth: str = "none"  # none | light | heavy | storm: synthetic rain over the clean images
     synth_mix: float = 0.0  # with synth: fraction of samples taken from the real pairs
     recipe: str = "short"  # short (warm-up + cosine, clip, EMA) | paper (the papers' schedules)
+    compile: bool = False  # torch.compile the forward, loss and backward (see compiled_loss)
 
 
 @dataclass
@@ -394,6 +395,20 @@ def compute_loss(model: nn.Module, loss_fn: LossFn, rainy: torch.Tensor, clean: 
     return loss_fn(outs, clean.float())
 
 
+def compiled_loss(model: nn.Module, loss_fn: LossFn, device_type: str, bf16: bool
+                  ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """:func:`compute_loss` for ``model`` under ``torch.compile`` (``derain train --compile``).
+
+    Forward and loss are traced once (the first call compiles, for a minute or more on a CPU);
+    AOTAutograd compiles the backward with them. Validation keeps using the eager module.
+    """
+    def loss(rainy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+        autocast = torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16)
+        return compute_loss(model, loss_fn, rainy, clean, autocast)
+
+    return torch.compile(loss)
+
+
 class _StopFlag:
     """Sets ``stop`` on SIGINT/SIGTERM while active (main thread only); a second SIGINT aborts."""
 
@@ -598,6 +613,8 @@ class Trainer:
             self.val = load_validation(self.val_pairs, cfg.val_crop) if self.val_pairs else []
         self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.use_bf16
                          else torch.autocast(self.device.type, enabled=False))
+        self.compiled = (compiled_loss(self.model, self.loss_fn, self.device.type, self.use_bf16)
+                         if cfg.compile else None)
 
     def _resume(self, saved: dict[str, Any]) -> None:
         """Weights, EMA, optimizer, RNG streams and run state from the ``last`` checkpoint."""
@@ -704,7 +721,10 @@ class Trainer:
         rainy, clean = rainy.to(self.device), clean.to(self.device)
         if self.cfg.channels_last:
             rainy = rainy.contiguous(memory_format=torch.channels_last)
-        loss = compute_loss(self.model, self.loss_fn, rainy, clean, self.autocast)
+        if self.compiled is not None:
+            loss = self.compiled(rainy, clean)
+        else:
+            loss = compute_loss(self.model, self.loss_fn, rainy, clean, self.autocast)
         self.opt.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
             return None
@@ -838,7 +858,7 @@ class Trainer:
             "recipe_source": recipe.source, "seed": cfg.seed,
             "device": device_description(self.device), "device_type": self.device.type,
             "threads": torch.get_num_threads(), "bf16_autocast": self.use_bf16,
-            "channels_last": cfg.channels_last, "wall_time_s": round(self.elapsed(), 1),
+            "channels_last": cfg.channels_last, "torch_compile": cfg.compile, "wall_time_s": round(self.elapsed(), 1),
             "sec_per_step": None if per_step is None else round(per_step, 4),
             "stopped": self.stopped, "init_from": cfg.init,
             "init_sha256": sha256_of(init) if init and init.is_file() else None,
@@ -938,6 +958,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                         help="bf16 autocast (default: on where the device has native bf16)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the training step (the first step compiles; see "
+                        "`derain bench --train --compile` for whether it pays back)")
     parser.add_argument("--config", type=_parse_kv, action="append", default=[], metavar="KEY=VALUE",
                         help="model config override (repeatable; JSON values)")
     parser.add_argument("--tiny", action="store_true", help="use the card's tiny test_config")
@@ -962,7 +985,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         bf16=args.bf16, channels_last=args.channels_last, model_config=dict(args.config),
         tiny=args.tiny, flips=args.flips, progress=args.progress, stop_at=args.stop_at,
         synth=getattr(args, "synth", "none"), synth_mix=getattr(args, "synth_mix", 0.0),
-        recipe=getattr(args, "recipe", "short"))
+        recipe=getattr(args, "recipe", "short"), compile=getattr(args, "compile", False))
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -163,6 +163,24 @@ def test_loss_is_fp32_under_bf16_autocast():
     assert all(p.grad.dtype == torch.float32 for p in model.parameters())
 
 
+def test_compiled_loss_matches_eager_loss_and_gradients():
+    # derain train --compile: the same loss and gradients as the eager step (bf16 autocast as trained)
+    torch.manual_seed(0)
+    model = create_control(channels=8, blocks=1)
+    x, y = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    auto = torch.autocast("cpu", dtype=torch.bfloat16)
+    eager = T.compute_loss(model, T.loss_for("control"), x, y, auto)
+    eager.backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    compiled = T.compiled_loss(model, T.loss_for("control"), "cpu", bf16=True)(x, y)
+    compiled.backward()
+    assert compiled.dtype == torch.float32
+    assert compiled.item() == pytest.approx(eager.item(), rel=2e-2)
+    for g, p in zip(grads, model.parameters()):
+        assert torch.allclose(p.grad, g, rtol=5e-2, atol=5e-3)
+
+
 # ------------------------------------------------------------------------------------------ schedules
 def test_schedules_follow_recipes():
     P = "paper"  # the papers' schedules (--recipe paper)
