@@ -195,3 +195,16 @@ def test_large_images_run_in_regions_close_to_whole_image(monkeypatch):
     done, totals = zip(*calls)
     assert list(done) == list(range(1, len(calls) + 1)) and set(totals) == {len(calls)}
     assert len(calls) % n_regions == 0 and len(calls) // n_regions % 3 == 0  # per region: stages x tiles
+
+
+def test_balanced_tiles_cover_with_as_few_and_smaller_tiles():
+    from derain_core.tiling import balanced_tile, tile_starts
+    for length, tile, overlap, multiple in [(1126, 512, 64, 8), (944, 512, 64, 8), (4064, 512, 64, 8),
+                                            (1000, 512, 64, 1), (513, 512, 64, 1)]:
+        side = balanced_tile(length, tile, overlap, multiple)
+        starts = tile_starts(length, side, overlap)
+        assert side <= -(-tile // multiple) * multiple and side % multiple == 0
+        assert len(starts) == len(tile_starts(length, tile, overlap))  # as few tiles
+        assert starts[-1] + side == length and all(b - a <= side - overlap for a, b in zip(starts, starts[1:]))
+    assert balanced_tile(1126, 512, 64, 8) == 424  # three tiles of 424 px instead of three of 512
+    assert balanced_tile(300, 512, 64, 8) == 300  # fits in one tile

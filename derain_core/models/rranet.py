@@ -20,7 +20,7 @@ from ..blocks import ConvLSTMCell, rlcn
 from ..losses import neg_ssim_output
 from ..recipes import Recipe, Schedule, TrainingSpec
 from ..registry import ModelCard, PaperResult, register
-from ..tiling import blend_window, region_grid, tile_starts
+from ..tiling import balanced_tile, blend_window, region_grid, tile_starts
 
 # The staged tiling keeps whole-image ConvLSTM states (h and c at four scales, about 480 bytes
 # per pixel, two sets alive): images above this many pixels are processed in regions.
@@ -320,8 +320,9 @@ class RRANet(DerainNet):
         Stage by stage: the InstanceNorm statistics of each stage come from the whole image
         (:meth:`_head_stats`), then every tile runs that stage; the tiles' outputs and their
         ConvLSTM states are blended into whole-image tensors, from which the next stage's
-        tiles are cut. Tiles and their starts are multiples of 8 so that the 1/2 .. 1/8
-        scales of a tile line up with the whole image's. ``on_tile(done, total)`` is called
+        tiles are cut. Tiles are equal, at most ``tile`` (:func:`balanced_tile`); they and
+        their starts are multiples of 8 so that the 1/2 .. 1/8 scales of a tile line up with
+        the whole image's. ``on_tile(done, total)`` is called
         after each tile of each stage (``total`` = stages x tiles).
         """
         h, w = x.shape[-2:]
@@ -330,7 +331,7 @@ class RRANet(DerainNet):
         xp, _ = pad_to_multiple(xb, m)
         height, width = xp.shape[-2:]
         tile, overlap = max(m, tile // m * m), overlap // m * m
-        th, tw = min(tile, height), min(tile, width)
+        th, tw = balanced_tile(height, tile, overlap, m), balanced_tile(width, tile, overlap, m)
         boxes = [(top, left) for top in tile_starts(height, th, overlap)
                  for left in tile_starts(width, tw, overlap)]
 
