@@ -44,34 +44,6 @@ def balanced_tile(length: int, max_tile: int, overlap: int, multiple: int = 1) -
     return min(length, -(-side // multiple) * multiple)
 
 
-def region_grid(height: int, width: int, max_pixels: int, overlap: int) -> tuple[int, int]:
-    """Side lengths ``(rh, rw)`` of the fewest equal overlapping regions, each at most
-    ``max_pixels``, that cover a ``height x width`` image (``(height, width)`` when it fits).
-
-    For networks whose tiling keeps whole-image tensors (RRANet's ConvLSTM states): splitting
-    a huge photo into such regions bounds their memory by ``max_pixels``, whatever the photo's size.
-    """
-    if height * width <= max_pixels:
-        return height, width
-
-    def side(length: int, n: int) -> int:
-        return length if n == 1 else math.ceil((length - overlap) / n) + overlap
-
-    best = None
-    for nh in range(1, height // (2 * overlap) + 2):
-        for nw in range(1, width // (2 * overlap) + 2):
-            rh, rw = side(height, nh), side(width, nw)
-            if rh * rw <= max_pixels:
-                key = (nh * nw, nh * nw * rh * rw)
-                if best is None or key < best[0]:
-                    best = (key, (rh, rw))
-                break  # more columns only cost more for this many rows
-    if best is None:
-        raise ValueError(f"no region of at most {max_pixels} pixels covers {height}x{width} "
-                         f"with {overlap}-pixel overlaps")
-    return best[1]
-
-
 def _ramp(n: int, overlap: int, at_start: bool, at_end: bool, device, dtype) -> torch.Tensor:
     """1-D weights: 1 inside; over ``overlap`` pixels at a seam, 0 for the outer half (where
     the tile's own border effects are strongest; the neighbour's inner half covers it), then a

@@ -158,45 +158,6 @@ def test_staged_tiling_matches_whole_image(input_norm):
         assert (independent - whole).abs().max().item() > 10 * err
 
 
-def test_region_grid_bounds_each_region_and_covers_the_image():
-    from derain_core.tiling import region_grid, tile_starts
-    assert region_grid(768, 1024, 1_000_000, 128) == (768, 1024)  # fits: one region, the image
-    for h, w in [(3024, 4032), (6000, 8000), (1000, 12000), (1536, 2048)]:
-        rh, rw = region_grid(h, w, 1_000_000, 128)
-        assert rh * rw <= 1_000_000 and rh <= h and rw <= w
-        tops, lefts = tile_starts(h, rh, 128), tile_starts(w, rw, 128)
-        assert tops[-1] + rh == h and lefts[-1] + rw == w  # covered to the far edges
-        assert all(b - a <= rh - 128 for a, b in zip(tops, tops[1:]))  # every seam overlaps
-        assert all(b - a <= rw - 128 for a, b in zip(lefts, lefts[1:]))
-    with pytest.raises(ValueError, match="no region"):
-        region_grid(1000, 1000, 100, 128)
-
-
-def test_large_images_run_in_regions_close_to_whole_image(monkeypatch):
-    # above REGION_PIXELS the staged tiling runs per region (bounded memory); each region has
-    # its own InstanceNorm statistics, so it is close to, not equal to, whole-image inference
-    import derain_core.models.rranet as rr
-    model = _tiny(stages=3)
-    g = torch.Generator().manual_seed(5)
-    x = torch.nn.functional.interpolate(torch.rand(1, 3, 13, 17, generator=g), size=(120, 160),
-                                        mode="bilinear", align_corners=False)
-    calls = []
-    with torch.no_grad():
-        whole = model(x)
-        staged = model.forward_tiled(x, 64, 16)
-        monkeypatch.setattr(rr, "REGION_PIXELS", 96 * 96)
-        monkeypatch.setattr(rr, "REGION_OVERLAP", 32)
-        regions = model.forward_tiled(x, 64, 16, on_tile=lambda d, t: calls.append((d, t)))
-    assert regions.shape == whole.shape
-    assert (staged - whole).abs().max().item() < 2e-3
-    assert (regions - whole).abs().mean().item() < 5e-3
-    assert (regions - staged).abs().max().item() > 0  # a different path: per-region statistics
-    n_regions = 3  # 120x160 in regions of at most 96x96 pixels with 32-pixel overlaps: 1 x 3 of 120x75
-    done, totals = zip(*calls)
-    assert list(done) == list(range(1, len(calls) + 1)) and set(totals) == {len(calls)}
-    assert len(calls) % n_regions == 0 and len(calls) // n_regions % 3 == 0  # per region: stages x tiles
-
-
 def test_balanced_tiles_cover_with_as_few_and_smaller_tiles():
     from derain_core.tiling import balanced_tile, tile_starts
     for length, tile, overlap, multiple in [(1126, 512, 64, 8), (944, 512, 64, 8), (4064, 512, 64, 8),

@@ -20,12 +20,7 @@ from ..blocks import ConvLSTMCell, rlcn
 from ..losses import neg_ssim_output
 from ..recipes import Recipe, Schedule, TrainingSpec
 from ..registry import ModelCard, PaperResult, register
-from ..tiling import balanced_tile, blend_window, region_grid, tile_starts
-
-# The staged tiling keeps whole-image ConvLSTM states (h and c at four scales, about 480 bytes
-# per pixel, two sets alive): images above this many pixels are processed in regions.
-REGION_PIXELS = 1_000_000
-REGION_OVERLAP = 128
+from ..tiling import balanced_tile, blend_window, tile_starts
 
 CARD = ModelCard(
     id="rranet",
@@ -89,12 +84,11 @@ CARD = ModelCard(
         "InstanceNorm statistics come from the whole image (head conv in row strips), and the "
         "tiles' outputs and ConvLSTM states are blended into whole-image tensors before the "
         "next stage (scripts/tiling_check.py rranet 128 160 96: 54.7 dB against whole-image)",
-        "choice: that staged tiling keeps whole-image ConvLSTM states (about 1 KB per pixel, "
-        "12 GB for a 12-megapixel photo), so above REGION_PIXELS (1 MP) the image is split into "
-        "the fewest equal regions of at most 1 MP overlapping by 128 px (tiling.region_grid), each "
-        "run as a photo of its own (own reflection margin and InstanceNorm statistics) and "
-        "blended like tiles: bounded memory at any photo size, close to but not equal to "
-        "whole-image inference",
+        "tried and rejected: photos above 1 MP in overlapping 1-MP regions (bounded memory; the "
+        "staged tiling keeps about 1 KB of whole-image ConvLSTM state per pixel): 30.4 dB against "
+        "the exact staged tiling on a 1600x1200 photo, with visible seams where each region had "
+        "its own InstanceNorm statistics, and no better with statistics shared from sampled crops "
+        "(a check script written for it, removed with the approach; commit 9c1bbf2 has the regions)",
         "successor code: RLCN window 9x9, eps 1e-5, counts only in-image pixels, unbiased "
         "variance, clamped to [0, 1] before it enters the network (rlcn_clamp)",
         "choice: the decoder residual block takes the concat (2C -> C, 1x1 conv + BN shortcut) "
@@ -285,36 +279,6 @@ class RRANet(DerainNet):
         return mean.float()[:, :, None, None], var.float()[:, :, None, None]
 
     def forward_tiled(self, x: torch.Tensor, tile: int, overlap: int, on_tile=None) -> torch.Tensor:
-        """Tiled inference in bounded memory: :meth:`_forward_staged` on the whole image up to
-        ``REGION_PIXELS``, above that on overlapping regions of at most that size, blended.
-
-        The staged tiling keeps whole-image ConvLSTM states (about 1 KB per pixel), so a
-        12-megapixel photo would need about 12 GB. Each region is processed like a photo of its
-        own (its own reflection margin and InstanceNorm statistics), so a region's result
-        differs slightly from whole-image inference; the regions overlap by
-        ``REGION_OVERLAP`` pixels and are blended like tiles. ``on_tile(done, total)`` counts
-        the tiles of all regions.
-        """
-        self._check_input(x)
-        h, w = x.shape[-2:]
-        rh, rw = region_grid(h, w, REGION_PIXELS, REGION_OVERLAP)
-        if (rh, rw) == (h, w):
-            return self._forward_staged(x, tile, overlap, on_tile)
-        boxes = [(top, left) for top in tile_starts(h, rh, REGION_OVERLAP)
-                 for left in tile_starts(w, rw, REGION_OVERLAP)]
-        out = torch.zeros_like(x, dtype=torch.float32)
-        weight = torch.zeros(1, 1, h, w, device=x.device)
-        for i, (top, left) in enumerate(boxes):
-            progress = None if on_tile is None else (
-                lambda done, total, i=i: on_tile(i * total + done, len(boxes) * total))
-            y = self._forward_staged(x[:, :, top:top + rh, left:left + rw], tile, overlap, progress)
-            win = blend_window(rh, rw, REGION_OVERLAP, x.device, box=(top, left, h, w))
-            out[:, :, top:top + rh, left:left + rw] += y.float() * win
-            weight[:, :, top:top + rh, left:left + rw] += win
-            del y
-        return (out / weight).to(x.dtype)
-
-    def _forward_staged(self, x: torch.Tensor, tile: int, overlap: int, on_tile=None) -> torch.Tensor:
         """Tiled inference that matches whole-image inference.
 
         Stage by stage: the InstanceNorm statistics of each stage come from the whole image
@@ -325,6 +289,7 @@ class RRANet(DerainNet):
         the whole image's. ``on_tile(done, total)`` is called
         after each tile of each stage (``total`` = stages x tiles).
         """
+        self._check_input(x)
         h, w = x.shape[-2:]
         m = 8  # coarsest encoder scale
         xb, margin = pad_border(x, self.border_pad)  # the same frame as whole-image inference
@@ -359,7 +324,7 @@ class RRANet(DerainNet):
                                 cut(out, 0, top, left), tile_states, Recorder.off(), stats)
                 cut(new_out, 0, top, left).add_(y.float() * windows[0])
                 if new_states is None:
-                    new_states = [tuple(xp.new_zeros(1, t.shape[1], height >> k, width >> k,
+                    new_states = [tuple(xp.new_zeros(xp.shape[0], t.shape[1], height >> k, width >> k,
                                                      dtype=torch.float32) for t in tile_states[k])
                                   for k in range(4)]
                 for k in range(4):
