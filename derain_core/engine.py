@@ -349,12 +349,11 @@ def run_model(loaded: LoadedModel, x: torch.Tensor, tile: int | None = None,
                         y = tiled(xin, tile, ov, on_tile=on_tile)
                     else:
                         y = tiled(xin, tile, ov)
-                    y = y.float()
+                    y = y.float().clamp_(0, 1)  # a fresh tensor: clamped in place
                     used = tile
                 else:
-                    y = loaded.net(xin).float()
+                    y = loaded.net(xin).float().clamp(0, 1)
                     used = None
-                y = y.clamp(0, 1)
             return y, used
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
@@ -444,7 +443,7 @@ def derain_one(image: Any, model_id: str, variant: str | None = None, gt: Any = 
             raise ValueError(f"ground truth is {gt_img.rgb.shape[1]}x{gt_img.rgb.shape[0]} but the "
                              f"image is {img.rgb.shape[1]}x{img.rgb.shape[0]}; they must match")
     loaded = MODELS.get(model_id, variant, device, fast)
-    x = io.to_tensor(img.rgb).to(loaded.device)
+    x = io.to_tensor(img.rgb, channels_last=loaded.channels_last).to(loaded.device)  # no copy on CPU
     _sync(loaded.device)
     t0 = time.perf_counter()
     y, used_tile = run_model(loaded, x, tile, on_tile)

@@ -254,6 +254,11 @@ def test_tensor_helpers():
     assert to_numpy(t * 3 - 1).min() == 0 and to_numpy(t * 3 - 1).max() == 1
     assert to_numpy(t * 3 - 1, clip=False).max() > 1
     assert isinstance(load_image(rgb), LoadedImage) and to_tensor(load_image(rgb)).shape == t.shape
+    cl = to_tensor(rgb, channels_last=True)  # the array's own memory, no copy
+    assert torch.equal(cl, t) and cl.is_contiguous(memory_format=torch.channels_last)
+    assert cl.data_ptr() == rgb.ctypes.data
+    back = to_numpy(cl)
+    assert np.array_equal(back, rgb) and back.flags.c_contiguous and not np.shares_memory(back, rgb)
 
 
 # ----------------------------------------------------------------------- bad inputs

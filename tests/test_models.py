@@ -36,6 +36,21 @@ def test_forward_odd_sizes(model_id, shape, device):
 
 
 @pytest.mark.parametrize("model_id", IDS)
+def test_no_model_writes_into_its_input(model_id):
+    # the engine hands the networks the decoded photo's own memory (io.to_tensor channels_last):
+    # an in-place operation on the input would change the photo the next model sees
+    model = tiny(model_id).eval()
+    rgb = torch.rand(70, 90, 3)
+    before = rgb.clone()
+    x = rgb.permute(2, 0, 1)[None]  # channels_last view, as the engine passes it
+    with torch.inference_mode():
+        model(x)
+        model.forward_tiled(x, 48, 16)
+        model.forward_intermediates(x)
+    assert torch.equal(rgb, before)
+
+
+@pytest.mark.parametrize("model_id", IDS)
 def test_intermediates_match_specs(model_id, device):
     model = tiny(model_id).to(device).eval()
     specs = model.map_specs()
