@@ -348,7 +348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, KeyError, FileNotFoundError, IsADirectoryError, PermissionError, OSError) as exc:
+    except (ValueError, KeyError, FileNotFoundError, IsADirectoryError, PermissionError, OSError,
+            MemoryError) as exc:
         if os.environ.get("DERAIN_DEBUG"):
             raise
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -21,6 +21,7 @@ import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -320,6 +321,32 @@ def _takes_on_tile(fn: Any) -> bool:
         return False
 
 
+def available_memory(device: torch.device) -> int | None:
+    """Bytes a new allocation can use on ``device``: CUDA's free memory, or Linux's
+    ``MemAvailable``; None where unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_tiled_memory(loaded: LoadedModel, h: int, w: int) -> None:
+    """Refuse a tiled run whose whole-image tensors (``tiled_bytes_per_pixel``) would take more
+    than 80 % of the memory available: a clear error instead of the system killing the server.
+    RRANet's staged tiling keeps about 1 KB per pixel, 12 GB for a 4032x3024 photo."""
+    need = loaded.net.tiled_bytes_per_pixel() * h * w
+    free = available_memory(loaded.device)
+    if free is not None and need > 0.8 * free:
+        raise MemoryError(f"{loaded.card.name} needs about {need / 2**30:.1f} GB for a {w}x{h} photo at full "
+                          f"resolution and {free / 2**30:.1f} GB are free; run it on a smaller copy "
+                          "(the working size, or --max-side)")
+
+
 def run_model(loaded: LoadedModel, x: torch.Tensor, tile: int | None = None,
               on_tile: TileCallback | None = None) -> tuple[torch.Tensor, int | None]:
     """Clean image for ``x`` (1x3xHxW on the model's device) and the tile size used.
@@ -341,6 +368,8 @@ def run_model(loaded: LoadedModel, x: torch.Tensor, tile: int | None = None,
                     reference_kernels(not loaded.fast):
                 xin = x.contiguous(memory_format=torch.channels_last) if loaded.channels_last else x
                 if tile and (h > tile or w > tile):
+                    if hasattr(loaded.net, "tiled_bytes_per_pixel"):
+                        check_tiled_memory(loaded, h, w)
                     tiled = getattr(loaded.net, "forward_tiled", None)  # DerainNet's, or generic
                     ov = min(overlap, tile // 4)
                     if tiled is None:

@@ -160,3 +160,23 @@ def test_fold_batchnorm_keeps_results():
     assert folded > 10
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())  # all follow a conv
     assert torch.allclose(before, after, atol=1e-5)
+
+
+def test_tiled_run_that_would_not_fit_is_refused_clearly(monkeypatch):
+    # RRANet's staged tiling keeps about 1 KB of whole-image state per pixel: a photo that
+    # would exhaust the memory gets a one-line error (the other models of a run go on)
+    loaded = tiny_loaded("rranet")
+    x = smooth_image(160, 144)
+    need = loaded.net.tiled_bytes_per_pixel() * 160 * 144
+    assert tiny_loaded("dsmnet").net.tiled_bytes_per_pixel() < loaded.net.tiled_bytes_per_pixel()
+    monkeypatch.setattr(engine, "available_memory", lambda device: need)  # 80 % of it is too little
+    with pytest.raises(MemoryError, match=r"RRANet needs about .* GB for a 144x160 photo at full resolution"):
+        run_model(loaded, x, tile=96)
+    run_model(loaded, x, tile=0)  # a whole-image run is not this check's business
+    monkeypatch.setattr(engine, "available_memory", lambda device: 2 * need)
+    assert run_model(loaded, x, tile=96)[1] == 96
+
+
+def test_available_memory_is_known_on_linux():
+    free = engine.available_memory(torch.device("cpu"))
+    assert free is None or free > 2**20

@@ -278,6 +278,13 @@ class RRANet(DerainNet):
         var = (total_sq / n - mean.square()).clamp_min(0)
         return mean.float()[:, :, None, None], var.float()[:, :, None, None]
 
+    def tiled_bytes_per_pixel(self) -> int:
+        """Whole-image tensors of :meth:`forward_tiled`: two sets of float32 ConvLSTM states
+        (``h`` and ``c`` at the four scales), the padded input, its RLCN images, the estimate and
+        the blended output with weights: about 1 KB per pixel with 32 channels."""
+        states = sum(2 * 4 * width // 4 ** k for k, width in enumerate(self.widths))  # h and c
+        return 2 * states + 4 * (3 + 3 + 1 + 3 + 3 + 1)
+
     def forward_tiled(self, x: torch.Tensor, tile: int, overlap: int, on_tile=None) -> torch.Tensor:
         """Tiled inference that matches whole-image inference.
 
