@@ -11,7 +11,7 @@ from derain_core import sanity
 from derain_core.registry import model_ids
 
 CROP = 192  # center crops for the quick checks; the border test uses whole examples, as the acceptance says
-IDENTITY_CHECKED = ("dsmnet",)
+IDENTITY_CHECKED = ("dsmnet", "rranet")
 
 
 def test_border_ratio_sees_a_band():
@@ -42,20 +42,3 @@ def test_identity_and_no_blobs(model_id):
     report = sanity.check_model(model_id)
     assert report.worst_identity_psnr >= sanity.MIN_IDENTITY_PSNR, report.identity_psnr
     assert report.worst_blob_fraction < sanity.MAX_BLOB_FRACTION, report.blob_fraction
-
-
-def test_rranet_needs_its_border_margin(monkeypatch):
-    """Without the card's reflection margin the shipped RRANet weights paint a band along one
-    side (the cause is in the card's provenance); the check above must see it."""
-    import dataclasses
-
-    from derain_core import engine
-    from derain_core.models.rranet import RRANet
-
-    monkeypatch.setattr(RRANet, "card", dataclasses.replace(RRANet.card, border_pad=0))
-    engine.MODELS.clear()
-    try:
-        report = sanity.check_model("rranet", crop=CROP)
-    finally:
-        engine.MODELS.clear()
-    assert report.worst_border_ratio > sanity.MAX_BORDER_RATIO
