@@ -85,10 +85,9 @@ CARD = ModelCard(
         "tiles' outputs and ConvLSTM states are blended into whole-image tensors before the "
         "next stage (scripts/tiling_check.py rranet 128 160 96: 54.7 dB against whole-image)",
         "tried and rejected: photos above 1 MP in overlapping 1-MP regions (bounded memory; the "
-        "staged tiling keeps about 1 KB of whole-image ConvLSTM state per pixel): 30.4 dB against "
-        "the exact staged tiling on a 1600x1200 photo, with visible seams where each region had "
-        "its own InstanceNorm statistics, and no better with statistics shared from sampled crops "
-        "(a check script written for it, removed with the approach; commit 9c1bbf2 has the regions)",
+        "staged tiling keeps about 1 KB of whole-image ConvLSTM state per pixel): brightness seams "
+        "between regions on a 4032x3024 photo, each region having its own InstanceNorm statistics "
+        "(commit 9c1bbf2 has the regions)",
         "successor code: RLCN window 9x9, eps 1e-5, counts only in-image pixels, unbiased "
         "variance, clamped to [0, 1] before it enters the network (rlcn_clamp)",
         "choice: the decoder residual block takes the concat (2C -> C, 1x1 conv + BN shortcut) "
