@@ -61,6 +61,27 @@ def reference_kernels(enabled: bool = True):
         _FAST_KERNELS.reset(token)
 
 
+_COMPILED_BLOCKS = contextvars.ContextVar("derain_compiled_blocks", default=False)
+
+
+def use_compiled_blocks() -> bool:
+    """True inside :func:`compiled_blocks` while autograd is on: blocks that declare a
+    compiled training kernel (JDNet's attention) run it through ``torch.compile``."""
+    return _COMPILED_BLOCKS.get() and torch.is_grad_enabled() and not use_reference_kernels()
+
+
+@contextmanager
+def compiled_blocks(enabled: bool = True):
+    """Let blocks use their ``torch.compile``d training kernels inside (``derain train`` on
+    CPU; ``--no-compile-blocks`` switches it off). The first call of each compiles (tens of
+    seconds) and gives the same result to float rounding."""
+    token = _COMPILED_BLOCKS.set(enabled)
+    try:
+        yield
+    finally:
+        _COMPILED_BLOCKS.reset(token)
+
+
 @dataclass(frozen=True)
 class MapSpec:
     """Promise of one intermediate tensor.

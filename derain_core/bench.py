@@ -7,6 +7,7 @@ noisy shared machine.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import platform
 import statistics
@@ -166,7 +167,8 @@ class TrainBenchRow:
     peak_mb: float
     frac_bf16_peak: float | None = None
     frac_fp32_peak: float | None = None
-    compile_s: float | None = None  # compiled path: the first step's time beyond a compiled step's
+    compile_s: float | None = None  # current/compiled: the first step's time beyond a timed step's
+    # (compilation, page faults of a fresh heap)
 
 
 def train_bench(models: list[str], batch: int = 8, patch: int = 64, steps: int = 3, device: str | None = None,
@@ -174,58 +176,87 @@ def train_bench(models: list[str], batch: int = 8, patch: int = 64, steps: int =
     """Seconds per training step (forward, loss, backward, Adam) of each model, on random crops.
 
     ``current`` is what ``derain train`` runs (bf16 autocast where native, channels_last, the
-    blocks' training forms); ``baseline`` is the same under :func:`reference_kernels`, the
-    plain per-offset module code that trained the weights shipped before the training-speed
-    work; ``compiled`` is ``current`` under ``torch.compile`` (its first step compiles; that
-    extra time is reported). All run in one process, one after the other, with the same data.
-    """
-    from . import train as T
-    from .base import reference_kernels
+    blocks' training forms, compiled block kernels on CPU: :func:`~derain_core.base.compiled_blocks`);
+    ``baseline`` is the same under :func:`reference_kernels`, the plain per-offset module code
+    that trained the weights shipped before the training-speed work; ``compiled`` is the
+    whole step under ``torch.compile`` (``derain train --compile``). Time spent compiling (the
+    first step beyond a timed one) is reported where something compiles.
 
+    Every row runs in a fresh process with glibc's allocator set up as ``derain train`` sets
+    it (tuned, huge pages: :func:`~derain_core.engine.hugepage_env`): a heap kept from an
+    earlier row would neither speed up the next nor hide its peak
+    (the row's peak is its own process's peak resident memory). Rows run one after the
+    other, each model's paths back to back, so their ratios are meaningful.
+    """
+    from .engine import hugepage_env
+
+    ctx = multiprocessing.get_context("spawn")
+    env = hugepage_env()  # huge pages for the rows' heaps, as derain train re-executes itself with
+    saved = os.environ.get("GLIBC_TUNABLES")
+    rows = []
+    try:
+        if env is not None:
+            os.environ["GLIBC_TUNABLES"] = env["GLIBC_TUNABLES"]
+        for model_id in models:
+            for path in paths:
+                with ctx.Pool(1) as pool:
+                    row = pool.apply(_train_row, (model_id, path, batch, patch, steps, device, torch.get_num_threads()))
+                rows.append(row)
+                if progress:
+                    progress(row)
+    finally:
+        if env is not None:
+            if saved is None:
+                os.environ.pop("GLIBC_TUNABLES", None)
+            else:
+                os.environ["GLIBC_TUNABLES"] = saved
+    return rows
+
+
+def _train_row(model_id: str, path: str, batch: int, patch: int, steps: int, device: str | None,
+               threads: int) -> TrainBenchRow:
+    """One :func:`train_bench` row, run in its own process."""
+    from . import train as T
+    from .base import compiled_blocks, reference_kernels
+    from .engine import tune_cpu_allocator
+
+    torch.set_num_threads(threads)
+    tune_cpu_allocator()
     dev = torch.device(device) if device else default_device()
     use_bf16 = T.bf16_available(dev)
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16) if use_bf16 else torch.autocast(dev.type, enabled=False)
     g = torch.Generator().manual_seed(0)
     rainy = torch.rand(batch, 3, patch, patch, generator=g).to(dev).contiguous(memory_format=torch.channels_last)
     clean = torch.rand(batch, 3, patch, patch, generator=g).to(dev)
-    # glibc's allocator is left untuned (as `derain train` tunes it): a tuned heap keeps its
-    # pages, and the per-row peak (resident memory) could no longer be told apart
-    rows = []
-    for model_id in models:
-        macs = model_stats(model_id, patch, patch, training=True)["macs"]
-        for path in paths:  # one after the other per model: the machine's speed drifts
-            torch.manual_seed(0)
-            net = T.build_model(model_id, {}).to(dev).to(memory_format=torch.channels_last).train()
-            opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    macs = model_stats(model_id, patch, patch, training=True)["macs"]
+    torch.manual_seed(0)
+    net = T.build_model(model_id, {}).to(dev).to(memory_format=torch.channels_last).train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    compiled = T.compiled_loss(net, T.loss_for(model_id), dev.type, use_bf16) if path == "compiled" else None
+    blocks = path == "current" and dev.type == "cpu"  # as derain train decides
 
-            compiled = T.compiled_loss(net, T.loss_for(model_id), dev.type, use_bf16) if path == "compiled" else None
+    def step():
+        if compiled is not None:
+            loss = compiled(rainy, clean)
+        else:
+            loss = T.compute_loss(net, T.loss_for(model_id), rainy, clean, autocast)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
 
-            def step():
-                if compiled is not None:
-                    loss = compiled(rainy, clean)
-                else:
-                    loss = T.compute_loss(net, T.loss_for(model_id), rainy, clean, autocast)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-
-            with reference_kernels(path == "baseline"):
-                _reset_peak(dev)
-                t0 = time.perf_counter()
-                step()  # warm-up (and compilation)
-                first = time.perf_counter() - t0
-                times = []
-                for _ in range(steps):
-                    _sync(dev)
-                    t0 = time.perf_counter()
-                    step()
-                    _sync(dev)
-                    times.append(time.perf_counter() - t0)
-                peak = _peak_mb(dev)
-            s = statistics.median(times)
-            rows.append(TrainBenchRow(model_id, path, batch, patch, "bf16" if use_bf16 else "fp32", s, batch / s,
-                                      3 * 2 * macs * batch / s / 1e9, peak,
-                                      compile_s=first - s if compiled is not None else None))
-            if progress:
-                progress(rows[-1])
-    return rows
+    with reference_kernels(path == "baseline"), compiled_blocks(blocks):
+        _reset_peak(dev)
+        t0 = time.perf_counter()
+        step()  # warm-up (and compilation)
+        first = time.perf_counter() - t0
+        times = []
+        for _ in range(steps):
+            _sync(dev)
+            t0 = time.perf_counter()
+            step()
+            _sync(dev)
+            times.append(time.perf_counter() - t0)
+        peak = _peak_mb(dev)
+    s = statistics.median(times)
+    return TrainBenchRow(model_id, path, batch, patch, "bf16" if use_bf16 else "fp32", s, batch / s,
+                         3 * 2 * macs * batch / s / 1e9, peak, compile_s=first - s if path != "baseline" else None)

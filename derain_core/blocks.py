@@ -11,12 +11,13 @@ Blocks that hold something worth showing take an optional ``rec`` (a
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import Recorder, use_fast_kernels, use_reference_kernels
+from .base import Recorder, use_compiled_blocks, use_fast_kernels, use_reference_kernels
 
 _OFF = Recorder.off()
 
@@ -359,12 +360,18 @@ class PairwiseSelfAttention(nn.Module):
         ``k*k`` times the image is stored but the softmax weights. (Written with autograd,
         every offset's slices zero-filled whole padded copies in the backward pass, and the
         ``(B, rel + 2, k*k, H, W)`` differences were stored for it.) A custom activation
-        takes the same formula written with ``F.unfold``. Same result to float rounding."""
+        takes the same formula written with ``F.unfold``. Inside :func:`~derain_core.base.compiled_blocks`
+        the compiled :func:`san_attention` runs instead (faster on CPU). Same result to float
+        rounding."""
         b, rel, h, w = phi.shape
         k = self.kernel_size
         n = k * k
         if isinstance(self.conv_w[0], nn.LeakyReLU):
             mat, bias, slope = self._gamma_matrix()
+            kernel = _compiled_attention() if use_compiled_blocks() else None
+            result = kernel(phi, psi, pos, pos_pad, value, mat, bias, k, slope) if kernel else None
+            if result is not None:
+                return result
             logits = _Logits.apply(phi, psi, pos, pos_pad, mat, bias, k, slope)
         else:
             psi_n = F.unfold(psi, k).view(b, rel, n, h, w)
@@ -407,6 +414,58 @@ class PairwiseSelfAttention(nn.Module):
         rec("attention.shift", torch.cat([dx, dy], dim=1))
         if rec.full:
             rec("attention.weights", weights)
+
+
+def san_attention(phi: torch.Tensor, psi: torch.Tensor, pos: torch.Tensor, pos_pad: torch.Tensor,
+                  value: torch.Tensor, mat: torch.Tensor, bias: torch.Tensor, k: int, slope: float
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAN attention with gamma = LeakyReLU then the linear ``mat``/``bias``, in plain autograd
+    ops, one footprint offset at a time: ``(output, softmax weights (B, Cw, k*k, H, W))``.
+
+    The form ``torch.compile`` is given (:func:`_compiled_attention`): Inductor fuses each
+    offset's differences, activation and logit into one loop, and derives a fused backward,
+    which beats the hand-written :class:`_Logits` / :class:`_Aggregate` backward passes.
+    Eager, it stores every offset's differences for autograd; do not call it uncompiled.
+    ``psi``, ``pos_pad`` and ``value`` are reflection-padded by ``k // 2``.
+    """
+    b, rel, h, w = phi.shape
+    cw = mat.shape[0]
+    logits = []
+    for idx in range(k * k):
+        dy, dx = divmod(idx, k)
+        diff = torch.cat([phi - psi[:, :, dy:dy + h, dx:dx + w],
+                          (pos - pos_pad[:, :, dy:dy + h, dx:dx + w]).to(phi.dtype).expand(b, -1, -1, -1)], 1)
+        act = F.leaky_relu(diff, slope)
+        logits.append((act.unsqueeze(1) * mat.view(1, cw, rel + 2, 1, 1)).sum(2) + bias.view(1, cw, 1, 1))
+    weights = torch.softmax(fp32(torch.stack(logits, dim=2)), dim=2)
+    value = value.to(weights.dtype)
+    out = 0
+    for idx in range(k * k):
+        dy, dx = divmod(idx, k)
+        out = out + value[:, :, dy:dy + h, dx:dx + w].unflatten(1, (-1, cw)) * weights[:, None, :, idx]
+    return out.flatten(1, 2), weights
+
+
+_COMPILED_ATTENTION: list = []  # [compiled san_attention, or None when compiling failed]
+
+
+def _compiled_attention():
+    """:func:`san_attention` under ``torch.compile`` (built on first use; ``None``, with one
+    warning, where this PyTorch cannot compile, e.g. no C++ compiler)."""
+    if not _COMPILED_ATTENTION:
+        compiled = torch.compile(san_attention, dynamic=False)
+
+        def run(*args):
+            try:
+                return compiled(*args)
+            except Exception as exc:  # noqa: BLE001 - any compiler failure: fall back to eager
+                warnings.warn(f"torch.compile of the SAN attention failed ({type(exc).__name__}); "
+                              "training goes on with the eager kernels", RuntimeWarning, stacklevel=2)
+                _COMPILED_ATTENTION[0] = None
+                return None
+
+        _COMPILED_ATTENTION.append(run)
+    return _COMPILED_ATTENTION[0]
 
 
 class _Aggregate(torch.autograd.Function):

@@ -43,6 +43,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from . import metrics as M
+from .base import compiled_blocks
 from .metrics import quantize8
 from .engine import cpu_has_native_bf16, resolve_device, tune_cpu_allocator
 from .control import CONTROL_CONFIG, CONTROL_ID, CONTROL_TEST_CONFIG, CONTROL_TRAINING, create_control
@@ -175,6 +176,7 @@ class TrainConfig:
     synth_mix: float = 0.0  # with synth: fraction of samples taken from the real pairs
     recipe: str = "short"  # short (warm-up + cosine, clip, EMA) | paper (the papers' schedules)
     compile: bool = False  # torch.compile the forward, loss and backward (see compiled_loss)
+    compile_blocks: bool | None = None  # compiled block kernels (base.compiled_blocks); None: on CPU
 
 
 @dataclass
@@ -615,6 +617,8 @@ class Trainer:
                          else torch.autocast(self.device.type, enabled=False))
         self.compiled = (compiled_loss(self.model, self.loss_fn, self.device.type, self.use_bf16)
                          if cfg.compile else None)
+        self.compile_blocks = (self.device.type == "cpu" if cfg.compile_blocks is None
+                               else cfg.compile_blocks) and not cfg.compile
 
     def _resume(self, saved: dict[str, Any]) -> None:
         """Weights, EMA, optimizer, RNG streams and run state from the ``last`` checkpoint."""
@@ -721,14 +725,15 @@ class Trainer:
         rainy, clean = rainy.to(self.device), clean.to(self.device)
         if self.cfg.channels_last:
             rainy = rainy.contiguous(memory_format=torch.channels_last)
-        if self.compiled is not None:
-            loss = self.compiled(rainy, clean)
-        else:
-            loss = compute_loss(self.model, self.loss_fn, rainy, clean, self.autocast)
-        self.opt.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
-            return None
-        loss.backward()
+        with compiled_blocks(self.compile_blocks):
+            if self.compiled is not None:
+                loss = self.compiled(rainy, clean)
+            else:
+                loss = compute_loss(self.model, self.loss_fn, rainy, clean, self.autocast)
+            self.opt.zero_grad(set_to_none=True)
+            if not torch.isfinite(loss):
+                return None
+            loss.backward()
         gnorm = grad_norm_(self.params, self.recipe.grad_clip)
         if not math.isfinite(gnorm):
             self.opt.zero_grad(set_to_none=True)
@@ -858,7 +863,10 @@ class Trainer:
             "recipe_source": recipe.source, "seed": cfg.seed,
             "device": device_description(self.device), "device_type": self.device.type,
             "threads": torch.get_num_threads(), "bf16_autocast": self.use_bf16,
-            "channels_last": cfg.channels_last, "torch_compile": cfg.compile, "wall_time_s": round(self.elapsed(), 1),
+            "channels_last": cfg.channels_last, "torch_compile": cfg.compile,
+            "compiled_blocks": self.compile_blocks,
+            "malloc_hugepages": "glibc.malloc.hugetlb" in os.environ.get("GLIBC_TUNABLES", ""),
+            "wall_time_s": round(self.elapsed(), 1),
             "sec_per_step": None if per_step is None else round(per_step, 4),
             "stopped": self.stopped, "init_from": cfg.init,
             "init_sha256": sha256_of(init) if init and init.is_file() else None,
@@ -961,6 +969,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the training step (the first step compiles; see "
                         "`derain bench --train --compile` for whether it pays back)")
+    parser.add_argument("--compile-blocks", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile the block kernels that declare one (JDNet's attention; "
+                        "the first step compiles for about a minute). Default: on for CPU")
     parser.add_argument("--config", type=_parse_kv, action="append", default=[], metavar="KEY=VALUE",
                         help="model config override (repeatable; JSON values)")
     parser.add_argument("--tiny", action="store_true", help="use the card's tiny test_config")
@@ -985,7 +996,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         bf16=args.bf16, channels_last=args.channels_last, model_config=dict(args.config),
         tiny=args.tiny, flips=args.flips, progress=args.progress, stop_at=args.stop_at,
         synth=getattr(args, "synth", "none"), synth_mix=getattr(args, "synth_mix", 0.0),
-        recipe=getattr(args, "recipe", "short"), compile=getattr(args, "compile", False))
+        recipe=getattr(args, "recipe", "short"), compile=getattr(args, "compile", False),
+        compile_blocks=getattr(args, "compile_blocks", None))
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -1017,4 +1029,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from .engine import reexec_with_hugepages
+    reexec_with_hugepages()
     sys.exit(main())

@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from derain_core import train as T  # noqa: E402
-from derain_core.base import reference_kernels  # noqa: E402
+from derain_core.base import compiled_blocks, reference_kernels  # noqa: E402
 from derain_core.engine import tune_cpu_allocator  # noqa: E402
 
 
@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patch", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rows", type=int, default=25)
+    p.add_argument("--warmup", type=int, default=2, help="unprofiled steps first (the first ones fault pages in)")
     p.add_argument("--reference", action="store_true", help="profile the plain reference code")
     args = p.parse_args(argv)
 
@@ -50,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         loss.backward()
         opt.step()
 
-    with reference_kernels(args.reference):
-        step()  # warm-up
+    # as derain train runs it: compiled block kernels on CPU (their first call compiles)
+    with reference_kernels(args.reference), compiled_blocks(not args.reference):
+        for _ in range(args.warmup):
+            step()
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
             t0 = time.perf_counter()
             step()

@@ -2,6 +2,7 @@
 unfold formula of the official test code, official module names and sizes, exit activation,
 self-calibration gate, and the no-autograd fast paths against the autograd ones."""
 import contextlib
+import warnings
 
 import numpy as np
 import pytest
@@ -293,10 +294,11 @@ def test_fast_kernels_equal_reference_kernels(channels_last):
     assert torch.allclose(fast, ref, atol=1e-5)
 
 
-def test_training_forms_equal_reference_forms_with_gradients():
-    # autograd: unfold + hand-written aggregation backward, grouped dense concatenation (groups
-    # of 2 here), per-scale fusion; reference: the plain module code. Outputs and every
-    # parameter's gradient agree.
+@pytest.mark.parametrize("group", [2, 3])
+def test_training_forms_equal_reference_forms_with_gradients(group):
+    # autograd: hand-written attention backward passes, projected dense fusion (groups of 2
+    # or 3 blocks here: with 3, open blocks are projected one by one), per-scale fusion;
+    # reference: the plain module code. Outputs and every parameter's gradient agree.
     from derain_core.base import reference_kernels
     from derain_core.models.jdnet import DenseConnection
     model = _tiny(unit_num=5).double()
@@ -312,7 +314,7 @@ def test_training_forms_equal_reference_forms_with_gradients():
     y_ref, g_ref = grads(True)
     old = DenseConnection.group
     try:
-        DenseConnection.group = 2
+        DenseConnection.group = group
         y, g = grads(False)
     finally:
         DenseConnection.group = old
@@ -320,3 +322,30 @@ def test_training_forms_equal_reference_forms_with_gradients():
     assert g.keys() == g_ref.keys() and len(g) > 50
     for name in g:
         assert torch.allclose(g[name], g_ref[name], atol=1e-9, rtol=1e-7), name
+
+
+def test_compiled_attention_equals_training_form():
+    # `derain train` on CPU runs the SAN attention through torch.compile (compiled_blocks);
+    # outputs and every gradient must match the hand-written training kernels. A 3x3
+    # footprint keeps the compile short; the kernel is the same for any footprint.
+    from derain_core import blocks
+    from derain_core.base import compiled_blocks
+    model = _tiny(unit_num=2, kernel_size=3).train()
+    x = torch.rand(2, 3, 17, 22)
+
+    def grads(compiled: bool):
+        model.zero_grad()
+        with compiled_blocks(compiled):
+            y = model(x)
+        (y * torch.linspace(-1, 2, y.numel()).view_as(y)).sum().backward()
+        return y.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    y_ref, g_ref = grads(False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a silent fall-back to eager fails here
+        y, g = grads(True)
+    assert blocks._COMPILED_ATTENTION and blocks._COMPILED_ATTENTION[0] is not None
+    assert torch.allclose(y, y_ref, atol=1e-5)
+    assert g.keys() == g_ref.keys() and len(g) > 20
+    for name in g:
+        assert torch.allclose(g[name], g_ref[name], atol=1e-5, rtol=1e-4), name

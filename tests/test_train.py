@@ -4,6 +4,7 @@ Everything runs on tiny synthetic pairs written into tmp_path (never ../shared/d
 """
 import csv
 import json
+import sys
 from pathlib import Path
 import math
 
@@ -484,3 +485,35 @@ def test_profile_train_step_script(capsys):
         torch.set_num_threads(threads)  # the script sets it for the whole process
     out = capsys.readouterr().out
     assert "dsmnet (training path): one step of batch 1 x 16x16" in out and "convolution" in out
+
+
+def test_hugepage_env_rules(monkeypatch):
+    from derain_core.engine import HUGEPAGE_TUNABLE, hugepage_env
+    monkeypatch.setenv("DERAIN_MALLOC_TUNING", "0")
+    assert hugepage_env() is None
+    monkeypatch.delenv("DERAIN_MALLOC_TUNING")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=0")
+    assert hugepage_env() is None  # the user's own setting wins
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
+    env = hugepage_env()
+    if env is not None:  # Linux, glibc 2.35+, huge pages not off
+        assert env["GLIBC_TUNABLES"] == f"glibc.malloc.arena_max=2:{HUGEPAGE_TUNABLE}"
+
+
+def test_train_command_reexecutes_with_hugepages(tmp_path, monkeypatch):
+    # python -m derain_core.train replaces itself by a process whose glibc heap uses huge
+    # pages where that applies; the card says which
+    import subprocess
+    from derain_core.engine import hugepage_env
+    data = make_data(tmp_path / "d", n=4)
+    out = tmp_path / "run"
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    expected = hugepage_env() is not None
+    proc = subprocess.run([sys.executable, "-m", "derain_core.train", "control", "--data", str(data), "--steps", "1",
+                           "--batch", "2", "--patch", "32", "--val-count", "1", "--tiny", "--threads", "1",
+                           "--no-progress", "--out", str(out), "--variant", "x"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    card = json.loads((out / "export" / "control_x.json").read_text())
+    assert card["malloc_hugepages"] is expected
+    assert card["compiled_blocks"] is True  # CPU: on by default (the control network has none to compile)
