@@ -231,7 +231,7 @@ def _train_row(model_id: str, path: str, batch: int, patch: int, steps: int, dev
     macs = model_stats(model_id, patch, patch, training=True)["macs"]
     torch.manual_seed(0)
     net = T.build_model(model_id, {}).to(dev).to(memory_format=torch.channels_last).train()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    opt = T.make_optimizer(net.parameters(), 1e-4)
     compiled = T.compiled_loss(net, T.loss_for(model_id), dev.type, use_bf16) if path == "compiled" else None
     blocks = path == "current" and dev.type == "cpu"  # as derain train decides
 

@@ -290,10 +290,16 @@ class PairwiseSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, rec: Recorder = _OFF) -> torch.Tensor:
         h, w = x.shape[-2:]
         pad = [self.kernel_size // 2] * 4
+        if use_reference_kernels():
+            phi, psi, value = self.conv1(x), self.conv2(x), self.conv3(x)
+        else:  # phi, psi and beta as one 1x1 conv: x is read once (and gets one gradient)
+            convs = (self.conv1, self.conv2, self.conv3)
+            phi, psi, value = F.conv2d(x, torch.cat([c.weight for c in convs]), torch.cat([c.bias for c in convs])
+                                       ).split([c.out_channels for c in convs], dim=1)
         # the offset loop reads whole planes: NCHW suits it, whatever layout x arrives in
-        phi = self.conv1(x).contiguous()
-        psi = F.pad(self.conv2(x).contiguous(), pad, mode="reflect")
-        value = F.pad(self.conv3(x).contiguous(), pad, mode="reflect")
+        phi = phi.contiguous()
+        psi = F.pad(psi.contiguous(), pad, mode="reflect")
+        value = F.pad(value.contiguous(), pad, mode="reflect")
         pos, pos_pad = self.positions(h, w, x)
         # On CPU the attention runs in float32 with autocast off: bf16 element-wise ops and
         # casts cost more there than they save (these tensors have few channels, many offsets).

@@ -388,6 +388,15 @@ class CsvLog:
 # ------------------------------------------------------------------------------------------
 # Training
 # ------------------------------------------------------------------------------------------
+def make_optimizer(params, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
+    """Adam as every training run (and the training benchmark) uses it: the fused
+    implementation on CPU and CUDA (one kernel over all parameters; JDNet's 460 tensors took
+    80 ms a step with the per-tensor one), the plain one elsewhere."""
+    params = list(params)
+    fused = bool(params) and params[0].device.type in ("cpu", "cuda")
+    return torch.optim.Adam(params, lr=lr, betas=betas, fused=fused or None)
+
+
 def compute_loss(model: nn.Module, loss_fn: LossFn, rainy: torch.Tensor, clean: torch.Tensor,
                  autocast: Any) -> torch.Tensor:
     """Forward under ``autocast`` (e.g. bf16), then the loss in fp32 outside it."""
@@ -604,7 +613,7 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         self.base_lr = cfg.lr or self.recipe.lr
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.opt = torch.optim.Adam(self.params, lr=self.base_lr, betas=self.recipe.betas)
+        self.opt = make_optimizer(self.params, self.base_lr, self.recipe.betas)
         self.ema = Ema(self.model, self.recipe.ema) if self.recipe.ema else None
         if self.synth_on:
             self.data: PairedPatches | SyntheticRainPatches = SyntheticRainPatches(
@@ -756,7 +765,7 @@ class Trainer:
               f"checkpoint (step {self.best_step}) with LR x{self.lr_scale:g} (rollback {self.rollbacks})",
               file=sys.stderr)
         load_model_file(self.model, self.paths["best"])
-        self.opt = torch.optim.Adam(self.params, lr=self.base_lr * self.lr_scale, betas=self.recipe.betas)
+        self.opt = make_optimizer(self.params, self.base_lr * self.lr_scale, self.recipe.betas)
         if self.ema is not None:
             self.ema.reset_to(self.model)
         return True

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     tune_cpu_allocator()  # as `derain train` does on CPU
     torch.manual_seed(0)
     net = T.build_model(args.model, {}).train().to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    opt = T.make_optimizer(net.parameters(), 1e-4)
     x = torch.rand(args.batch, 3, args.patch, args.patch).contiguous(memory_format=torch.channels_last)
     y = torch.rand(args.batch, 3, args.patch, args.patch)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=T.bf16_available(torch.device("cpu")))
