@@ -333,8 +333,9 @@ def run(upload: Upload, metrics: bool = True, device: str | torch.device | None 
     ``on_progress(RunProgress)`` is called as each model starts and after each tile of a
     tiled (full-resolution) run, with the fraction done and the time left. ``cancel`` is
     checked before each model and after each tile: once cancelled, :class:`Cancelled` is
-    raised before any more work starts. When the run ends (finished, failed or cancelled)
-    the freed memory is handed back to the system (:func:`engine.release_memory`).
+    raised before any more work starts. After each tiled (full-resolution) model, and when the
+    run ends (finished, failed or cancelled), the freed memory is handed back to the system
+    (:func:`engine.release_memory`): each network's tiles leave up to a gigabyte of freed heap.
     """
     from .registry import get_card
 
@@ -362,6 +363,8 @@ def run(upload: Upload, metrics: bool = True, device: str | torch.device | None 
                 yield Step(model_id, name, error=f"{name} failed: {exc}")
                 continue
             result.size_note = upload.size_note
+            if result.tile is not None:  # a full-resolution run: its tiles' heap goes back before the next model
+                engine.release_memory()
             yield Step(model_id, name, result=result)
     finally:
         engine.release_memory()

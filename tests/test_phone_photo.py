@@ -380,3 +380,16 @@ def test_measure_script_quick_mode(tmp_path):
     assert "processed at 160x120" in m["working"]["status"].lower() and "Expected: about " in m["working"]["estimate_text"]
     assert m["memory"]["startup_rss_mb"] > 50 and m["memory"]["full_peak_rss_mb"] >= m["memory"]["startup_rss_mb"]
     assert "peak resident memory" in done.stdout
+
+
+def test_memory_goes_back_after_each_tiled_model(small_tiles, monkeypatch):
+    # each network's tiles leave freed heap behind; it is handed back before the next model
+    # of a full-resolution run starts (and once more when the run ends), not only at the end
+    calls = []
+    monkeypatch.setattr(engine, "release_memory", lambda: calls.append(1) or True)
+    up = compare.prepare(_photo(64, 48), None, ["dsmnet", "msamnet"], compare.UNTRAINED)
+    run = compare.run(up, metrics=False)
+    first = next(run)
+    assert first.result.tile == 32 and calls == [1]
+    rest = list(run)
+    assert [s.model_id for s in rest] == ["msamnet"] and calls == [1, 1, 1]
