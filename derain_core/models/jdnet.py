@@ -359,8 +359,8 @@ class _BlockGroups:
 
 def _pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """A 1x1 convolution as a matrix product over channels (same result). On a channels_last
-    input it is one plain matmul forward and backward; oneDNN's 1x1 convolution backward on
-    a 256-channel input took 33 ms a call in JDNet's training step, four times its matmul."""
+    input it is one plain matmul forward and backward, with up to a thousand output channels
+    (the dense chain's projections) and no layout reorders; other layouts take ``conv2d``."""
     if not x.is_contiguous(memory_format=torch.channels_last) or x.is_contiguous():
         return F.conv2d(x, weight, bias)
     return F.linear(x.permute(0, 2, 3, 1), weight.flatten(1), bias).permute(0, 3, 1, 2)
