@@ -86,6 +86,10 @@ CARD = ModelCard(
         "choice: on the fast path the dense chain keeps its features in zero-filled buffers of "
         "8 blocks and fuses with one 1x1 conv per buffer (weights zero-padded): no torch.cat "
         "copies, and every conv reads a contiguous channels_last buffer (oneDNN's fast path)",
+        "choice: in training the dense chain projects each block once, as it arrives, onto the "
+        "fusions that read it, and each full group of 8 blocks once onto all later fusions (same "
+        "sums in another order); the SAN attention runs through torch.compile on CPU "
+        "(derain train --no-compile-blocks: hand-written autograd Functions)",
         "choice: on the fast path the scale fusion applies conv11's 1x1 weights to each scale "
         "before the nearest up-sampling (they commute exactly) instead of concatenating 160 "
         "channels",
