@@ -43,7 +43,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from . import metrics as M
-from .base import compiled_blocks
+from .base import compiled_blocks, reference_kernels
 from .metrics import quantize8
 from .engine import cpu_has_native_bf16, resolve_device, tune_cpu_allocator
 from .control import CONTROL_CONFIG, CONTROL_ID, CONTROL_TEST_CONFIG, CONTROL_TRAINING, create_control
@@ -177,6 +177,7 @@ class TrainConfig:
     recipe: str = "short"  # short (warm-up + cosine, clip, EMA) | paper (the papers' schedules)
     compile: bool = False  # torch.compile the forward, loss and backward (see compiled_loss)
     compile_blocks: bool | None = None  # compiled block kernels (base.compiled_blocks); None: on CPU
+    reference_kernels: bool = False  # train on the blocks' plain reference code (the path before the speed work)
 
 
 @dataclass
@@ -627,7 +628,7 @@ class Trainer:
         self.compiled = (compiled_loss(self.model, self.loss_fn, self.device.type, self.use_bf16)
                          if cfg.compile else None)
         self.compile_blocks = (self.device.type == "cpu" if cfg.compile_blocks is None
-                               else cfg.compile_blocks) and not cfg.compile
+                               else cfg.compile_blocks) and not cfg.compile and not cfg.reference_kernels
 
     def _resume(self, saved: dict[str, Any]) -> None:
         """Weights, EMA, optimizer, RNG streams and run state from the ``last`` checkpoint."""
@@ -734,7 +735,7 @@ class Trainer:
         rainy, clean = rainy.to(self.device), clean.to(self.device)
         if self.cfg.channels_last:
             rainy = rainy.contiguous(memory_format=torch.channels_last)
-        with compiled_blocks(self.compile_blocks):
+        with compiled_blocks(self.compile_blocks), reference_kernels(self.cfg.reference_kernels):
             if self.compiled is not None:
                 loss = self.compiled(rainy, clean)
             else:
@@ -873,7 +874,7 @@ class Trainer:
             "device": device_description(self.device), "device_type": self.device.type,
             "threads": torch.get_num_threads(), "bf16_autocast": self.use_bf16,
             "channels_last": cfg.channels_last, "torch_compile": cfg.compile,
-            "compiled_blocks": self.compile_blocks,
+            "compiled_blocks": self.compile_blocks, "reference_kernels": cfg.reference_kernels,
             "malloc_hugepages": "glibc.malloc.hugetlb" in os.environ.get("GLIBC_TUNABLES", ""),
             "wall_time_s": round(self.elapsed(), 1),
             "sec_per_step": None if per_step is None else round(per_step, 4),
@@ -981,6 +982,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--compile-blocks", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile the block kernels that declare one (JDNet's attention; "
                         "the first step compiles for about a minute). Default: on for CPU")
+    parser.add_argument("--reference-kernels", action="store_true",
+                        help="train on the blocks' plain reference code, the path that trained the weights "
+                        "shipped before the training-speed work (for comparisons; validation stays fast)")
     parser.add_argument("--config", type=_parse_kv, action="append", default=[], metavar="KEY=VALUE",
                         help="model config override (repeatable; JSON values)")
     parser.add_argument("--tiny", action="store_true", help="use the card's tiny test_config")
@@ -1006,7 +1010,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         tiny=args.tiny, flips=args.flips, progress=args.progress, stop_at=args.stop_at,
         synth=getattr(args, "synth", "none"), synth_mix=getattr(args, "synth_mix", 0.0),
         recipe=getattr(args, "recipe", "short"), compile=getattr(args, "compile", False),
-        compile_blocks=getattr(args, "compile_blocks", None))
+        compile_blocks=getattr(args, "compile_blocks", None),
+        reference_kernels=getattr(args, "reference_kernels", False))
 
 
 def run_train(args: argparse.Namespace) -> int:

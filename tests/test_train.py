@@ -517,3 +517,22 @@ def test_train_command_reexecutes_with_hugepages(tmp_path, monkeypatch):
     card = json.loads((out / "export" / "control_x.json").read_text())
     assert card["malloc_hugepages"] is expected
     assert card["compiled_blocks"] is True  # CPU: on by default (the control network has none to compile)
+
+
+def test_curves_15min_script_runs_both_paths(tmp_path):
+    # scripts/curves_15min.py: the new path against the old one (reference kernels, the papers'
+    # schedules) from scratch for the same wall time; tiny here
+    import subprocess
+    data = make_data(tmp_path / "d", n=4)
+    out = tmp_path / "curves.json"
+    proc = subprocess.run([sys.executable, "scripts/curves_15min.py", "--models", "dsmnet", "--minutes", "0.04",
+                           "--data", str(data), "--val-every", "2", "--threads", "1", "--json", str(out),
+                           "--extra", "--tiny", "--batch", "2", "--patch", "32", "--val-count", "1"],
+                          capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = json.loads(out.read_text())["runs"]
+    assert [(r["model"], r["path"]) for r in runs] == [("dsmnet", "new"), ("dsmnet", "old")]
+    assert all(r["steps"] >= 1 and r["curve"] for r in runs)
+    assert [r["reference_kernels"] for r in runs] == [False, True]
+    assert "cosine" in runs[0]["schedule"] and "cosine" not in runs[1]["schedule"]
+    assert "CURVE dsmnet" in proc.stdout
