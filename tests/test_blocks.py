@@ -54,3 +54,12 @@ def test_charbonnier_and_edge():
     assert abs(losses.charbonnier(x, x).item() - 1e-3) < 1e-7
     assert losses.edge_loss(x, x).item() < 1.01e-3
     assert losses.edge_loss(x, torch.rand_like(x)).item() > 0.01
+
+
+def test_max_pooling_for_attention_equals_amax_and_routes_the_gradient_to_one_maximum():
+    from derain_core.blocks import _max_keepdim
+    x = torch.tensor([[[[1.0]], [[3.0]], [[3.0]], [[2.0]]]], requires_grad=True)  # a tie over channels
+    y = _max_keepdim(x, 1)
+    assert torch.equal(y, x.amax(dim=1, keepdim=True))
+    y.sum().backward()
+    assert x.grad.sum().item() == 1.0 and sorted(x.grad.flatten().tolist()) == [0.0, 0.0, 0.0, 1.0]
