@@ -249,7 +249,7 @@ def _bench_train(args: argparse.Namespace, models: list[str], info: dict) -> int
     peak16 = matmul_peak_gflops(device, torch.bfloat16) if has_bf16 else None
     print(f"# measured matmul peak: fp32 {peak32:.0f} GFLOP/s" + (f", bf16 {peak16:.0f} GFLOP/s" if peak16 else ""))
     print(f"# training step: batch {args.batch} of {args.patch}x{args.patch}, forward + loss + backward + Adam; "
-          f"median of {args.steps} after a warm-up; each row in a fresh process, allocator as derain train sets it")
+          f"median of {args.steps} after two warm-up steps; each row in a fresh process, allocator as derain train sets it")
 
     def show(r):
         r.frac_fp32_peak = r.gflops / peak32
@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time training steps instead (current training path against the baseline)")
     b.add_argument("--batch", type=int, default=8, help="with --train: batch size (default %(default)s)")
     b.add_argument("--patch", type=int, default=64, help="with --train: crop size (default %(default)s)")
-    b.add_argument("--steps", type=int, default=3, help="with --train: timed steps (default %(default)s)")
+    b.add_argument("--steps", type=int, default=5, help="with --train: timed steps (default %(default)s)")
     b.add_argument("--compile", action="store_true",
                    help="with --train: also time the step under torch.compile (derain train --compile)")
     b.set_defaults(func=cmd_bench)
