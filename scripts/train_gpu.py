@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = TrainConfig(model=m, data=str(data), minutes=budget[m], batch=args.batch, patch=args.patch,
                           val_every=args.val_every, out=str(work / "runs" / f"{m}_{VARIANT}_gpu"),
                           variant=VARIANT, device=args.device, progress=False, tiny=args.tiny,
-                          init=None if args.tiny or not init.is_file() else str(init))
+                          init=None if args.tiny or not init.is_file() else str(init),
+                          compile_blocks=False)  # as on CUDA, also in its CPU test: no minute-long compiles
         t = time.monotonic()
         try:
             res = train(cfg)
