@@ -459,7 +459,12 @@ def _fp16_check_psnr(model: nn.Module, x: torch.Tensor) -> float:
 
 
 class Ema:
-    """Exponential moving average of a model's floating-point parameters (buffers are copied).
+    """Exponential moving average of a model's floating-point parameters and buffers.
+
+    BatchNorm's running statistics are averaged like the weights (as timm's ``ModelEmaV2``
+    does): copied from the live model they described other weights than the averaged ones,
+    and the averaged model's validation jumped by up to 1.3 dB between checks (RRANet).
+    Integer buffers (``num_batches_tracked``) are copied.
 
     ``decay`` ramps up as ``min(decay, (1 + n) / (10 + n))`` over the first updates so that an
     average started from fresh weights follows them quickly.
@@ -482,7 +487,10 @@ class Ema:
         src_p = [p.detach() for p in model.parameters()]
         torch._foreach_lerp_(ema_p, src_p, 1.0 - d)
         for b_ema, b in zip(self.model.buffers(), model.buffers()):
-            b_ema.copy_(b)
+            if b.is_floating_point():
+                b_ema.lerp_(b, 1.0 - d)
+            else:
+                b_ema.copy_(b)
 
     @torch.no_grad()
     def reset_to(self, model: nn.Module) -> None:

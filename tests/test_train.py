@@ -536,3 +536,18 @@ def test_curves_15min_script_runs_both_paths(tmp_path):
     assert [r["reference_kernels"] for r in runs] == [False, True]
     assert "cosine" in runs[0]["schedule"] and "cosine" not in runs[1]["schedule"]
     assert "CURVE dsmnet" in proc.stdout
+
+
+def test_ema_averages_weights_and_batchnorm_statistics():
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
+    ema = T.Ema(net, decay=0.5)
+    ema.updates = 100  # past the ramp: d = 0.5
+    with torch.no_grad():
+        net[0].weight.add_(2.0)
+        net[1].running_mean.fill_(4.0)
+        net[1].num_batches_tracked.fill_(7)
+    old_w = ema.model[0].weight.clone()
+    ema.update(net)
+    assert torch.allclose(ema.model[0].weight, (old_w + net[0].weight) / 2)
+    assert torch.allclose(ema.model[1].running_mean, torch.full((2,), 2.0))  # averaged, not copied
+    assert int(ema.model[1].num_batches_tracked) == 7
