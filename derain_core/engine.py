@@ -107,8 +107,8 @@ def hugepage_env() -> dict[str, str] | None:
 
     ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (glibc 2.35+) makes malloc ``madvise`` its heap
     for 2 MB pages: a training step touches gigabytes of activations, and with 4 kB pages the
-    first steps spend seconds in page faults and every step some in TLB misses (JDNet: 2.46
-    against 2.64 s a step, ``derain bench --train``). glibc reads it only at start-up, so
+    first steps spend seconds in page faults and every step some in TLB misses (``derain bench
+    --train`` runs its rows the same way). glibc reads it only at start-up, so
     ``derain train`` re-executes itself with it (:func:`reexec_with_hugepages`). Returns None
     where it does not apply: not Linux/glibc 2.35+, huge pages off, ``DERAIN_MALLOC_TUNING=0``,
     or already set.

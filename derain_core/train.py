@@ -391,8 +391,8 @@ class CsvLog:
 # ------------------------------------------------------------------------------------------
 def make_optimizer(params, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
     """Adam as every training run (and the training benchmark) uses it: the fused
-    implementation on CPU and CUDA (one kernel over all parameters; JDNet's 460 tensors took
-    80 ms a step with the per-tensor one), the plain one elsewhere."""
+    implementation on CPU and CUDA (one kernel over all parameters instead of one per tensor;
+    see ``Optimizer.step`` in ``results/profiles/``), the plain one elsewhere."""
     params = list(params)
     fused = bool(params) and params[0].device.type in ("cpu", "cuda")
     return torch.optim.Adam(params, lr=lr, betas=betas, fused=fused or None)

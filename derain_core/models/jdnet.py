@@ -275,11 +275,9 @@ class _BlockBuffers:
     def append(self, t: torch.Tensor) -> None:
         slot = self.count % self.group
         if slot == 0:
-            fmt = (torch.channels_last if self.like.is_contiguous(memory_format=torch.channels_last)
-                   and not self.like.is_contiguous() else torch.contiguous_format)
             self.buffers.append(torch.empty(
                 self.like.shape[0], self.group * self.c, *self.like.shape[-2:],
-                dtype=t.dtype, device=t.device, memory_format=fmt).zero_())
+                dtype=t.dtype, device=t.device, memory_format=_memory_format(self.like)).zero_())
         self.buffers[-1][:, slot * self.c:(slot + 1) * self.c] = t
         self.count += 1
 
@@ -324,8 +322,7 @@ class _BlockGroups:
 
     def __init__(self, x: torch.Tensor, fuses: nn.ModuleList, group: int):
         self.fuses, self.group, self.c = fuses, group, x.shape[1]
-        self.fmt = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
-                    and not x.is_contiguous() else torch.contiguous_format)
+        self.fmt = _memory_format(x)
         self.count = 0  # blocks so far; fusion i reads blocks 0 .. i + 1
         self.open: list[torch.Tensor] = []  # blocks of the group being filled
         self.singles: list[tuple[int, tuple[torch.Tensor, ...]]] = []  # open blocks: (first fusion, slices)
@@ -359,6 +356,12 @@ class _BlockGroups:
         for term in terms[1:]:
             out = out + term
         return act(out.contiguous(memory_format=self.fmt))
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    """channels_last when ``x`` is laid out so (and not also plain contiguous), else contiguous."""
+    cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return torch.channels_last if cl else torch.contiguous_format
 
 
 def _pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
