@@ -136,21 +136,44 @@ class _SeededSampler:
         return int(torch.randint(high, (1,), generator=self.generator))
 
 
+def check_identity_fraction(identity: float) -> float:
+    """``identity`` as a float in [0, 1), or a one-line error.
+
+    Identity pairs (a clean crop as both input and target) teach a derainer to leave rain-free
+    content alone: without them the networks learn that every thin bright line is a streak and
+    remove the specular highlights of rain-free photos (the blob check of ``training.md``).
+    """
+    identity = float(identity)
+    if not 0.0 <= identity < 1.0:
+        raise ValueError(f"identity fraction must be in [0, 1), got {identity}")
+    return identity
+
+
+def _draw_identity(generator: torch.Generator, identity: float) -> bool:
+    """One draw: whether the next sample is an identity pair (no draw at all when ``identity`` is 0,
+    so runs without identity pairs draw exactly the crops they drew before the option existed)."""
+    return identity > 0 and float(torch.rand(1, generator=generator)) < identity
+
+
 class PairedPatches(_SeededSampler):
     """Random ``patch x patch`` crops of in-memory pairs, with random horizontal/vertical flips.
 
     ``batch(n)`` returns ``(rainy, clean)`` float tensors ``(n, 3, patch, patch)`` in [0, 1];
     iterating yields single ``(rainy, clean)`` crops ``(3, patch, patch)`` forever.
+    With probability ``identity`` a crop is an identity pair ``(clean, clean)``: a rain-free
+    input the network must leave unchanged (see :func:`check_identity_fraction`).
     Randomness comes only from ``self.generator`` (seeded), whose state
     (:meth:`get_state` / :meth:`set_state`) makes a resumed run draw the same crops.
     """
 
-    def __init__(self, pairs: Sequence[Pair], patch: int, flips: bool = True, seed: int = 0):
+    def __init__(self, pairs: Sequence[Pair], patch: int, flips: bool = True, seed: int = 0,
+                 identity: float = 0.0):
         if not pairs:
             raise ValueError("PairedPatches needs at least one pair")
         self.pairs = list(pairs)
         self.patch = int(patch)
         self.flips = flips
+        self.identity = check_identity_fraction(identity)
         self.images = load_pairs_uint8(self.pairs)
         small = [p[0].name for p, (r, _) in zip(self.pairs, self.images) if min(r.shape[-2:]) < self.patch]
         if small:
@@ -173,6 +196,8 @@ class PairedPatches(_SeededSampler):
             dims = [d for d, f in zip((2, 1), flip.tolist()) if f]  # (horizontal, vertical)
             if dims:
                 r, c = r.flip(dims), c.flip(dims)
+        if _draw_identity(self.generator, self.identity):
+            r = c
         return r, c
 
     def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -229,11 +254,12 @@ class SyntheticRainPatches(_SeededSampler):
     Backgrounds are the pairs' clean images only. Each patch gets its own random rain of
     ``kind`` (a :mod:`derain_core.synth` preset or ``"mixed"``) via :func:`synth.random_rain`,
     rendered on the patch and rounded to 8-bit levels. With probability ``mix`` a sample is a
-    real ``(rainy, clean)`` crop of the pairs instead (``mix=1``: only real pairs).
+    real ``(rainy, clean)`` crop of the pairs instead (``mix=1``: only real pairs), and with
+    probability ``identity`` an identity pair ``(clean, clean)`` (drawn first).
     """
 
     def __init__(self, pairs: Sequence[Pair], patch: int, kind: str = "heavy", mix: float = 0.0,
-                 flips: bool = True, seed: int = 0):
+                 flips: bool = True, seed: int = 0, identity: float = 0.0):
         if not pairs:
             raise ValueError("SyntheticRainPatches needs at least one pair")
         if not 0.0 <= float(mix) <= 1.0:
@@ -242,6 +268,7 @@ class SyntheticRainPatches(_SeededSampler):
         self.patch = int(patch)
         self.kind = _check_kind(kind)
         self.mix = float(mix)
+        self.identity = check_identity_fraction(identity)
         self.flips = flips
         self.cleans = [load_rgb_uint8(c) for _, c in self.pairs]
         self.rainys: list[torch.Tensor] | None = None
@@ -271,6 +298,8 @@ class SyntheticRainPatches(_SeededSampler):
         win = (slice(None), slice(top, top + self.patch), slice(left, left + self.patch))
         clean = self.cleans[i][win]
         clean = clean.flip(dims) if dims else clean
+        if _draw_identity(self.generator, self.identity):
+            return to_float(clean), to_float(clean), False
         if self.rainys is not None and float(u[2]) < self.mix:
             rainy = self.rainys[i][win]
             rainy = rainy.flip(dims) if dims else rainy

@@ -48,8 +48,8 @@ from .metrics import quantize8
 from .engine import cpu_has_native_bf16, resolve_device, tune_cpu_allocator
 from .control import CONTROL_CONFIG, CONTROL_ID, CONTROL_TEST_CONFIG, CONTROL_TRAINING, create_control
 from .recipes import LossFn, Recipe, Schedule, TrainingSpec  # noqa: F401 (Schedule: re-exported)
-from .data import (SYNTH_KINDS, PairedPatches, SyntheticRainPatches, center_crop, find_pairs, load_rgb_uint8,
-                   load_validation, make_synthetic_val, split_pairs, to_float)
+from .data import (SYNTH_KINDS, PairedPatches, SyntheticRainPatches, center_crop, check_identity_fraction, find_pairs,
+                   load_rgb_uint8, load_validation, make_synthetic_val, split_pairs, to_float)
 
 
 
@@ -174,6 +174,7 @@ class TrainConfig:
     stop_at: int | None = None  # pause (resumably) once this step is reached
     synth: str = "none"  # none | light | heavy | storm: synthetic rain over the clean images
     synth_mix: float = 0.0  # with synth: fraction of samples taken from the real pairs
+    identity_mix: float = 0.0  # fraction of samples that are identity pairs (clean in, clean out)
     recipe: str = "short"  # short (warm-up + cosine, clip, EMA) | paper (the papers' schedules)
     compile: bool = False  # torch.compile the forward, loss and backward (see compiled_loss)
     compile_blocks: bool | None = None  # compiled block kernels (base.compiled_blocks); None: on CPU
@@ -527,6 +528,7 @@ def _check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"synth_mix must be in [0, 1], got {cfg.synth_mix}")
     if cfg.synth_mix and cfg.synth == "none":
         raise ValueError("synth_mix needs synth (light, heavy or storm)")
+    check_identity_fraction(cfg.identity_mix)
 
 
 def _read_resume_state(cfg: TrainConfig, out: Path, paths: dict[str, Path]) -> dict[str, Any]:
@@ -539,10 +541,12 @@ def _read_resume_state(cfg: TrainConfig, out: Path, paths: dict[str, Path]) -> d
     steps_meta = {_meta_step(paths["last"]), _meta_step(paths["state"]), saved["step"]}
     if len(steps_meta) != 1:
         raise RuntimeError(f"--resume: inconsistent checkpoint files in {out} (steps {sorted(steps_meta)})")
-    before = {"synth": "none", "synth_mix": 0.0, **saved.get("run_config", {})}  # runs from before --synth
-    for key in ("seed", "val_count", "synth", "synth_mix"):
+    # runs from before --synth / --identity-mix
+    before = {"synth": "none", "synth_mix": 0.0, "identity_mix": 0.0, **saved.get("run_config", {})}
+    for key in ("seed", "val_count", "synth", "synth_mix", "identity_mix"):
         if key in before and before[key] != getattr(cfg, key):
-            why = "it fixes the validation split" if key != "synth_mix" else "it fixes the training data"
+            why = ("it fixes the validation split" if key in ("seed", "val_count", "synth")
+                   else "it fixes the training data")
             raise ValueError(f"--resume: {key} was {before[key]} ({why}), now {getattr(cfg, key)}")
     return saved
 
@@ -626,10 +630,12 @@ class Trainer:
         self.ema = Ema(self.model, self.recipe.ema) if self.recipe.ema else None
         if self.synth_on:
             self.data: PairedPatches | SyntheticRainPatches = SyntheticRainPatches(
-                self.train_pairs, cfg.patch, kind=cfg.synth, mix=cfg.synth_mix, flips=cfg.flips, seed=cfg.seed)
+                self.train_pairs, cfg.patch, kind=cfg.synth, mix=cfg.synth_mix, flips=cfg.flips, seed=cfg.seed,
+                identity=cfg.identity_mix)
             self.val = make_synthetic_val(self.val_pairs, len(self.val_pairs), cfg.val_crop, cfg.synth, cfg.seed)
         else:
-            self.data = PairedPatches(self.train_pairs, cfg.patch, flips=cfg.flips, seed=cfg.seed)
+            self.data = PairedPatches(self.train_pairs, cfg.patch, flips=cfg.flips, seed=cfg.seed,
+                                      identity=cfg.identity_mix)
             self.val = load_validation(self.val_pairs, cfg.val_crop) if self.val_pairs else []
         self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.use_bf16
                          else torch.autocast(self.device.type, enabled=False))
@@ -873,7 +879,7 @@ class Trainer:
             "training_data": _training_data_text(cfg, self.data_dir, len(self.train_pairs), len(self.val_pairs)),
             "data_dir": str(self.data_dir),
             "steps": self.step, "total_steps": self.total, "batch": cfg.batch, "patch": cfg.patch,
-            "augmentation": "random horizontal/vertical flips" if cfg.flips else "none",
+            "augmentation": _augmentation_text(cfg),
             "loss": recipe.loss, "optimizer": f"Adam betas {recipe.betas}, lr {self.base_lr:g}",
             "schedule": recipe.schedule.describe(), "grad_clip": recipe.grad_clip, "recipe": cfg.recipe,
             "ema_decay": recipe.ema, "best_source": self.best_source if val else "raw",
@@ -917,6 +923,15 @@ def train(cfg: TrainConfig) -> TrainResult:
     export_path = run.export()
     return TrainResult(run.out, run.step, run.total, run.stopped, run.best_psnr, run.best_step,
                        run.median_step_s(), export_path, run.config)
+
+
+def _augmentation_text(cfg: TrainConfig) -> str:
+    """The card's ``augmentation`` line: flips and identity pairs."""
+    parts = ["random horizontal/vertical flips"] if cfg.flips else []
+    if cfg.identity_mix:
+        parts.append(f"{cfg.identity_mix:.0%} identity pairs (a clean crop as input and target; not in the "
+                     "paper: keeps rain-free highlights, see the blob check)")
+    return "; ".join(parts) or "none"
 
 
 def _training_data_text(cfg: TrainConfig, data_dir: Path, n_train: int, n_val: int) -> str:
@@ -1003,6 +1018,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         "fixed synthetic split; the variant defaults to its name (default %(default)s)")
     parser.add_argument("--synth-mix", type=float, default=d.synth_mix, metavar="F",
                         help="with --synth: fraction of samples from the real pairs (default %(default)s)")
+    parser.add_argument("--identity-mix", type=float, default=d.identity_mix, metavar="F",
+                        help="fraction of samples that are identity pairs, a clean crop as input and target, "
+                        "so that rain-free highlights survive (default %(default)s)")
     return parser
 
 
@@ -1017,6 +1035,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         bf16=args.bf16, channels_last=args.channels_last, model_config=dict(args.config),
         tiny=args.tiny, flips=args.flips, progress=args.progress, stop_at=args.stop_at,
         synth=getattr(args, "synth", "none"), synth_mix=getattr(args, "synth_mix", 0.0),
+        identity_mix=getattr(args, "identity_mix", 0.0),
         recipe=getattr(args, "recipe", "short"), compile=getattr(args, "compile", False),
         compile_blocks=getattr(args, "compile_blocks", None),
         reference_kernels=getattr(args, "reference_kernels", False))

@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--patch", type=int, default=96)
     ap.add_argument("--val-every", type=int, default=200)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--identity-mix", type=float, default=0.0, metavar="F",
+                    help="fraction of identity pairs (clean in, clean out), see derain train --identity-mix")
     ap.add_argument("--tiny", action="store_true", help="tiny configs from scratch (the CPU test)")
     args = ap.parse_args(argv)
     t0 = time.monotonic()
@@ -113,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = TrainConfig(model=m, data=str(data), minutes=budget[m], batch=args.batch, patch=args.patch,
                           val_every=args.val_every, out=str(work / "runs" / f"{m}_{VARIANT}_gpu"),
                           variant=VARIANT, device=args.device, progress=False, tiny=args.tiny,
+                          identity_mix=args.identity_mix,
                           init=None if args.tiny or not init.is_file() else str(init),
                           compile_blocks=False)  # as on CUDA, also in its CPU test: no minute-long compiles
         t = time.monotonic()

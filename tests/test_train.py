@@ -2,6 +2,7 @@
 
 Everything runs on tiny synthetic pairs written into tmp_path (never ../shared/data).
 """
+import argparse
 import csv
 import json
 import sys
@@ -108,6 +109,45 @@ def test_paired_patches(tmp_path):
         PairedPatches(pairs, patch=64)
     val = load_validation(pairs[:2], crop=40)
     assert val[0][0].shape == (1, 3, 40, 40)
+
+
+def test_identity_pairs(tmp_path):
+    """--identity-mix: that share of crops is (clean, clean); without it the crops are unchanged."""
+    pairs = find_pairs(make_data(tmp_path / "d", n=3))
+    plain = PairedPatches(pairs, patch=32, seed=4)
+    before = [plain.crop() for _ in range(20)]
+    assert not any(torch.equal(r, c) for r, c in before)  # every crop of make_data has streaks
+    zero = PairedPatches(pairs, patch=32, seed=4, identity=0.0)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(before, (zero.crop() for _ in range(20))))
+    mixed = PairedPatches(pairs, patch=32, seed=4, identity=0.3)
+    same = [torch.equal(r, c) for r, c in (mixed.crop() for _ in range(200))]
+    assert 30 <= sum(same) <= 90  # about 60 of 200
+    state = mixed.get_state()
+    a = mixed.batch(8)
+    mixed.set_state(state)
+    b = mixed.batch(8)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match="identity fraction must be in"):
+            PairedPatches(pairs, patch=32, identity=bad)
+
+
+def test_identity_mix_option_reaches_data_and_card(tmp_path):
+    data = make_data(tmp_path / "d", n=6)
+    cfg = T.TrainConfig(model="control", data=str(data), steps=2, batch=2, patch=32, val_count=2,
+                        val_every=2, out=str(tmp_path / "run"), tiny=True, progress=False, identity_mix=0.25)
+    run = T.Trainer(cfg)
+    assert run.data.identity == 0.25
+    run.loop()
+    run.export()
+    card = json.loads((tmp_path / "run" / "export" / "control_d.json").read_text())
+    assert "25% identity pairs" in card["augmentation"]
+    with pytest.raises(ValueError, match="--resume: identity_mix was 0.25"):
+        T.Trainer(T.TrainConfig(model="control", data=str(data), out=str(tmp_path / "run"), resume=True,
+                                tiny=True, progress=False, val_count=2, steps=4))
+    parser = T.add_train_arguments(argparse.ArgumentParser())
+    args = parser.parse_args(["control", "--steps", "1", "--identity-mix", "0.1"])
+    assert T.config_from_args(args).identity_mix == 0.1
 
 
 # ------------------------------------------------------------------------------------------ losses

@@ -148,6 +148,15 @@ def test_mix_draws_real_pairs(tmp_path):
     assert 8 <= sum(kinds) <= 32
 
 
+def test_synthetic_identity_pairs(tmp_path):
+    pairs = find_pairs(make_data(tmp_path / "d"))
+    mixed = SyntheticRainPatches(pairs, 32, seed=3, identity=0.5)
+    same = [torch.equal(r, c) for r, c, _ in (mixed.sample() for _ in range(40))]
+    assert 8 <= sum(same) <= 32
+    assert not any(torch.equal(r, c) for r, c, _ in (SyntheticRainPatches(pairs, 32, seed=3).sample()
+                                                      for _ in range(10)))
+
+
 # ------------------------------------------------------------------------------------------ validation set
 def test_make_synthetic_val(tmp_path):
     pairs = find_pairs(make_data(tmp_path / "d", n=4))
