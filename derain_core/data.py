@@ -234,13 +234,7 @@ def load_validation(pairs: Sequence[Pair], crop: int = 0) -> list[tuple[torch.Te
 # ------------------------------------------------------------------------------------------
 # Synthetic rain over clean backgrounds
 # ------------------------------------------------------------------------------------------
-SYNTH_KINDS = tuple(sorted(_synth.PRESETS))
-
-
-def _check_kind(kind: str) -> str:
-    if kind != "mixed" and kind not in _synth.PRESETS:
-        raise ValueError(f"unknown rain kind {kind!r}; choose from {', '.join(SYNTH_KINDS)} or mixed")
-    return kind
+SYNTH_KINDS = _synth.KINDS
 
 
 class SyntheticRainPatches(_SeededSampler):
@@ -252,7 +246,7 @@ class SyntheticRainPatches(_SeededSampler):
     per-patch rain seed), so a resumed run draws identical batches.
 
     Backgrounds are the pairs' clean images only. Each patch gets its own random rain of
-    ``kind`` (a :mod:`derain_core.synth` preset or ``"mixed"``) via :func:`synth.random_rain`,
+    ``kind`` (one of :data:`derain_core.synth.KINDS`) via :func:`synth.random_rain`,
     rendered on the patch and rounded to 8-bit levels. With probability ``mix`` a sample is a
     real ``(rainy, clean)`` crop of the pairs instead (``mix=1``: only real pairs), and with
     probability ``identity`` an identity pair ``(clean, clean)`` (drawn first).
@@ -266,7 +260,7 @@ class SyntheticRainPatches(_SeededSampler):
             raise ValueError(f"mix must be in [0, 1], got {mix}")
         self.pairs = list(pairs)
         self.patch = int(patch)
-        self.kind = _check_kind(kind)
+        self.kind = _synth.check_kind(kind)
         self.mix = float(mix)
         self.identity = check_identity_fraction(identity)
         self.flips = flips
@@ -337,7 +331,7 @@ def make_synthetic_val(clean_pairs: Sequence[Pair | str | Path], count: int, cro
     (:func:`synthetic_val_seed`), rounded to 8 bits, then both images are center-cropped to
     ``crop`` (0: full size). Deterministic; independent of the order of ``clean_pairs``.
     """
-    _check_kind(kind)
+    _synth.check_kind(kind)
     paths = sorted(_clean_path(p) for p in clean_pairs)
     if count <= 0 or not paths:
         return []

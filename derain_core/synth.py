@@ -17,20 +17,28 @@ The model, applied to a clean sRGB image ``J`` (``H x W x 3`` float in [0, 1]):
      depth-independent blend towards ``A`` whose strength follows a heavily blurred,
      dense streak field along the dominant direction (``V`` about ``accumulation``).
 
-2. **Streaks** (near rain, not attenuated by the haze): every :class:`StreakLayer` is sparse
+2. **Streaks and splashes** (near rain, not attenuated by the haze): every :class:`StreakLayer` is sparse
    random impulses (``density`` drops per pixel, random intensities) convolved with an
    anti-aliased line kernel of the layer's length and width at ``angle_deg`` (the motion
    blur of a falling drop during the exposure), then a Gaussian of sigma ``blur`` (defocus),
    scaled by ``brightness``. ``depth`` sizes the layer: length and width are divided by
    ``depth`` (1 = reference distance, 2 = twice as far so half as big, 0.5 = near the lens).
-   All layers are summed in the Fourier domain (one inverse FFT) and clipped to [0, 1]:
-   that is the returned ``rain_layer`` ``R``.
+   All layers are summed in the Fourier domain (one inverse FFT). *Splashes* (``splash``) add
+   the marks of drops hitting the ground: small flattened bright crowns (an elliptic ring
+   around a dot), denser towards the bottom of the frame where the ground usually is. The sum,
+   clipped to [0, 1], is the returned ``rain_layer`` ``R``.
 
 3. **Compositing**: ``additive``: ``clip(B + R)``; ``screen``: ``1 - (1 - B)(1 - R)``,
    where ``B`` is the background after step 1.
 
 Angles: ``angle_deg`` is measured from the vertical; a positive angle tilts the top of the
 streak to the right (``/``), a negative one to the left (``\\``), as seen in the image.
+
+Kinds (:data:`KINDS`): a preset name (``light``, ``heavy``, ``storm``: jitter around that
+preset), ``mixed`` (a preset drawn at random), or ``wide``: the training distribution of the
+``heavy`` weights for real photos, a weighted draw of the presets with much wider spreads of
+density, length, width, blur, haze, accumulation, drop blur and compositing, and splashes
+(:func:`random_params`).
 
 Everything is deterministic for ``RainParams.seed``. Images are treated as sRGB values
 (no linearisation), as the common synthetic benchmarks do.
@@ -52,14 +60,16 @@ if TYPE_CHECKING:
 import numpy as np
 from scipy import fft as sfft
 from PIL import Image
-from scipy import ndimage
+from scipy import ndimage, signal
 
 Composite = Literal["screen", "additive"]
 COMPOSITES = ("screen", "additive")
 DEFAULT_HAZE_COLOR = (0.82, 0.84, 0.87)
 
-__all__ = ["StreakLayer", "RainParams", "PRESETS", "preset", "add_rain", "random_params",
-           "synth_batch", "streak_kernel", "rain_energy", "random_rain", "describe_generator"]
+__all__ = ["StreakLayer", "RainParams", "PRESETS", "KINDS", "WIDE_PRESET_WEIGHTS", "check_kind", "synth_variant",
+           "preset",
+           "add_rain", "random_params", "synth_batch", "streak_kernel", "rain_energy", "random_rain",
+           "describe_generator"]
 
 
 @dataclass
@@ -104,6 +114,7 @@ class RainParams:
     haze_color: tuple[float, float, float] = DEFAULT_HAZE_COLOR
     accumulation: float = 0.0
     drop_blur: float = 0.0
+    splash: float = 0.0  # 0..1: splash marks of drops hitting the ground (0: none)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -114,8 +125,9 @@ class RainParams:
             raise ValueError(f"composite must be one of {COMPOSITES}, got {self.composite!r}")
         if len(self.haze_color) != 3:
             raise ValueError(f"haze_color needs 3 values, got {self.haze_color}")
-        if self.haze < 0 or not 0 <= self.accumulation <= 1 or not 0 <= self.drop_blur <= 1:
-            raise ValueError("need haze >= 0, 0 <= accumulation <= 1 and 0 <= drop_blur <= 1")
+        if (self.haze < 0 or not 0 <= self.accumulation <= 1 or not 0 <= self.drop_blur <= 1
+                or not 0 <= self.splash <= 1):
+            raise ValueError("need haze >= 0 and accumulation, drop_blur and splash in [0, 1]")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (lists, floats, ints, strings)."""
@@ -185,6 +197,25 @@ PRESETS: dict[str, RainParams] = {
 }
 
 
+# The ``wide`` kind: how often each preset is drawn (heavy rain dominates; some light rain so
+# that the heavy weights still handle drizzle).
+WIDE_PRESET_WEIGHTS: dict[str, float] = {"light": 0.15, "heavy": 0.45, "storm": 0.40}
+KINDS: tuple[str, ...] = (*sorted(PRESETS), "mixed", "wide")
+
+
+def check_kind(kind: str) -> str:
+    """``kind`` if it names a rain kind (:data:`KINDS`), else a one-line ``ValueError``."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown rain kind {kind!r}; choose from {', '.join(KINDS)}")
+    return kind
+
+
+def synth_variant(kind: str) -> str:
+    """The weights variant a network trained on rain of ``kind`` is named after (``wide``: ``heavy``,
+    the variant the apps prefer for uploaded photos; any other kind: its own name)."""
+    return "heavy" if check_kind(kind) == "wide" else kind
+
+
 def preset(name: str, seed: int = 0, **overrides: Any) -> RainParams:
     """A copy of ``PRESETS[name]`` with ``seed`` and overrides applied.
 
@@ -221,12 +252,18 @@ def preset(name: str, seed: int = 0, **overrides: Any) -> RainParams:
 def random_params(rng: np.random.Generator | int | None = None, kind: str = "heavy") -> RainParams:
     """Random parameters around a preset, for training pairs.
 
-    ``kind`` is a preset name or ``"mixed"`` (a preset drawn at random). The dominant angle is
-    uniform in [-30, 30] degrees; each layer is jittered in angle (+-4 deg), length (x0.7-1.4),
-    width (x0.85-1.2), density (x0.6-1.5) and brightness (x0.75-1.15); haze, accumulation and
-    drop blur are scaled by x0.6-1.4; the seed is drawn from ``rng``.
+    ``kind`` is a preset name, ``"mixed"`` (a preset drawn at random) or ``"wide"`` (see
+    :func:`_widen`). The dominant angle is uniform in [-30, 30] degrees; each layer is jittered
+    in angle (+-4 deg), length (x0.7-1.4), width (x0.85-1.2), density (x0.6-1.5) and
+    brightness (x0.75-1.15); haze, accumulation and drop blur are scaled by x0.6-1.4; the seed
+    is drawn from ``rng``.
     """
     rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+    check_kind(kind)
+    if kind == "wide":
+        names = sorted(WIDE_PRESET_WEIGHTS)
+        weights = np.array([WIDE_PRESET_WEIGHTS[n] for n in names])
+        return _widen(random_params(rng, str(rng.choice(names, p=weights / weights.sum()))), rng)
     if kind == "mixed":
         kind = str(rng.choice(sorted(PRESETS)))
     p = preset(kind, seed=int(rng.integers(0, 2**31 - 1)), angle=float(rng.uniform(-30, 30)))
@@ -239,6 +276,36 @@ def random_params(rng: np.random.Generator | int | None = None, kind: str = "hea
     p.haze *= float(rng.uniform(0.6, 1.4))
     p.accumulation = float(min(1.0, p.accumulation * rng.uniform(0.6, 1.4)))
     p.drop_blur = float(min(1.0, p.drop_blur * rng.uniform(0.6, 1.4)))
+    return p
+
+
+def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+
+
+def _widen(p: RainParams, rng: np.random.Generator) -> RainParams:
+    """Spread a jittered preset over the range of real rain (the ``wide`` kind), in place.
+
+    One draw per image, applied to every layer: density x0.35-1.8 and length x0.6-1.7
+    (log-uniform), width x0.8-2.0, defocus blur +0-1.0 px, brightness x0.8-1.2; haze
+    U(0, 0.7) for half the images (else the preset's), accumulation U(0, 0.25), drop blur
+    U(0, 0.7); splashes U(0.3, 1) on 40 % of the images; additive compositing on 20 % of the
+    images with less than the preset's density (additive dense rain saturates to white).
+    """
+    density, length = _log_uniform(rng, 0.35, 1.8), _log_uniform(rng, 0.6, 1.7)
+    width, blur, bright = float(rng.uniform(0.8, 2.0)), float(rng.uniform(0.0, 1.0)), float(rng.uniform(0.8, 1.2))
+    for l in p.layers:
+        l.density *= density
+        l.length *= length
+        l.width *= width
+        l.blur += blur
+        l.brightness = min(1.0, l.brightness * bright)
+    if rng.random() < 0.5:
+        p.haze = float(rng.uniform(0.0, 0.7))
+    p.accumulation = float(rng.uniform(0.0, 0.25))
+    p.drop_blur = float(rng.uniform(0.0, 0.7))
+    p.splash = float(rng.uniform(0.3, 1.0)) if rng.random() < 0.4 else 0.0
+    p.composite = "additive" if rng.random() < 0.2 and density < 1.0 else "screen"
     return p
 
 
@@ -311,6 +378,28 @@ def _streaks(rng: np.random.Generator, h: int, w: int, layers: list[StreakLayer]
     return np.clip(r, 0.0, 1.0).astype(np.float32)
 
 
+def _splash_kernel(radius: float) -> np.ndarray:
+    """A splash crown seen from the side (peak 1): a flattened elliptic ring around a dot."""
+    half = int(math.ceil(radius)) + 2
+    yy, xx = np.mgrid[-half:half + 1, -half:half + 1].astype(np.float32)
+    rr = np.sqrt(xx ** 2 + (yy / 0.45) ** 2)  # ellipse: drops hit the ground at a grazing view
+    ring = np.clip(1.0 - np.abs(rr - radius) / 0.9, 0.0, 1.0)
+    dot = np.clip(1.0 - np.sqrt(xx ** 2 + yy ** 2) / 1.2, 0.0, 1.0)
+    k = np.maximum(ring * 0.8, dot)
+    return (k / max(float(k.max()), 1e-12)).astype(np.float32)
+
+
+def _splashes(rng: np.random.Generator, h: int, w: int, amount: float) -> np.ndarray:
+    """Splash marks ``h x w`` (float32, >= 0): small crowns of two sizes, Poisson-placed with a
+    density growing towards the bottom of the frame (the ground); ``amount`` in [0, 1]."""
+    ground = (np.linspace(0.0, 1.0, h, dtype=np.float32) ** 2)[:, None]
+    out = np.zeros((h, w), np.float32)
+    for radius, density in ((1.6, 0.0012), (3.0, 0.0004)):
+        drops = _impulses(rng, (h, w), density * amount) * ground * np.float32(0.7)
+        out += signal.fftconvolve(drops, _splash_kernel(radius), mode="same").astype(np.float32)
+    return np.clip(out, 0.0, None)
+
+
 def _smooth_field(rng: np.random.Generator, h: int, w: int, cells: int = 5) -> np.ndarray:
     """Low-frequency random field in [0, 1] (bicubic upscaling of a coarse random grid)."""
     gw = max(2, int(round(cells * w / max(h, 1))))
@@ -357,8 +446,10 @@ def add_rain(clean_rgb: np.ndarray, params: RainParams) -> tuple[np.ndarray, np.
     clean = _as_float_rgb(clean_rgb)
     h, w = clean.shape[:2]
     ss = np.random.SeedSequence(params.seed)
-    r_streak, r_haze, r_acc = (np.random.default_rng(s) for s in ss.spawn(3))
+    r_streak, r_haze, r_acc, r_splash = (np.random.default_rng(s) for s in ss.spawn(4))
     r = _streaks(r_streak, h, w, params.layers)
+    if params.splash > 0:
+        r = np.clip(r + _splashes(r_splash, h, w, params.splash), 0.0, 1.0)
 
     bg = clean
     if params.drop_blur > 0 and params.layers:
@@ -423,13 +514,15 @@ def random_rain(clean_rgb: np.ndarray, kind: str = "heavy", seed: int = 0,
 
 def describe_generator(kind: str = "heavy") -> str:
     """One line naming the generator and the preset behind ``kind`` (for weight cards)."""
-    if kind != "mixed" and kind not in PRESETS:
-        raise KeyError(f"unknown rain preset {kind!r}; choose from {sorted(PRESETS)} or 'mixed'")
+    check_kind(kind)
     base = ("derain_core.synth.random_rain: add_rain with random_params(kind={!r}) per image "
             "(dominant angle U(-30, 30) deg, per-layer jitter of angle, length, width, density, "
             "brightness; haze/accumulation/drop blur x0.6-1.4), 8-bit quantised").format(kind)
     if kind == "mixed":
         return base + f"; preset drawn from {sorted(PRESETS)}"
+    if kind == "wide":
+        doc = " ".join((_widen.__doc__ or "").split("\n\n")[1].split())
+        return base + f"; preset drawn with weights {WIDE_PRESET_WEIGHTS}, then widened: {doc}"
     p = PRESETS[kind]
     return (base + f"; preset {kind!r}: {len(p.layers)} streak layers, {p.composite} compositing, "
             f"haze {p.haze:g}, accumulation {p.accumulation:g}, drop blur {p.drop_blur:g}")

@@ -48,6 +48,7 @@ from .metrics import quantize8
 from .engine import cpu_has_native_bf16, resolve_device, tune_cpu_allocator
 from .control import CONTROL_CONFIG, CONTROL_ID, CONTROL_TEST_CONFIG, CONTROL_TRAINING, create_control
 from .recipes import LossFn, Recipe, Schedule, TrainingSpec  # noqa: F401 (Schedule: re-exported)
+from .synth import describe_generator, synth_variant
 from .data import (SYNTH_KINDS, PairedPatches, SyntheticRainPatches, center_crop, check_identity_fraction, find_pairs,
                    load_rgb_uint8, load_validation, make_synthetic_val, split_pairs, to_float)
 
@@ -574,7 +575,7 @@ class Trainer:
         if data_dir is None:
             raise FileNotFoundError("no --data given and ../shared/data/Rain100L_train not found")
         self.data_dir = data_dir
-        self.variant = cfg.variant or (cfg.synth if self.synth_on else default_variant(data_dir))
+        self.variant = cfg.variant or (synth_variant(cfg.synth) if self.synth_on else default_variant(data_dir))
         self.out = Path(cfg.out) if cfg.out else Path("runs") / f"{cfg.model}_{self.variant}"
         self.export_dir = Path(cfg.export_dir) if cfg.export_dir else self.out / "export"
         self.paths = _paths(self.out)
@@ -869,7 +870,6 @@ class Trainer:
 
     def _card(self, fp16_psnr: float) -> dict[str, Any]:
         """Provenance of this chunk for the weight card (scripts/ship_weights.py adds the history)."""
-        from .synth import describe_generator
         from .weights import sha256_of
 
         cfg, recipe, val = self.cfg, self.recipe, bool(self.val)

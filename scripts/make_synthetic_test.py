@@ -66,8 +66,7 @@ def check_out_dir(out: Path, data: Path) -> None:
 def make_test_set(data: Path, out: Path, kind: str = "heavy", count: int = 50, seed: int = 1234,
                   overwrite: bool = False) -> list[dict]:
     """Write ``count`` synthetic rainy/clean pairs into ``out``; returns one record per image."""
-    if kind != "mixed" and kind not in synth.PRESETS:
-        raise ValueError(f"unknown kind {kind!r}; choose from {sorted(synth.PRESETS)}")
+    synth.check_kind(kind)
     check_out_dir(out, data)
     cleans = sorted({c for _, c in find_pairs(data)})
     if not 0 < count <= len(cleans):
@@ -101,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="output folder (outside the repository)")
     ap.add_argument("--data", help="Rain100L test split (default ../shared/data/Rain100L_test)")
-    ap.add_argument("--kind", default="heavy", choices=sorted(synth.PRESETS))
+    ap.add_argument("--kind", default="heavy", choices=synth.KINDS)
     ap.add_argument("--count", type=int, default=50)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--overwrite", action="store_true", help="replace the images of an earlier run in DIR")

@@ -225,3 +225,35 @@ def test_assets_reproducible_from_stored_params():
         ours = (np.clip(rainy, 0, 1) * 255 + 0.5).astype(np.int16)
         diff = int(np.abs(ours - shipped).max())
         assert diff <= 1, f"{e['file']}: max difference {diff} levels (rerun scripts/make_assets.py?)"
+
+
+def test_wide_kind_spreads_over_the_presets_and_adds_splashes():
+    """``wide`` (the heavy weights' training rain): all presets, wide spreads, some splashes."""
+    rng = np.random.default_rng(3)
+    draws = [synth.random_params(rng, "wide") for _ in range(300)]
+    n_layers = {len(d.layers) for d in draws}
+    assert n_layers == {len(synth.PRESETS[k].layers) for k in synth.WIDE_PRESET_WEIGHTS}
+    splash = [d.splash for d in draws]
+    assert 0.25 < np.mean([s > 0 for s in splash]) < 0.55 and max(splash) <= 1
+    assert {d.composite for d in draws} == {"screen", "additive"}
+    dens = [sum(l.density for l in d.layers) for d in draws if len(d.layers) == len(synth.PRESETS["heavy"].layers)]
+    assert max(dens) / min(dens) > 4  # much wider than a preset's own jitter (x0.6-1.5)
+    assert synth.random_params(np.random.default_rng(9), "wide") == synth.random_params(np.random.default_rng(9), "wide")
+    assert synth.synth_variant("wide") == "heavy" and synth.synth_variant("storm") == "storm"
+    with pytest.raises(ValueError, match="unknown rain kind"):
+        synth.random_params(rng, "drizzle")
+
+
+def test_splashes_are_bright_marks_near_the_ground():
+    clean = np.full((96, 80, 3), 0.3, np.float32)
+    base = preset("light", seed=4)
+    base.layers = []
+    plain = synth.add_rain(clean, base)[0]
+    assert np.array_equal(plain, clean)
+    wet, layer = synth.add_rain(clean, preset("light", seed=4, layers=[], splash=1.0))
+    assert (wet >= clean - 1e-6).all() and wet.max() > 0.5
+    lit = (layer[..., 0] > 0.1).mean(axis=1)
+    assert lit[:32].sum() < lit[-32:].sum() / 4  # denser at the bottom of the frame
+    with pytest.raises(ValueError, match="splash"):
+        preset("light", splash=1.5)
+

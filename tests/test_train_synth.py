@@ -73,8 +73,9 @@ def test_random_rain_helper():
     assert np.abs(raw - a).max() <= 0.5 / 255 + 1e-6
     assert len(pa.layers) == len(synth.PRESETS["heavy"].layers)
     assert "heavy" in synth.describe_generator("heavy") and "random_params" in synth.describe_generator("heavy")
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="unknown rain kind 'drizzle'"):
         synth.describe_generator("drizzle")
+    assert "widened" in synth.describe_generator("wide") and "splash" in synth.describe_generator("wide")
 
 
 # ------------------------------------------------------------------------------------------ patches
