@@ -244,12 +244,12 @@ class DerainNet(nn.Module):
         """Clean image for ``x`` (Bx3xHxW, RGB in [0, 1]); same shape as ``x``."""
         return self._run(x, Recorder.off())
 
-    def tiled_bytes_per_pixel(self) -> int:
-        """Memory :meth:`forward_tiled` keeps per input pixel beyond one tile's work: the blended
-        output and its weights (float32) for the independent tiles of the default; networks that
-        keep whole-image state while tiling (RRANet) say more. The engine refuses a tiled run that
-        would not fit in the memory available."""
-        return 16
+    def tiled_memory(self, height: int, width: int, device: torch.device) -> tuple[int, int]:
+        """Bytes :meth:`forward_tiled` keeps for a ``height`` x ``width`` image beyond one tile's
+        work, as ``(in memory, in temporary files)``: the blended output and its weights (float32)
+        for the independent tiles of the default; networks that keep whole-image state while
+        tiling (RRANet) say more. The engine refuses a tiled run that would not fit."""
+        return 16 * height * width, 0
 
     def forward_tiled(self, x: torch.Tensor, tile: int, overlap: int, on_tile=None) -> torch.Tensor:
         """Clean image computed in overlapping ``tile``-pixel tiles with blended seams.

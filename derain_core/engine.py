@@ -376,10 +376,11 @@ def available_memory(device: torch.device) -> int | None:
 
 
 def check_tiled_memory(loaded: LoadedModel, h: int, w: int) -> None:
-    """Refuse a tiled run whose whole-image tensors (``tiled_bytes_per_pixel``) would take more
-    than 80 % of the memory available: a clear error instead of the system killing the server.
-    RRANet's staged tiling keeps about 1 KB per pixel, 12 GB for a 4032x3024 photo."""
-    need = loaded.net.tiled_bytes_per_pixel() * h * w
+    """Refuse a tiled run whose whole-image tensors (``tiled_memory``) would take more than
+    80 % of the memory available: a clear error instead of the system killing the server.
+    (State that a network spills to temporary files is checked against the free disk space
+    when the run creates them, :func:`derain_core.tiling.spill_folder`.)"""
+    need, _ = loaded.net.tiled_memory(h, w, loaded.device)
     free = available_memory(loaded.device)
     if free is not None and need > 0.8 * free:
         raise MemoryError(f"{loaded.card.name} needs about {need / 2**30:.1f} GB for a {w}x{h} photo at full "
@@ -408,7 +409,7 @@ def run_model(loaded: LoadedModel, x: torch.Tensor, tile: int | None = None,
                     reference_kernels(not loaded.fast):
                 xin = x.contiguous(memory_format=torch.channels_last) if loaded.channels_last else x
                 if tile and (h > tile or w > tile):
-                    if hasattr(loaded.net, "tiled_bytes_per_pixel"):
+                    if hasattr(loaded.net, "tiled_memory"):
                         check_tiled_memory(loaded, h, w)
                     tiled = getattr(loaded.net, "forward_tiled", None)  # DerainNet's, or generic
                     ov = min(overlap, tile // 4)

@@ -5,13 +5,21 @@ each tile's output is weighted by a window that, over the ``overlap`` pixels of 
 ignores the outer half (where the tile's own zero padding shows) and ramps linearly to 1
 over the rest, so seams fade instead of showing. ``DerainNet.forward_tiled`` uses
 :func:`run_tiled` (independent tiles); networks that carry whole-image state (RRANet)
-override it with a tiling of their own built from the same helpers.
+override it with a tiling of their own built from the same helpers, and keep their whole-image
+state in :class:`Canvas` es, which move to a temporary file above a memory budget
+(:func:`spill_folder`).
 """
 from __future__ import annotations
 
 import math
-from typing import Callable
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
 
+import numpy as np
 import torch
 
 TileCallback = Callable[[int, int], None]
@@ -94,3 +102,91 @@ def run_tiled(net: torch.nn.Module, x: torch.Tensor, tile: int, overlap: int,
         if on_tile is not None:
             on_tile(done, len(boxes))
     return out / weight
+
+
+# --------------------------------------------------------------------------------------
+# Whole-image state of a staged tiling: in memory, or spilled to a temporary file
+# --------------------------------------------------------------------------------------
+SPILL_MB = int(os.environ.get("DERAIN_SPILL_MB", 1024))
+"""Whole-image state (in MB) a tiled run keeps in memory on the CPU; above it the state goes to
+a temporary file in ``DERAIN_SPILL_DIR`` (default: the system's temporary folder)."""
+
+
+def spill_dir() -> Path:
+    """Where tiled runs put whole-image state that does not fit :data:`SPILL_MB`."""
+    return Path(os.environ.get("DERAIN_SPILL_DIR") or tempfile.gettempdir())
+
+
+def spills(nbytes: int, device: torch.device) -> bool:
+    """Whether ``nbytes`` of whole-image state go to a temporary file (CPU only, above
+    :data:`SPILL_MB`); on a GPU the state stays in its memory."""
+    return torch.device(device).type == "cpu" and nbytes > SPILL_MB * 2**20
+
+
+@contextmanager
+def spill_folder(nbytes: int, device: torch.device) -> Iterator[Path | None]:
+    """A fresh temporary folder for ``nbytes`` of :class:`Canvas` files when :func:`spills`,
+    else None (the canvases stay in memory). The folder and its files are removed on exit,
+    also when the run stops early (a cancellation, an error)."""
+    if not spills(nbytes, device):
+        yield None
+        return
+    folder = spill_dir()
+    free = shutil.disk_usage(folder).free
+    if nbytes > free:
+        raise MemoryError(f"this photo needs {nbytes / 2**30:.1f} GB of temporary disk space in {folder} "
+                          f"and {free / 2**30:.1f} GB are free; run it on a smaller copy")
+    with tempfile.TemporaryDirectory(prefix="derain-tiles-", dir=folder) as name:
+        yield Path(name)
+
+
+class Canvas:
+    """A whole-image float32 tensor ``(1, C, H, W)`` that tiles are read from and blended into.
+
+    Stored as ``(H, W, C)``, so each row of a box is one contiguous run. In memory (on
+    ``device``) when ``path`` is None; otherwise in that file, mapped one box at a time, so the
+    process holds only the box it works on and the operating system caches the rest as it
+    can (12-megapixel photos need gigabytes of such state; see :func:`spill_folder`).
+    """
+
+    def __init__(self, channels: int, height: int, width: int, device: torch.device | None = None,
+                 path: Path | None = None) -> None:
+        self.channels, self.height, self.width = channels, height, width
+        self.path = path
+        if path is None:
+            self._data = torch.zeros(height, width, channels, device=device)
+        else:
+            with open(path, "wb") as f:
+                f.truncate(height * width * channels * 4)  # a sparse file: reads as zeros
+
+    def _rows(self, top: int, rows: int) -> np.memmap:
+        return np.memmap(self.path, np.float32, "r+", offset=top * self.width * self.channels * 4,
+                         shape=(rows, self.width, self.channels))
+
+    def read(self, top: int, left: int, height: int, width: int) -> torch.Tensor:
+        """The box ``(1, C, height, width)`` at ``(top, left)`` (a view in memory, a copy from a file)."""
+        if self.path is None:
+            box = self._data[top:top + height, left:left + width]
+        else:
+            rows = self._rows(top, height)
+            box = torch.from_numpy(np.array(rows[:, left:left + width]))
+            del rows  # unmapped: the process keeps only the copy
+        return box.permute(2, 0, 1).unsqueeze(0)
+
+    def add_(self, top: int, left: int, t: torch.Tensor) -> None:
+        """Add ``t`` ``(1, C, h, w)`` into the box at ``(top, left)``."""
+        h, w = t.shape[-2:]
+        src = t[0].permute(1, 2, 0).float()
+        if self.path is None:
+            self._data[top:top + h, left:left + w].add_(src)
+        else:
+            rows = self._rows(top, h)
+            rows[:, left:left + w] += src.cpu().numpy()
+            del rows
+
+    def close(self) -> None:
+        """Release the memory or delete the file."""
+        if self.path is None:
+            self._data = None
+        else:
+            self.path.unlink(missing_ok=True)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import derain_core as dc
-from derain_core import engine
+from derain_core import engine, tiling
 from derain_core.engine import LoadedModel, psnr_db, run_model
 from derain_core.tiling import tile_starts
 
@@ -165,16 +165,40 @@ def test_fold_batchnorm_keeps_results():
 def test_tiled_run_that_would_not_fit_is_refused_clearly(monkeypatch):
     # RRANet's staged tiling keeps about 1 KB of whole-image state per pixel: a photo that
     # would exhaust the memory gets a one-line error (the other models of a run go on)
+    monkeypatch.setattr(tiling, "SPILL_MB", 10**6)  # the state stays in memory
     loaded = tiny_loaded("rranet")
     x = smooth_image(160, 144)
-    need = loaded.net.tiled_bytes_per_pixel() * 160 * 144
-    assert tiny_loaded("dsmnet").net.tiled_bytes_per_pixel() < loaded.net.tiled_bytes_per_pixel()
+    need, on_disk = loaded.net.tiled_memory(160, 144, loaded.device)
+    assert on_disk == 0 and tiny_loaded("dsmnet").net.tiled_memory(160, 144, loaded.device)[0] < need
     monkeypatch.setattr(engine, "available_memory", lambda device: need)  # 80 % of it is too little
     with pytest.raises(MemoryError, match=r"RRANet needs about .* GB for a 144x160 photo at full resolution"):
         run_model(loaded, x, tile=96)
     run_model(loaded, x, tile=0)  # a whole-image run is not this check's business
     monkeypatch.setattr(engine, "available_memory", lambda device: 2 * need)
     assert run_model(loaded, x, tile=96)[1] == 96
+
+
+def test_spilled_state_leaves_only_the_rest_in_memory(monkeypatch, tmp_path):
+    # over the spill budget RRANet's state goes to temporary files: the memory check counts the
+    # rest, a disk too small for the state is a one-line error, and no file is left behind
+    loaded = tiny_loaded("rranet")
+    x = smooth_image(160, 144)
+    in_memory, _ = loaded.net.tiled_memory(160, 144, loaded.device)
+    monkeypatch.setattr(tiling, "SPILL_MB", 0)
+    monkeypatch.setenv("DERAIN_SPILL_DIR", str(tmp_path))
+    rest, on_disk = loaded.net.tiled_memory(160, 144, loaded.device)
+    assert rest + on_disk == in_memory and on_disk > rest
+    monkeypatch.setattr(engine, "available_memory", lambda device: 2 * rest)
+    assert run_model(loaded, x, tile=96)[1] == 96
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(tiling.shutil, "disk_usage", lambda path: shutil_usage(on_disk - 1))
+    with pytest.raises(MemoryError, match=r"needs .* GB of temporary disk space in .* GB are free"):
+        run_model(loaded, x, tile=96)
+
+
+def shutil_usage(free: int):
+    import collections
+    return collections.namedtuple("usage", "total used free")(free, 0, free)
 
 
 def test_available_memory_is_known_on_linux():

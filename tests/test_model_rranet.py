@@ -131,7 +131,7 @@ def test_head_stats_equal_instance_norm_statistics():
     model = _tiny(input_norm="instance")
     inp = torch.rand(2, 9, 37, 29)
     with torch.no_grad():
-        mean, var = model._head_stats(inp, rows=8)  # several strips, halo rows included
+        mean, var = model._head_stats(inp[:, :3], inp[:, 3:6], inp[:, 6:], rows=8)  # strips with halo rows
         y = model.head[0](inp)
         normed = model.head[1](y)
         mine = (y - mean) * torch.rsqrt(var + model.head[1].eps)
@@ -156,6 +156,26 @@ def test_staged_tiling_matches_whole_image(input_norm):
     assert staged.shape == whole.shape and err < 2e-3
     if input_norm == "instance":
         assert (independent - whole).abs().max().item() > 10 * err
+
+
+def test_staged_tiling_spilled_to_files_gives_the_same_result(monkeypatch, tmp_path):
+    # over the spill budget the whole-image ConvLSTM state lives in temporary files, read and
+    # blended box by box: the same numbers as in memory, the files removed afterwards
+    from derain_core import tiling
+    model = _tiny(stages=3)
+    g = torch.Generator().manual_seed(6)
+    x = torch.nn.functional.interpolate(torch.rand(1, 3, 13, 17, generator=g), size=(100, 130),
+                                        mode="bilinear", align_corners=False)
+    monkeypatch.setenv("DERAIN_SPILL_DIR", str(tmp_path))
+    seen = []
+    with torch.no_grad():
+        in_memory = model.forward_tiled(x, 64, 32)
+        monkeypatch.setattr(tiling, "SPILL_MB", 0)
+        spilled = model.forward_tiled(x, 64, 32, on_tile=lambda done, total: seen.append(
+            sorted(p.name for d in tmp_path.iterdir() for p in d.iterdir())))
+    assert torch.equal(spilled, in_memory)
+    assert len(seen[0]) == 8 and len(seen[-1]) == 16  # h and c at four scales; two stages at a time
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_balanced_tiles_cover_with_as_few_and_smaller_tiles():

@@ -20,7 +20,7 @@ from ..blocks import ConvLSTMCell, rlcn
 from ..losses import neg_ssim_output
 from ..recipes import Recipe, Schedule, TrainingSpec
 from ..registry import ModelCard, PaperResult, register
-from ..tiling import balanced_tile, blend_window, tile_starts
+from ..tiling import Canvas, balanced_tile, blend_window, spill_folder, spills, tile_starts
 
 CARD = ModelCard(
     id="rranet",
@@ -260,29 +260,45 @@ class RRANet(DerainNet):
         mean, var = stats
         return act((conv(inp) - mean) * torch.rsqrt(var + norm.eps))
 
-    def _head_stats(self, inp: torch.Tensor, rows: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-channel mean and (biased) variance of the head conv over the whole image,
-        computed in strips of ``rows`` rows (float64 sums), as InstanceNorm would see them."""
+    def _head_stats(self, *parts: torch.Tensor, rows: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and (biased) variance of the head conv over the whole image whose
+        input is ``parts`` concatenated along the channels, computed in strips of ``rows`` rows
+        (float64 sums; the whole input is never concatenated), as InstanceNorm would see them."""
         conv = self.head[0]
-        height = inp.shape[-2]
+        height = parts[0].shape[-2]
         total = total_sq = 0
         for r0 in range(0, height, rows):
             r1 = min(height, r0 + rows)
             a, b = max(0, r0 - 1), min(height, r1 + 1)  # one halo row each side for the 3x3 conv
-            y = conv(inp[:, :, a:b])[:, :, r0 - a:r0 - a + r1 - r0].double()
+            strip = torch.cat([p[:, :, a:b] for p in parts], dim=1)
+            y = conv(strip)[:, :, r0 - a:r0 - a + r1 - r0].double()
             total = total + y.sum(dim=(2, 3))
             total_sq = total_sq + y.square().sum(dim=(2, 3))
-        n = height * inp.shape[-1]
+        n = height * parts[0].shape[-1]
         mean = total / n
         var = (total_sq / n - mean.square()).clamp_min(0)
         return mean.float()[:, :, None, None], var.float()[:, :, None, None]
 
-    def tiled_bytes_per_pixel(self) -> int:
-        """Whole-image tensors of :meth:`forward_tiled`: two sets of float32 ConvLSTM states
-        (``h`` and ``c`` at the four scales), the padded input, its RLCN images, the estimate and
-        the blended output with weights: about 1 KB per pixel with 32 channels."""
-        states = sum(2 * 4 * width // 4 ** k for k, width in enumerate(self.widths))  # h and c
-        return 2 * states + 4 * (3 + 3 + 1 + 3 + 3 + 1)
+    def _tiled_frame(self, height: int, width: int) -> tuple[int, int]:
+        """The padded frame :meth:`forward_tiled` works in (border pad, multiple of 8)."""
+        p = 2 * self.border_pad
+        return -(-(height + p) // 8) * 8, -(-(width + p) // 8) * 8
+
+    def tiled_state_bytes(self, height: int, width: int) -> int:
+        """Whole-image ConvLSTM state of :meth:`forward_tiled`: two sets (the previous stage's
+        and the one being blended) of float32 ``h`` and ``c`` at the four scales, about 960
+        bytes per pixel with 32 channels."""
+        ph, pw = self._tiled_frame(height, width)
+        return 2 * sum(2 * 4 * c * (ph >> k) * (pw >> k) for k, c in enumerate(self.widths))
+
+    def tiled_memory(self, height: int, width: int, device: torch.device) -> tuple[int, int]:
+        """``(in memory, in temporary files)``: the padded input, its RLCN images, the estimate,
+        the blended output and the weights (float32, about 56 bytes per pixel) in memory; the
+        ConvLSTM state (:meth:`tiled_state_bytes`) too, unless it is over the spill budget
+        (:func:`~derain_core.tiling.spills`), then in a temporary file."""
+        ph, pw = self._tiled_frame(height, width)
+        ram, state = 4 * (3 + 3 + 1 + 3 + 3 + 1) * ph * pw, self.tiled_state_bytes(height, width)
+        return (ram, state) if spills(state, device) else (ram + state, 0)
 
     def forward_tiled(self, x: torch.Tensor, tile: int, overlap: int, on_tile=None) -> torch.Tensor:
         """Tiled inference that matches whole-image inference.
@@ -290,10 +306,12 @@ class RRANet(DerainNet):
         Stage by stage: the InstanceNorm statistics of each stage come from the whole image
         (:meth:`_head_stats`), then every tile runs that stage; the tiles' outputs and their
         ConvLSTM states are blended into whole-image tensors, from which the next stage's
-        tiles are cut. Tiles are equal, at most ``tile`` (:func:`balanced_tile`); they and
-        their starts are multiples of 8 so that the 1/2 .. 1/8 scales of a tile line up with
-        the whole image's. ``on_tile(done, total)`` is called
-        after each tile of each stage (``total`` = stages x tiles).
+        tiles are cut. The states are :class:`~derain_core.tiling.Canvas` es: in memory, or in
+        a temporary file for photos whose state is over the spill budget (gigabytes at phone
+        size; :func:`~derain_core.tiling.spill_folder`), with the same result. Tiles are equal,
+        at most ``tile`` (:func:`balanced_tile`); they and their starts are multiples of 8 so
+        that the 1/2 .. 1/8 scales of a tile line up with the whole image's.
+        ``on_tile(done, total)`` is called after each tile of each stage (``total`` = stages x tiles).
         """
         self._check_input(x)
         h, w = x.shape[-2:]
@@ -309,46 +327,47 @@ class RRANet(DerainNet):
         def cut(t: torch.Tensor, k: int, top: int, left: int) -> torch.Tensor:
             return t[:, :, top >> k:(top + th) >> k, left >> k:(left + tw) >> k]
 
+        def windows(top: int, left: int) -> list[torch.Tensor]:
+            return [blend_window(th >> k, tw >> k, overlap >> k, x.device,
+                                 box=(top >> k, left >> k, height >> k, width >> k)) for k in range(4)]
+
+        weights = [torch.zeros(1, 1, height >> k, width >> k, device=x.device) for k in range(4)]
+        for top, left in boxes:  # the same for every stage
+            for k, win in enumerate(windows(top, left)):
+                cut(weights[k], k, top, left).add_(win)
         guide = self.rlcn_image(xp)
         guides = [guide, F.avg_pool2d(guide, 2), F.avg_pool2d(guide, 4)]
         norm = self.head[1]
-        out, states = xp, None  # whole-image estimate and ConvLSTM states [(h, c)] * 4
+        out = xp  # the whole-image estimate
+        states: list[tuple[Canvas, Canvas]] | None = None  # blended sums of h and c per scale
         done, total = 0, self.stages * len(boxes)
-        for _ in range(self.stages):
-            stats = (self._head_stats(torch.cat([xp, guide, out], dim=1))
-                     if isinstance(norm, nn.InstanceNorm2d) else None)
-            new_out = torch.zeros_like(xp, dtype=torch.float32)
-            new_states, weights = None, [torch.zeros(1, 1, height >> k, width >> k, device=x.device)
-                                         for k in range(4)]
-            for top, left in boxes:
-                windows = [blend_window(th >> k, tw >> k, overlap >> k, x.device,
-                                        box=(top >> k, left >> k, height >> k, width >> k))
-                           for k in range(4)]
-                tile_states = ([None] * 4 if states is None else
-                               [tuple(cut(t, k, top, left) for t in states[k]) for k in range(4)])
-                y = self._stage(cut(xp, 0, top, left), [cut(g, s, top, left) for s, g in enumerate(guides)],
-                                cut(out, 0, top, left), tile_states, Recorder.off(), stats)
-                cut(new_out, 0, top, left).add_(y.float() * windows[0])
-                if new_states is None:
-                    new_states = [tuple(xp.new_zeros(xp.shape[0], t.shape[1], height >> k, width >> k,
-                                                     dtype=torch.float32) for t in tile_states[k])
-                                  for k in range(4)]
-                for k in range(4):
-                    cut(weights[k], k, top, left).add_(windows[k])
-                    for acc, t in zip(new_states[k], tile_states[k]):
-                        cut(acc, k, top, left).add_(t.float() * windows[k])
-                done += 1
-                if on_tile is not None:
-                    on_tile(done, total)
-            out = (new_out / weights[0]).to(xp.dtype)
-            # The blended states are whole-image tensors (about 480 bytes per pixel for h and c at
-            # the four scales): drop the previous stage's before normalising the new ones in place,
-            # so two sets are alive at a time, not three.
-            states = None
-            for k in range(4):
-                for acc in new_states[k]:
-                    acc.div_(weights[k])
-            states = new_states
+        with spill_folder(self.tiled_state_bytes(h, w), x.device) as folder:
+            for stage in range(self.stages):
+                stats = (self._head_stats(xp, guide, out)
+                         if isinstance(norm, nn.InstanceNorm2d) else None)
+                new_out = torch.zeros_like(xp, dtype=torch.float32)
+                new_states = [tuple(Canvas(c, height >> k, width >> k, x.device,
+                                           None if folder is None else folder / f"stage{stage}_scale{k}_{hc}")
+                                    for hc in "hc")
+                              for k, c in enumerate(self.widths)]
+                for top, left in boxes:
+                    wins = windows(top, left)
+                    tile_states = ([None] * 4 if states is None else
+                                   [tuple(s.read(top >> k, left >> k, th >> k, tw >> k) / cut(weights[k], k, top, left)
+                                          for s in states[k]) for k in range(4)])
+                    y = self._stage(cut(xp, 0, top, left), [cut(g, s, top, left) for s, g in enumerate(guides)],
+                                    cut(out, 0, top, left), tile_states, Recorder.off(), stats)
+                    cut(new_out, 0, top, left).add_(y.float() * wins[0])
+                    for k in range(4):  # tile_states now holds the tile's new states
+                        for acc, t in zip(new_states[k], tile_states[k]):
+                            acc.add_(top >> k, left >> k, t.float() * wins[k])
+                    done += 1
+                    if on_tile is not None:
+                        on_tile(done, total)
+                out = (new_out / weights[0]).to(xp.dtype)
+                for canvas in [] if states is None else [c for pair in states for c in pair]:
+                    canvas.close()  # two sets alive at a time, not three
+                states = new_states
         return out[..., margin:margin + h, margin:margin + w]
 
     def map_specs(self) -> list[MapSpec]:
