@@ -10,7 +10,7 @@ after start-up against after the runs, and how soon a run starts after a cancell
 The app runs in a subprocess (``python app/gradio_app.py``) and is driven over HTTP with
 gradio_client exactly as a visitor's browser drives it (the /derain, /inspect, /estimate and
 /cancel endpoints). The photo is a bundled example upscaled to 4032x3024 and saved as a JPEG.
-Memory is the server process's: VmRSS polled every 0.2 s and VmHWM from /proc/PID/status
+Memory is the server process's: VmRSS polled every 0.1 s and VmHWM from /proc/PID/status
 (reset with /proc/PID/clear_refs before the full-resolution run). ``--json`` writes the numbers.
 """
 from __future__ import annotations
@@ -71,20 +71,28 @@ def reset_hwm(pid: int) -> bool:
 
 
 class RssPoller:
-    """The largest VmRSS of ``pid`` seen while running (sampled every ``every`` seconds)."""
+    """The largest VmRSS of ``pid`` seen while running (sampled every ``every`` seconds), and
+    every sample as ``(time.perf_counter(), MB)``."""
 
-    def __init__(self, pid: int, every: float = 0.2) -> None:
+    def __init__(self, pid: int, every: float = 0.1) -> None:
         self.pid, self.every, self.peak = pid, every, 0.0
+        self.samples: list[tuple[float, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.peak = max(self.peak, rss_mb(self.pid))
+                mb = rss_mb(self.pid)
             except (OSError, KeyError):
                 return
+            self.peak = max(self.peak, mb)
+            self.samples.append((time.perf_counter(), mb))
             self._stop.wait(self.every)
+
+    def peaks_between(self, marks: list[float]) -> list[float]:
+        """The largest sample in each interval ``[marks[i], marks[i + 1])`` (0 where none)."""
+        return [max((mb for t, mb in self.samples if a <= t < b), default=0.0) for a, b in zip(marks, marks[1:])]
 
     def __enter__(self) -> "RssPoller":
         self._thread.start()
@@ -155,15 +163,18 @@ def timed_run(client, photo: Path, models: list[str], full_res: bool) -> dict:
     job = client.submit(handle_file(str(photo)), None, models, DEFAULT_VARIANT, full_res, api_name="/derain")
     first = last = None
     page = {"status": "", "rows": 0}
+    marks = [t0]  # when the run started, then when each new result arrived (perf_counter)
     for values in job:
         page = _page(values)
         last = time.perf_counter() - t0
         if first is None and page["rows"]:
             first = last
+        if page["rows"] >= len(marks):
+            marks.append(t0 + last)
     job.result()  # raises when the run failed
     measured_estimate = parse_seconds(estimate)
     return {"full_res": full_res, "models": models, "first_s": first, "last_s": last, "results": page["rows"],
-            "status": page["status"], "estimate_text": estimate, "estimate_s": measured_estimate,
+            "status": page["status"], "estimate_text": estimate, "estimate_s": measured_estimate, "marks": marks,
             "estimate_factor": (max(last, measured_estimate) / min(last, measured_estimate)
                                 if measured_estimate and last else None)}
 
@@ -234,12 +245,14 @@ def main(argv: list[str] | None = None) -> int:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
 
         work = timed_run(client, photo, models, False)
+        work.pop("marks")
         out["working"] = work
         print(f"working size: first result {work['first_s']:.1f} s, last ({work['results']} models) "
               f"{work['last_s']:.1f} s; shown '{work['estimate_text']}' vs measured {work['last_s']:.1f} s",
               flush=True)
         inspect_all(client, models)
         again = timed_run(client, photo, models, False)
+        again.pop("marks")
         out["working_again"] = again
         print(f"working size again (models loaded): first {again['first_s']:.1f} s, last {again['last_s']:.1f} s",
               flush=True)
@@ -252,9 +265,13 @@ def main(argv: list[str] | None = None) -> int:
             peak = max(poll.peak, hwm_mb(proc.pid) if reset else 0.0)
             out["full"] = full
             out["memory"]["full_peak_rss_mb"] = peak
+            # the model whose turn it was: the peak between the previous result and its own
+            out["memory"]["full_peak_rss_mb_per_model"] = dict(zip(models, poll.peaks_between(full.pop("marks"))))
             print(f"full resolution: {full['results']} models in {full['last_s']:.1f} s (first {full['first_s']:.1f} s); "
                   f"shown '{full['estimate_text']}'; peak resident memory {peak:.0f} MB "
-                  f"({'VmHWM and polling' if reset else 'polling only'})", flush=True)
+                  f"({'VmHWM and polling' if reset else 'polling only'}); polled peak per model's turn: "
+                  + ", ".join(f"{k} {v:.0f} MB" for k, v in out["memory"]["full_peak_rss_mb_per_model"].items()),
+                  flush=True)
             if not args.quick and not args.no_cancel_check:
                 out["cancel"] = cancel_check(client, photo, models)
                 c = out["cancel"]

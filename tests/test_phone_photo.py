@@ -379,6 +379,8 @@ def test_measure_script_quick_mode(tmp_path):
     assert 0 < m["working"]["first_s"] <= m["working"]["last_s"]
     assert "processed at 160x120" in m["working"]["status"].lower() and "Expected: about " in m["working"]["estimate_text"]
     assert m["memory"]["startup_rss_mb"] > 50 and m["memory"]["full_peak_rss_mb"] >= m["memory"]["startup_rss_mb"]
+    per_model = m["memory"]["full_peak_rss_mb_per_model"]
+    assert list(per_model) == ["dsmnet"] and 0 < per_model["dsmnet"] <= m["memory"]["full_peak_rss_mb"]
     assert "peak resident memory" in done.stdout
 
 
