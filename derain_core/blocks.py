@@ -198,7 +198,8 @@ def spp_anchors(x: torch.Tensor, bins: tuple[int, ...] = SPP_BINS) -> torch.Tens
 # --------------------------------------------------------------------------------------
 # RLCN (RRANet, paper eq. 2)
 # --------------------------------------------------------------------------------------
-def rlcn(image: torch.Tensor, window: int = 9, eps: float = 1e-5, clamp: bool = True) -> torch.Tensor:
+def rlcn(image: torch.Tensor, window: int = 9, eps: float = 1e-5, clamp: bool = True,
+         rows: int = 256) -> torch.Tensor:
     """Rectified local contrast normalisation, per colour channel.
 
     ``L = max(I - mu, 0) / (sigma + eps)`` with local mean ``mu`` and unbiased local standard
@@ -208,10 +209,21 @@ def rlcn(image: torch.Tensor, window: int = 9, eps: float = 1e-5, clamp: bool = 
 
     Always float32 with autocast off: under bf16 the window sums lose the small differences
     ``I - mu`` (12.6 % of the pixels were off by more than 0.1), so returns float32 whatever
-    ``image``'s dtype.
+    ``image``'s dtype. Images taller than ``rows`` are computed in strips of ``rows`` rows,
+    each with the window's halo (the same numbers): the window sums of a whole phone photo
+    would take about 20 times the image's own size at once.
     """
+    h, pad = image.shape[-2], window // 2
     with no_autocast(image):
-        return _rlcn_fp32(fp32(image), window, eps, clamp)
+        if h <= rows:
+            return _rlcn_fp32(fp32(image), window, eps, clamp)
+        out = torch.empty(image.shape, dtype=torch.float32 if image.dtype != torch.float64 else image.dtype,
+                          device=image.device)
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
+            a, b = max(0, r0 - pad), min(h, r1 + pad)
+            out[:, :, r0:r1] = _rlcn_fp32(fp32(image[:, :, a:b]), window, eps, clamp)[:, :, r0 - a:r1 - a]
+        return out
 
 
 def _rlcn_fp32(image: torch.Tensor, window: int, eps: float, clamp: bool) -> torch.Tensor:

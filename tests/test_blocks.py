@@ -63,3 +63,18 @@ def test_max_pooling_for_attention_equals_amax_and_routes_the_gradient_to_one_ma
     assert torch.equal(y, x.amax(dim=1, keepdim=True))
     y.sum().backward()
     assert x.grad.sum().item() == 1.0 and sorted(x.grad.flatten().tolist()) == [0.0, 0.0, 0.0, 1.0]
+
+
+def test_rlcn_in_strips_equals_the_whole_image():
+    # tall images are normalised strip by strip (bounded memory on phone photos): each strip
+    # carries the window's halo, so the numbers and the gradients are the whole image's
+    x = torch.rand(2, 3, 100, 70, dtype=torch.float64, requires_grad=True)
+    whole = blocks.rlcn(x, rows=1000)
+    (g_whole,) = torch.autograd.grad(whole.square().sum(), x)
+    for rows in (16, 37):
+        strips = blocks.rlcn(x, rows=rows)
+        (g_strips,) = torch.autograd.grad(strips.square().sum(), x)
+        assert torch.allclose(strips, whole, atol=1e-12) and torch.allclose(g_strips, g_whole, atol=1e-12)
+    cl = x.detach().float().contiguous(memory_format=torch.channels_last)
+    assert torch.equal(blocks.rlcn(cl, rows=16), blocks.rlcn(cl, rows=1000))
+    assert not torch.equal(blocks.rlcn(cl, rows=16, window=3), blocks.rlcn(cl, rows=16))  # the window is used
