@@ -457,7 +457,7 @@ class ModelResult:
     label: str  # display name, "(untrained)" appended when no weights
     variant: str
     trained: bool
-    output: np.ndarray  # HxWx3 float32 in [0, 1]
+    output: np.ndarray  # HxWx3 float32 in [0, 1]; compare.run keeps it at the photo's bit depth (uint8/uint16)
     seconds: float  # wall time of the forward pass (padding and tiling included)
     metrics: dict[str, float]
     device: str

@@ -375,14 +375,19 @@ def _encode_png16(arr: np.ndarray) -> bytes:
 
 # --------------------------------------------------------------------------- saving
 
-def _quantize(x: np.ndarray, bits: int) -> np.ndarray:
-    """Floats in [0, 1] (or uint8/uint16 pictures, read as their full range) -> ``bits`` integers."""
+def quantize(x: np.ndarray, bits: int, rows: int = 256) -> np.ndarray:
+    """Floats in [0, 1] (or uint8/uint16 pictures, read as their full range) -> ``bits`` integers
+    (uint8 or uint16), rounded as a saved PNG is. Computed ``rows`` rows at a time, so the float64
+    work stays small for phone photos (a whole 12-megapixel picture would take about 1 GB)."""
     x = np.asarray(x)
-    if x.dtype in (np.uint8, np.uint16):
-        x = x.astype(np.float64) / np.iinfo(x.dtype).max
     peak = 65535 if bits == 16 else 255
-    q = np.round(np.clip(np.nan_to_num(np.asarray(x, dtype=np.float64)), 0.0, 1.0) * peak)
-    return q.astype(np.uint16 if bits == 16 else np.uint8)
+    out = np.empty(x.shape, np.uint16 if bits == 16 else np.uint8)
+    for r0 in range(0, max(1, x.shape[0]), rows):
+        part = x[r0:r0 + rows]
+        if part.dtype in (np.uint8, np.uint16):
+            part = part.astype(np.float64) / np.iinfo(part.dtype).max
+        out[r0:r0 + rows] = np.round(np.clip(np.nan_to_num(np.asarray(part, dtype=np.float64)), 0.0, 1.0) * peak)
+    return out
 
 
 def png_bytes(rgb: np.ndarray, alpha: np.ndarray | None = None, bits: int = 8) -> bytes:
@@ -402,7 +407,7 @@ def png_bytes(rgb: np.ndarray, alpha: np.ndarray | None = None, bits: int = 8) -
         if alpha.shape != rgb.shape[:2]:
             raise ValueError(f"alpha must be HxW {rgb.shape[:2]}, got {alpha.shape}")
         planes = np.concatenate([rgb, alpha[..., None]], axis=2)
-    q = _quantize(planes, bits)
+    q = quantize(planes, bits)
     if bits == 16:
         return _encode_png16(q)
     buf = io.BytesIO()
@@ -512,7 +517,7 @@ def display_copy(rgb: np.ndarray, max_side: int, min_side: int = 0) -> tuple[np.
     a = np.asarray(rgb)
     if a.ndim != 3 or a.shape[2] != 3:
         raise ValueError(f"expected HxWx3, got shape {a.shape}")
-    img = np.ascontiguousarray(a) if a.dtype == np.uint8 else _quantize(a, 8)
+    img = np.ascontiguousarray(a) if a.dtype == np.uint8 else quantize(a, 8)
     h, w = img.shape[:2]
     if max(h, w) > max_side:
         scale = max_side / max(h, w)

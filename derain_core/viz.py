@@ -306,6 +306,8 @@ def to_uint8_image(image: Any) -> np.ndarray:
     a = a[..., :3]
     if a.dtype == np.uint8:
         return np.ascontiguousarray(a)
+    if a.dtype == np.uint16:
+        a = a / 65535.0
     if a.dtype == np.bool_:
         return (a * 255).astype(np.uint8)
     a = np.nan_to_num(a.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 import torch
 
 from derain_core import compare, engine, io, registry
@@ -106,8 +107,10 @@ def test_maps_of_a_result_and_the_overlay_base(monkeypatch):
     assert maps.base.shape == img.rgb.shape
     rain = next(s for s in maps.specs if s.key == "rain")
     assert rain.kind == "residual"
-    out = step.result.output
+    assert step.result.output.dtype == np.uint16  # a float photo counts as 16-bit
+    out = step.result.output / 65535.0
     inside = ((out > 0.01) & (out < 0.99)).transpose(2, 0, 1)  # the output is clipped to [0, 1]
+    assert inside.mean() > 0.5
     removed = (img.rgb - out).transpose(2, 0, 1)
     assert np.allclose(maps.maps["rain"][inside], removed[inside], atol=0.02)  # bf16 on some CPUs
     monkeypatch.setattr(engine, "MAPS_MAX_SIDE", 32)  # a "large" photo: a preview pass
@@ -184,3 +187,20 @@ def test_card_fields_are_typed():
     with pytest.raises(ValueError, match="predicts"):
         registry.ModelCard(id="x", name="X", paper="", venue="", year=2000, predicts="rain map", description="")
 
+
+
+def test_run_keeps_each_output_at_the_photos_bit_depth(tmp_path):
+    # a result held after its metrics is what its PNG holds: uint8 for an 8-bit photo (a quarter
+    # of the float output's memory), uint16 for a 16-bit one; the metrics come from the floats
+    path = tmp_path / "photo.png"
+    Image.fromarray((_photo(64, 48) * 255).round().astype(np.uint8)).save(path)
+    img = io.load_image(str(path))
+    (step,) = compare.run(compare.prepare(img, img, ["dsmnet"], compare.UNTRAINED))
+    direct = engine.derain_one(img, "dsmnet", compare.UNTRAINED, img)
+    assert step.result.output.dtype == np.uint8
+    assert np.array_equal(step.result.output, io.quantize(direct.output, 8))
+    assert step.result.metrics.keys() == direct.metrics.keys()
+    assert np.allclose(list(step.result.metrics.values()), list(direct.metrics.values()), equal_nan=True)
+    assert io.png_bytes(step.result.output) == io.png_bytes(direct.output)
+    (step16,) = compare.run(compare.prepare(_photo(64, 48), None, ["dsmnet"], compare.UNTRAINED), metrics=False)
+    assert step16.result.output.dtype == np.uint16
