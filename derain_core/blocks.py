@@ -210,8 +210,8 @@ def rlcn(image: torch.Tensor, window: int = 9, eps: float = 1e-5, clamp: bool = 
     Always float32 with autocast off: under bf16 the window sums lose the small differences
     ``I - mu`` (12.6 % of the pixels were off by more than 0.1), so returns float32 whatever
     ``image``'s dtype. Images taller than ``rows`` are computed in strips of ``rows`` rows,
-    each with the window's halo (the same numbers): the window sums of a whole phone photo
-    would take about 20 times the image's own size at once.
+    each with the window's halo (the same numbers), so that a phone photo's window sums are
+    never all held at once.
     """
     h, pad = image.shape[-2], window // 2
     with no_autocast(image):

@@ -378,7 +378,7 @@ def _encode_png16(arr: np.ndarray) -> bytes:
 def quantize(x: np.ndarray, bits: int, rows: int = 256) -> np.ndarray:
     """Floats in [0, 1] (or uint8/uint16 pictures, read as their full range) -> ``bits`` integers
     (uint8 or uint16), rounded as a saved PNG is. Computed ``rows`` rows at a time, so the float64
-    work stays small for phone photos (a whole 12-megapixel picture would take about 1 GB)."""
+    work never holds copies of a whole phone photo."""
     x = np.asarray(x)
     peak = 65535 if bits == 16 else 255
     out = np.empty(x.shape, np.uint16 if bits == 16 else np.uint8)
