@@ -57,6 +57,22 @@ def merge_rows(path: Path, new_rows: list[dict], model: str, variant: str) -> No
             w.writerows(rows)
 
 
+def continued(card: dict, shipped: dict | None, shipped_file: Path) -> dict | None:
+    """The card of what the run behind ``card`` continued, with its chunk history: the shipped
+    weights', or an earlier chunk that was never shipped (its export folder inside its run folder,
+    followed back the same way), or None for a run from scratch."""
+    if started_from(card, shipped, shipped_file):
+        return shipped
+    init = Path(card.get("init_from") or "")
+    side, log = init.with_suffix(".json"), init.parent.parent / "log.csv"
+    if not (init.is_file() and side.is_file() and log.is_file()):
+        return None
+    if card.get("init_sha256") and sha256_of(init) != card["init_sha256"]:
+        return None
+    earlier = json.loads(side.read_text())
+    return accumulate_chunks(earlier, read_curve(log), continued(earlier, shipped, shipped_file))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, help="run folder (holds log.csv and export/)")
@@ -89,7 +105,7 @@ def main() -> int:
     src = export / card["file"]
     dst = WEIGHTS_DIR / card["file"]
     shipped = json.loads(shipped_card.read_text()) if shipped_card.is_file() else None
-    previous = shipped if started_from(card, shipped, dst) else None  # a chunk continuing them
+    previous = continued(card, shipped, dst)  # the chunks this one continues, if any
     shutil.copyfile(src, dst)
     card = accumulate_chunks(card, read_curve(args.run / "log.csv"), previous)
     card["metrics"] = {**card.get("metrics", {}), args.dataset: metrics}

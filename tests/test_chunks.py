@@ -39,3 +39,33 @@ def test_started_from_compares_the_init_file_with_the_shipped_one(tmp_path):
     other.write_bytes(b"other")
     assert not started_from({"init_from": str(other)}, shipped, shipped_file)
     assert not started_from({"init_from": "x", "init_sha256": "0" * 64}, shipped, shipped_file)
+
+
+def test_a_chunk_from_an_unshipped_chunk_keeps_the_whole_history(tmp_path):
+    # shipped chunk 1 -> chunk 2 (never shipped) -> chunk 3 from chunk 2's export: shipping
+    # chunk 3 follows the chain back through chunk 2's run folder to the shipped card
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("ship_weights", Path(__file__).parent.parent / "scripts" / "ship_weights.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    shipped_file = tmp_path / "weights" / "dsmnet_rain100l.safetensors"
+    shipped_file.parent.mkdir()
+    shipped_file.write_bytes(b"chunk 1")
+    shipped = _card(100, 60.0, 31.0, sha256=sha256_of(shipped_file))
+    export = tmp_path / "run2" / "export" / "dsmnet_rain100l.safetensors"
+    export.parent.mkdir(parents=True)
+    export.write_bytes(b"chunk 2")
+    export.with_suffix(".json").write_text(json.dumps(_card(200, 120.0, 32.0, init_from=str(shipped_file),
+                                                           init_sha256=shipped["sha256"])))
+    (tmp_path / "run2" / "log.csv").write_text("step,elapsed_s,val_psnr_y,val_ssim_y\n200,119.0,32.0,0.95\n")
+    third = _card(300, 180.0, 33.0, init_from=str(export), init_sha256=sha256_of(export))
+    previous = ship.continued(third, shipped, shipped_file)
+    card = accumulate_chunks(third, [], previous)
+    assert card["n_chunks"] == 3 and card["total_steps_all_chunks"] == 600 and card["total_wall_time_s"] == 360.0
+    assert card["chunks"][1]["validation_curve"] == [{"step": 200, "elapsed_s": 119.0, "val_psnr_y": 32.0,
+                                                      "val_ssim_y": 0.95}]
+    assert ship.continued(_card(300, 180.0, 33.0, init_from=str(export), init_sha256="other"), shipped,
+                          shipped_file) is None  # not the file it started from
