@@ -359,6 +359,25 @@ def test_phone_flow(server):
 
 
 
+def _expect_one_run_button(page, enabled: bool, timeout: float = 30.0) -> None:
+    """Wait until the comparison's Run button is shown once and is enabled (or disabled): while
+    Streamlit reruns, the old and the new button can both be on the page for a moment."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    buttons = page.locator(".st-key-cmp_run button")
+    deadline = time.monotonic() + timeout
+    states: list[bool] = []
+    while time.monotonic() < deadline:
+        try:
+            states = [b.is_enabled(timeout=1_000) for b in buttons.all()]
+        except PlaywrightError:  # an element went away during the rerun: look again
+            states = []
+        if states == [enabled]:
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError(f"Run buttons enabled: {states}; expected one {'enabled' if enabled else 'disabled'} button")
+
+
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
 def test_bad_uploads_are_one_line_errors(tmp_path, viewport):
     """Its own server (a fresh session): a text file named .png, then a ground truth of another
@@ -381,8 +400,7 @@ def test_bad_uploads_are_one_line_errors(tmp_path, viewport):
             page = browser.new_page(viewport=viewport)
             watch = Watch(page, srv["url"])
             page.goto(srv["url"], wait_until="domcontentloaded")
-            run = page.locator(".st-key-cmp_run button")  # (a rerun may show the old button a moment)
-            expect(run).to_be_enabled(timeout=30_000)
+            _expect_one_run_button(page, enabled=True)
             page.locator('[data-testid="stRadio"]').get_by_text("Upload", exact=True).click()
             uploads = page.locator('[data-testid="stFileUploader"] input[type="file"]')
             expect(uploads).to_have_count(2, timeout=10_000)
@@ -392,21 +410,18 @@ def test_bad_uploads_are_one_line_errors(tmp_path, viewport):
             expect(error).to_contain_text("Could not read the rainy image", timeout=20_000)
             expect(error).to_have_count(1)
             assert "\n" not in error.inner_text().strip() and "Traceback" not in page.content()
-            expect(run).to_have_count(1, timeout=30_000)
-            expect(run).to_be_disabled()
+            _expect_one_run_button(page, enabled=False)
             _top(error)
             _shot(page, f"{name}_bad_upload")
 
             uploads.nth(0).set_input_files(str(srv["rainy"]))  # a good photo replaces it
             expect(error).to_have_count(0, timeout=20_000)
-            expect(run).to_have_count(1, timeout=30_000)
-            expect(run).to_be_enabled()
+            _expect_one_run_button(page, enabled=True)
 
             uploads.nth(1).set_input_files(str(small))  # a truth of another size: ignored, said why
             expect(error).to_contain_text("Ignoring the ground truth", timeout=20_000)
             assert "\n" not in error.inner_text().strip()
-            expect(run).to_have_count(1, timeout=30_000)
-            expect(run).to_be_enabled()  # the photo still runs, without metrics
+            _expect_one_run_button(page, enabled=True)  # the photo still runs, without metrics
             _shot(page, f"{name}_bad_truth")
             watch.check()
         finally:
