@@ -119,6 +119,21 @@ class Watch:
 LOADED = ("e => e.complete && e.naturalWidth > 0 ? 0 : "
           "new Promise(r => e.addEventListener('load', () => r(0), {once: true}))")
 
+# Resolves once every picture on the page has loaded or failed. Streamlit deletes a run's images
+# from its media store when the next run ends, so leaving a page (or switching its model) while a
+# picture lower down is still loading makes the browser's late request a 404 (streamlit/streamlit#4825);
+# a user sees nothing of it, but it is an error, so the test lets every picture arrive first.
+ALL_SETTLED = """() => Promise.all([...document.querySelectorAll('[data-testid="stImage"] img')].map(e =>
+  e.complete ? 0 : new Promise(r => { e.addEventListener('load', () => r(0), {once: true});
+                                      e.addEventListener('error', () => r(1), {once: true}); })))"""
+
+
+def _settle(page) -> None:
+    """Wait until the app's script run has ended and every picture on the page has arrived."""
+    page.wait_for_function("() => document.querySelector('[data-testid=\"stApp\"]')"
+                           ".getAttribute('data-test-script-state') === 'notRunning'", timeout=120_000)
+    page.evaluate(ALL_SETTLED)
+
 
 # Records, on every change of the page, the progress text and the "k of n models done" line.
 RECORD_PROGRESS = """() => {
@@ -277,6 +292,7 @@ def test_desktop_full_flow(server):
             assert any(n.endswith(".png") for n in names_in_zip) and any(n.endswith(".csv") for n in names_in_zip)
 
             # Inspect: the same photo, every model's maps without running it again, 450 px or more.
+            _settle(page)
             page.get_by_role("link", name="Inspect").click()
             expect(page.get_by_text("Inspect intermediate tensors")).to_be_visible(timeout=30_000)
             for m in choices:
@@ -293,6 +309,7 @@ def test_desktop_full_flow(server):
                 if m == choices[1]:
                     _top(picture)
                     _shot(page, "desktop_inspect")
+                _settle(page)  # the grid and output further down too, before the next switch
 
             # The other pages draw without errors.
             page.get_by_role("link", name="Benchmark").click()
@@ -339,6 +356,7 @@ def test_phone_flow(server):
             _shot(page, "phone_slider")
 
             # Choosing a page closes the sidebar.
+            _settle(page)
             page.locator('[data-testid="stExpandSidebarButton"]').click()
             expect(sidebar).to_have_attribute("data-collapsed", "false")
             page.locator('[data-testid="stSidebarNav"] a').filter(has_text="Inspect").click()
