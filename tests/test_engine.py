@@ -71,6 +71,16 @@ def test_precision_respects_card(monkeypatch):
     assert engine.choose_precision(card.with_(supports_bf16=True), torch.device("cpu")) == "fp32"
 
 
+def test_native_bf16_means_the_cpu_has_bf16_instructions(monkeypatch):
+    """oneDNN emulates bf16 on plain AVX-512 (and says it is supported there); only AVX512-BF16
+    or AMX count as native, else bf16 would slow training and inference down."""
+    for avx512_bf16, amx, native in [(False, False, False), (True, False, True), (False, True, True)]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+        assert engine.cpu_has_native_bf16() is native
+
+
 def test_unknown_variant_is_a_clear_error():
     with pytest.raises(ValueError, match="no weights variant"):
         engine.resolve_variant(IDS[0], "no-such-variant")
