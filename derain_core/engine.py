@@ -173,6 +173,20 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
+def cpu_matrix_isa() -> str:
+    """This CPU's fastest instructions for matrix work, as a weight card records them: ``AMX``,
+    ``AVX512-BF16`` or PyTorch's CPU capability (e.g. ``AVX512``, ``AVX2``). Machines with the
+    same model name differ here, and a training step's time depends on it."""
+    try:
+        if torch.cpu._is_amx_tile_supported():
+            return "AMX"
+        if torch.cpu._is_avx512_bf16_supported():
+            return "AVX512-BF16"
+    except AttributeError:  # pragma: no cover - older torch
+        pass
+    return torch.backends.cpu.get_cpu_capability()
+
+
 def choose_precision(card: ModelCard, device: torch.device) -> str:
     """``"bf16"``, ``"fp16"`` or ``"fp32"`` for this model on this device.
 

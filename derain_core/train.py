@@ -45,7 +45,7 @@ from safetensors.torch import load_file, save_file
 from . import metrics as M
 from .base import compiled_blocks, reference_kernels
 from .metrics import quantize8
-from .engine import cpu_has_native_bf16, resolve_device, tune_cpu_allocator
+from .engine import cpu_has_native_bf16, cpu_matrix_isa, resolve_device, tune_cpu_allocator
 from .control import CONTROL_CONFIG, CONTROL_ID, CONTROL_TEST_CONFIG, CONTROL_TRAINING, create_control
 from .recipes import LossFn, Recipe, Schedule, TrainingSpec  # noqa: F401 (Schedule: re-exported)
 from .synth import describe_generator, synth_variant
@@ -205,16 +205,19 @@ def bf16_available(device: torch.device) -> bool:
 
 
 def device_description(device: torch.device) -> str:
-    """Human-readable device name: GPU name, or the CPU model name."""
+    """Human-readable device name: GPU name, or the CPU model name with its matrix instructions
+    (:func:`~derain_core.engine.cpu_matrix_isa`), e.g. ``Intel(R) Xeon(R) Processor (AMX)``."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    name = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
+                name = line.split(":", 1)[1].strip()
+                break
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return f"{name} ({cpu_matrix_isa()})"
 
 
 def default_data_dir() -> Path | None:

@@ -79,6 +79,8 @@ def test_native_bf16_means_the_cpu_has_bf16_instructions(monkeypatch):
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
         monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
         assert engine.cpu_has_native_bf16() is native
+        assert engine.cpu_matrix_isa() == ("AMX" if amx else "AVX512-BF16" if avx512_bf16
+                                           else torch.backends.cpu.get_cpu_capability())
 
 
 def test_unknown_variant_is_a_clear_error():
