@@ -167,10 +167,7 @@ def cpu_has_native_bf16() -> bool:
     emulates bf16, slower than fp32: on such a CPU (2 threads) ``derain train jdnet`` logged
     about 7.4 s per step in bf16 and 5.0 s in fp32.
     """
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # pragma: no cover - older torch
-        return False
+    return cpu_matrix_isa() in ("AMX", "AVX512-BF16")
 
 
 def cpu_matrix_isa() -> str:
