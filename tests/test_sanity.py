@@ -11,7 +11,7 @@ from derain_core import sanity
 from derain_core.registry import model_ids
 
 CROP = 192  # center crops for the quick checks; the border test uses whole examples, as the acceptance says
-IDENTITY_CHECKED = ("dsmnet", "rranet")
+IDENTITY_CHECKED = ("dsmnet", "mfan", "rranet")
 
 
 def test_border_ratio_sees_a_band():
