@@ -256,7 +256,10 @@ def test_desktop_full_flow(server):
             pb = photo.bounding_box()
             page.mouse.click(pb["x"] + pb["width"] * 0.3, pb["y"] + pb["height"] * 0.4)
             expect(page.get_by_text(re.compile(r"around \(x=3\d, y=3\d\)"))).to_be_visible(timeout=30_000)
-            crops = page.locator('[data-testid="stImage"] img').all()[1:]
+            _settle(page)  # the rerun has ended: the old crops (still in the page while it ran) are gone
+            images = page.locator('[data-testid="stImage"] img')
+            expect(images).to_have_count(len(names) + 3, timeout=30_000)
+            crops = images.all()[1:]
             assert len(crops) == len(names) + 2  # input, ground truth, every output
             for c in crops:  # each new crop loaded first (a rerun swaps the images)
                 c.evaluate(LOADED)
