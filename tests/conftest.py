@@ -7,8 +7,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 
-# Tests share a 2-core machine: one intra-op thread keeps them from fighting each other.
-torch.set_num_threads(int(os.environ.get("DERAIN_TEST_THREADS", "1")))
+# Tests run one at a time, so each may use the machine's cores (CI has 2). The apps that
+# browser tests start run in their own processes while the test waits on the browser.
+torch.set_num_threads(int(os.environ.get("DERAIN_TEST_THREADS", min(4, os.cpu_count() or 1))))
+
+
+@pytest.fixture(autouse=True)
+def _keep_threads():
+    """Training runs set torch's thread count for their process: restore it after each test."""
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 def pytest_addoption(parser):

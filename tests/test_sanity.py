@@ -5,7 +5,6 @@ whose shipped weights pass them (IDENTITY_CHECKED grows as such weights ship);
 the others' numbers are printed by scripts/sanity_checks.py and tracked in their issues.
 """
 import functools
-import os
 
 import pytest
 import torch
@@ -31,16 +30,6 @@ def test_blob_fraction_and_identity_psnr():
     y[0, 2, :5, :4] = (x[0, 2, :5, :4] + 0.5) % 1.0  # 20 pixels change by more than 96/255 in blue
     changed = ((y - x).abs().amax(1) > 96 / 255).float().mean().item()
     assert sanity.blob_fraction(y, x) == pytest.approx(changed) and 0 < changed <= 20 / 2000
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _all_cores():
-    """Whole-image runs of every model are this file's cost: use every core (conftest's
-    one thread keeps other tests from fighting; nothing runs beside this file's tests)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(min(4, os.cpu_count() or 1))
-    yield
-    torch.set_num_threads(before)
 
 
 @functools.lru_cache(maxsize=None)
