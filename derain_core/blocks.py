@@ -49,18 +49,12 @@ def _max_keepdim(x: torch.Tensor, dim: int) -> torch.Tensor:
     return x.max(dim=dim, keepdim=True).values
 
 
-class CBAMChannelAttention(nn.Module):
-    """CBAM channel attention: a shared MLP on the average- and max-pooled vectors.
+class CBAMChannelAttention(ChannelAttention):
+    """CBAM channel attention: :class:`ChannelAttention`'s MLP shared by the average- and
+    max-pooled vectors.
 
     Returns the weight vector ``(B, C, 1, 1)``. ``bias=False`` drops the MLP biases.
     """
-
-    def __init__(self, channels: int, reduction: int = 16, bias: bool = True):
-        super().__init__()
-        hidden = max(1, channels // reduction)
-        self.mlp = nn.Sequential(
-            nn.Conv2d(channels, hidden, 1, bias=bias), nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, channels, 1, bias=bias))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         avg = self.mlp(x.mean(dim=(2, 3), keepdim=True))
