@@ -34,7 +34,7 @@ def test_blob_fraction_and_identity_psnr():
 
 @functools.lru_cache(maxsize=None)
 def _report(model_id: str) -> sanity.SanityReport:
-    """One run of the checks per model: both tests below read it (each run is minutes on 1 thread)."""
+    """One run of the checks per model: both tests below read it (each run is minutes on a CPU)."""
     return sanity.check_model(model_id)
 
 
