@@ -317,8 +317,8 @@ def _tracker(upload: Upload, names: Sequence[str], device: str | torch.device | 
     dev = engine.resolve_device(device).type
     table = estimate.table_for(dev, upload.models)
     w, h = upload.processed_size
-    weights = [table.cost(m).seconds(w * h / 1e6) for m in upload.models]
-    return Tracker(upload.models, names, weights, estimate.expected_seconds(upload.models, w, h, dev, table))
+    weights = [estimate.model_seconds(m, w, h, dev, table) for m in upload.models]
+    return Tracker(upload.models, names, weights, sum(weights))
 
 
 def run(upload: Upload, metrics: bool = True, device: str | torch.device | None = None,
@@ -365,6 +365,7 @@ def run(upload: Upload, metrics: bool = True, device: str | torch.device | None 
                 yield Step(model_id, name, error=f"{name} failed: {exc}")
                 continue
             result.size_note = upload.size_note
+            estimate.observe(model_id, result.device, *upload.processed_size, result.seconds)  # later estimates follow it
             # Kept at the photo's bit depth from here on: exactly what its PNG holds, at a
             # quarter of the float32 output's memory (146 MB a model at 4032x3024)
             result.output = io.quantize(result.output, upload.image.bit_depth)

@@ -10,7 +10,10 @@ Used for the ZeroGPU ``duration`` a Space asks for (:func:`gpu_duration`) and fo
 shown before a run (:func:`estimate_text`). A benchmark file describes the machine it was
 measured on; :func:`calibrate` times one cheap model once on the machine the app runs on and
 scales the table by the ratio (cached for the process), so the shown time follows this
-machine even when it is not the benchmark's.
+machine even when it is not the benchmark's. The networks do not all scale alike between
+machines (on a CPU without native bf16 the convolution-bound ones slow down most), so every
+finished run also calibrates its own model (:func:`observe`): from then on that model's
+estimate is its own measured ratio.
 """
 from __future__ import annotations
 
@@ -186,6 +189,7 @@ def gpu_duration_for_file(path: str | Path | None, models: Sequence[str], table:
 CALIBRATION_SIZE = (481, 321)  # the benchmark's smaller size: a measured point, under a second on a CPU
 CALIBRATION_CLAMP = (0.2, 10.0)  # a factor outside this is a broken measurement, not a machine
 _CALIBRATION: dict[str, float] = {}
+_OBSERVED: dict[tuple[str, str], float] = {}  # (device, model) -> measured / table, from the last run
 _CALIBRATION_LOCK = threading.Lock()
 
 
@@ -240,13 +244,45 @@ def _measure_factor(device: str, table: CostTable | None, model_id: str | None) 
     return min(max(factor, lo), hi)
 
 
+def observe(model_id: str, device: str, width: int, height: int, seconds: float,
+            table: CostTable | None = None) -> float | None:
+    """Record a finished run of ``model_id`` (``seconds`` at ``width x height`` on ``device``):
+    its measured / table ratio becomes that model's factor in :func:`model_seconds`. Returns the
+    factor, or None when the run tells nothing (no time, or a table time of zero)."""
+    dev = str(device).split(":")[0]
+    table = table or table_for(dev, [model_id])
+    predicted = table.cost(model_id).seconds(width * height / 1e6)
+    if not (seconds > 0 and predicted > 0):
+        return None
+    lo, hi = CALIBRATION_CLAMP
+    factor = min(max(seconds / predicted, lo), hi)
+    with _CALIBRATION_LOCK:
+        _OBSERVED[(dev, model_id)] = factor
+    return factor
+
+
+def factor_for(model_id: str, device: str = "cpu") -> float:
+    """The factor applied to ``model_id``'s table time: its last observed run's ratio, else the
+    device's calibration, else 1."""
+    dev = str(device).split(":")[0]
+    return _OBSERVED.get((dev, model_id)) or calibration(dev) or 1.0
+
+
+def model_seconds(model_id: str, width: int, height: int, device: str = "cpu",
+                  table: CostTable | None = None) -> float:
+    """Expected seconds of one model at ``width x height`` on ``device``, calibrated (:func:`factor_for`)."""
+    dev = str(device).split(":")[0]
+    table = table or table_for(dev, [model_id])
+    return table.cost(model_id).seconds(width * height / 1e6) * factor_for(model_id, dev)
+
+
 def expected_seconds(models: Sequence[str], width: int, height: int, device: str = "cpu",
                      table: CostTable | None = None) -> float:
-    """Seconds to run ``models`` at ``width x height`` on ``device``: the table, times the
-    calibration factor when one was measured in this process."""
+    """Seconds to run ``models`` at ``width x height`` on ``device``: the table, each model times
+    its factor (its last run's, else the device calibration measured in this process)."""
     dev = str(device).split(":")[0]
     table = table or table_for(dev, models)
-    return table.seconds(models, width, height) * (calibration(dev) or 1.0)
+    return sum(model_seconds(m, width, height, dev, table) for m in models)
 
 
 def device_words(device: str) -> str:

@@ -116,6 +116,7 @@ def bench_table(tmp_path):
 
 def test_estimate_text_for_the_working_size_and_full_resolution(tmp_path, bench_table, monkeypatch):
     monkeypatch.setattr(estimate, "_CALIBRATION", {})
+    monkeypatch.setattr(estimate, "_OBSERVED", {})
     assert estimate.estimate_text(["dsmnet"], 1024, 768, "cpu", bench_table) == \
         "about 5 s for 1 model at 1024x768 on this CPU"
     assert estimate.estimate_text(["dsmnet", "mfan"], 1024, 768, "cpu", bench_table) == \
@@ -150,6 +151,7 @@ def test_estimate_text_for_the_working_size_and_full_resolution(tmp_path, bench_
 
 def test_calibration_scales_the_table_once_per_device(bench_table, monkeypatch):
     monkeypatch.setattr(estimate, "_CALIBRATION", {})
+    monkeypatch.setattr(estimate, "_OBSERVED", {})
     calls = []
 
     def fake_derain_one(rgb, model_id, device=None, metrics=True):
@@ -166,6 +168,24 @@ def test_calibration_scales_the_table_once_per_device(bench_table, monkeypatch):
     monkeypatch.setattr(estimate, "_CALIBRATION", {})
     monkeypatch.setenv("DERAIN_CALIBRATE", "0")
     assert estimate.calibrate("cpu", bench_table) == 1.0 and len(calls) == 2
+
+
+def test_each_finished_run_calibrates_its_own_model(bench_table, monkeypatch):
+    """Models scale differently between machines: a run's measured time sets that model's factor,
+    the others keep the device calibration."""
+    monkeypatch.setattr(estimate, "_CALIBRATION", {"cpu": 2.0})
+    monkeypatch.setattr(estimate, "_OBSERVED", {})
+    plain = {m: bench_table.cost(m).seconds(640 * 480 / 1e6) for m in ("dsmnet", "mfan")}
+    assert estimate.model_seconds("mfan", 640, 480, "cpu", bench_table) == pytest.approx(2 * plain["mfan"])
+    # mfan ran 5x slower than the table at 481x321 on this machine
+    assert estimate.observe("mfan", "cpu", 481, 321, 5 * bench_table.cost("mfan").seconds(481 * 321 / 1e6),
+                            bench_table) == pytest.approx(5.0)
+    assert estimate.model_seconds("mfan", 640, 480, "cpu", bench_table) == pytest.approx(5 * plain["mfan"])
+    assert estimate.expected_seconds(["dsmnet", "mfan"], 640, 480, "cpu", bench_table) == \
+        pytest.approx(2 * plain["dsmnet"] + 5 * plain["mfan"])
+    assert estimate.factor_for("mfan", "cuda:0") == 1.0  # another device: not observed, not calibrated
+    assert estimate.observe("mfan", "cpu", 481, 321, 0.0, bench_table) is None  # no time: nothing learned
+    assert estimate.observe("mfan", "cpu", 481, 321, 1e6, bench_table) == estimate.CALIBRATION_CLAMP[1]
 
 
 def test_durations_and_progress_text():
@@ -304,6 +324,7 @@ def test_gradio_run_labels_estimate_and_cancel_wiring(tmp_path, monkeypatch):
 
     monkeypatch.setattr(compare, "WORKING_MAX_SIDE", 128)
     monkeypatch.setattr(estimate, "_CALIBRATION", {})
+    monkeypatch.setattr(estimate, "_OBSERVED", {})
     path = tmp_path / "photo.png"
     Image.fromarray((_photo(300, 200) * 255).astype(np.uint8)).save(path)
     note = "processed at 128x85, downscaled from 300x200"
@@ -317,6 +338,7 @@ def test_gradio_run_labels_estimate_and_cancel_wiring(tmp_path, monkeypatch):
     pages = list(ga.run(str(path), None, ["dsmnet"], ga.DEFAULT_VARIANT, None))
     st = pages[-1].state
     assert st.upload.processed_size == (128, 85) and note.capitalize() in pages[-1].status
+    assert set(estimate._OBSERVED) == {("cpu", "dsmnet")}  # the run calibrated its model's estimate
     assert [c for _, c in pages[-1].outputs] == [f"input · {note}", f"{st.results[0].label} · {note}"]
     assert pages[-1].slider.label == f"{ga.SLIDER_LABEL} · {note}"
     assert _caption_rows(pages[-1].grid, note, pages[-1].grid.shape[1], ga.TILE_FONT)
