@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -108,8 +109,10 @@ def rainy_examples(examples_dir: Path = EXAMPLES_DIR) -> list[tuple[str, Path, P
 
 
 def check_model(model_id: str, variant: str | None = None, crop: int | None = None,
-                device: str = "cpu", examples_dir: Path = EXAMPLES_DIR) -> SanityReport:
-    """Run the three checks for one model (``crop``: center crops of that size, for speed)."""
+                device: str = "cpu", examples_dir: Path = EXAMPLES_DIR,
+                examples: Sequence[str] | None = None) -> SanityReport:
+    """Run the three checks for one model (``crop``: center crops of that size, for speed;
+    ``examples``: the border check on these example ids only, default every one with ground truth)."""
     loaded = engine.MODELS.get(model_id, variant, device)
     report = SanityReport(model_id, loaded.variant, crop)
 
@@ -123,6 +126,8 @@ def check_model(model_id: str, variant: str | None = None, crop: int | None = No
         report.identity_psnr[name] = round(psnr_rgb(y, x), 2)
         report.blob_fraction[name] = blob_fraction(y, x)
     for ex_id, rainy, clean in rainy_examples(examples_dir):
+        if examples is not None and ex_id not in examples:
+            continue
         x, gt = _load(rainy, crop), _load(clean, crop)
         report.border_ratio[ex_id] = round(border_ratio(run(x), gt), 3)
     return report

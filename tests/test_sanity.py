@@ -32,6 +32,12 @@ def test_blob_fraction_and_identity_psnr():
     assert sanity.blob_fraction(y, x) == pytest.approx(changed) and 0 < changed <= 20 / 2000
 
 
+def test_check_model_runs_the_chosen_examples_only():
+    report = sanity.check_model("dsmnet", crop=32, examples=("astronaut_light", "rocket_storm"))
+    assert set(report.border_ratio) == {"astronaut_light", "rocket_storm"}
+    assert set(report.identity_psnr) == set(sanity.IDENTITY_PHOTOS)
+
+
 @functools.lru_cache(maxsize=None)
 def _report(model_id: str) -> sanity.SanityReport:
     """One run of the checks per model: both tests below read it (each run is minutes on a CPU)."""
