@@ -1,6 +1,6 @@
 """Shipped weights pass the checks beyond PSNR (derain_core.sanity, training.md).
 
-Border bands are checked for every model. Identity and blobs are checked for the models
+Border bands are checked for every model (on BORDER_EXAMPLES, see there). Identity and blobs are checked for the models
 whose shipped weights pass them (IDENTITY_CHECKED grows as such weights ship);
 the others' numbers are printed by scripts/sanity_checks.py and tracked in their issues.
 """
@@ -13,6 +13,11 @@ from derain_core import sanity
 from derain_core.registry import model_ids
 
 IDENTITY_CHECKED = ("dsmnet", "mfan", "rranet")
+# The border check in CI runs on 5 of the 12 bundled examples (whole images, about half the time of
+# all 12): each photo's worst example for the shipped weights in a whole run
+# (`scripts/sanity_checks.py --json`, 2026-12-01), plus rocket_storm, RRANet's worst. The script
+# checks all 12 before weights ship (training.md).
+BORDER_EXAMPLES = ("astronaut_light", "coffee_storm", "chelsea_storm", "rocket_light", "rocket_storm")
 
 
 def test_border_ratio_sees_a_band():
@@ -41,12 +46,17 @@ def test_check_model_runs_the_chosen_examples_only():
 @functools.lru_cache(maxsize=None)
 def _report(model_id: str) -> sanity.SanityReport:
     """One run of the checks per model: both tests below read it (each run is minutes on a CPU)."""
-    return sanity.check_model(model_id)
+    return sanity.check_model(model_id, examples=BORDER_EXAMPLES)
+
+
+def test_border_examples_are_bundled():
+    assert set(BORDER_EXAMPLES) <= {ex_id for ex_id, _, _ in sanity.rainy_examples()}
 
 
 @pytest.mark.parametrize("model_id", model_ids())
 def test_no_border_band(model_id):
     report = _report(model_id)
+    assert set(report.border_ratio) == set(BORDER_EXAMPLES)
     assert report.worst_border_ratio <= sanity.MAX_BORDER_RATIO, report.border_ratio
 
 
