@@ -92,6 +92,11 @@ class CostTable:
         return _assumed_cost(model_id, self.device)  # a model the benchmark did not cover
 
 
+def _device_type(device: object) -> str:
+    """``"cuda"`` for ``"cuda:1"`` or a ``torch.device``: the key of the tables and factors."""
+    return str(device).split(":")[0]
+
+
 def _size_mpix(size: str) -> float:
     w, h = (int(v) for v in size.lower().split("x"))
     return w * h / 1e6
@@ -103,7 +108,7 @@ def from_bench(path: str | Path) -> CostTable:
     by_model: dict[str, list[tuple[float, float]]] = {}
     device = "cpu"
     for row in data["rows"]:
-        device = row["device"].split(":")[0]
+        device = _device_type(row["device"])
         by_model.setdefault(row["model_id"], []).append((_size_mpix(row["size"]), float(row["fast_s"])))
     costs = {m: Cost(points=tuple(sorted(pts))) for m, pts in by_model.items()}
     return CostTable(device, costs, f"measured: {Path(path).name}", True)
@@ -142,7 +147,7 @@ def table_for(device: str, models: Sequence[str] | None = None, results_dir: Pat
     """The measured table for ``device`` ("cpu", "cuda", ...) if the repository has one, else assumed."""
     from .registry import model_ids
 
-    device = device.split(":")[0]
+    device = _device_type(device)
     path = Path(results_dir) / f"bench_{device}.json"
     if path.is_file():
         try:
@@ -195,7 +200,7 @@ _CALIBRATION_LOCK = threading.Lock()
 
 def calibration(device: str = "cpu") -> float | None:
     """The factor :func:`calibrate` measured for ``device`` in this process, or None (not measured)."""
-    return _CALIBRATION.get(str(device).split(":")[0])
+    return _CALIBRATION.get(_device_type(device))
 
 
 def calibrate(device: str = "cpu", table: CostTable | None = None, model_id: str | None = None) -> float:
@@ -206,7 +211,7 @@ def calibrate(device: str = "cpu", table: CostTable | None = None, model_id: str
     warm-up pass builds it first. ``DERAIN_CALIBRATE=0`` (or a device that is not present)
     gives 1.0 without measuring. A failure is logged and gives 1.0.
     """
-    dev = str(device).split(":")[0]
+    dev = _device_type(device)
     with _CALIBRATION_LOCK:
         if dev in _CALIBRATION:
             return _CALIBRATION[dev]
@@ -249,7 +254,7 @@ def observe(model_id: str, device: str, width: int, height: int, seconds: float,
     """Record a finished run of ``model_id`` (``seconds`` at ``width x height`` on ``device``):
     its measured / table ratio becomes that model's factor in :func:`model_seconds`. Returns the
     factor, or None when the run tells nothing (no time, or a table time of zero)."""
-    dev = str(device).split(":")[0]
+    dev = _device_type(device)
     table = table or table_for(dev, [model_id])
     predicted = table.cost(model_id).seconds(width * height / 1e6)
     if not (seconds > 0 and predicted > 0):
@@ -264,14 +269,14 @@ def observe(model_id: str, device: str, width: int, height: int, seconds: float,
 def factor_for(model_id: str, device: str = "cpu") -> float:
     """The factor applied to ``model_id``'s table time: its last observed run's ratio, else the
     device's calibration, else 1."""
-    dev = str(device).split(":")[0]
+    dev = _device_type(device)
     return _OBSERVED.get((dev, model_id)) or calibration(dev) or 1.0
 
 
 def model_seconds(model_id: str, width: int, height: int, device: str = "cpu",
                   table: CostTable | None = None) -> float:
     """Expected seconds of one model at ``width x height`` on ``device``, calibrated (:func:`factor_for`)."""
-    dev = str(device).split(":")[0]
+    dev = _device_type(device)
     table = table or table_for(dev, [model_id])
     return table.cost(model_id).seconds(width * height / 1e6) * factor_for(model_id, dev)
 
@@ -280,21 +285,21 @@ def expected_seconds(models: Sequence[str], width: int, height: int, device: str
                      table: CostTable | None = None) -> float:
     """Seconds to run ``models`` at ``width x height`` on ``device``: the table, each model times
     its factor (its last run's, else the device calibration measured in this process)."""
-    dev = str(device).split(":")[0]
+    dev = _device_type(device)
     table = table or table_for(dev, models)
     return sum(model_seconds(m, width, height, dev, table) for m in models)
 
 
 def device_words(device: str) -> str:
     """``"this CPU"``, ``"the GPU"``, ``"this Mac's GPU"``."""
-    dev = str(device).split(":")[0]
+    dev = _device_type(device)
     return {"cpu": "this CPU", "cuda": "the GPU", "mps": "this Mac's GPU"}.get(dev, dev)
 
 
 def estimate_text(models: Sequence[str], width: int, height: int, device: str = "cpu",
                   table: CostTable | None = None) -> str:
     """``"about 26 s for 5 models at 640x480 on this CPU"`` (with a note when the table is a guess)."""
-    dev = str(device).split(":")[0]
+    dev = _device_type(device)
     table = table or table_for(dev, models)
     seconds = expected_seconds(models, width, height, dev, table)
     n = len(models)
