@@ -12,6 +12,7 @@ shipped weights to the limits below.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -44,17 +45,18 @@ class SanityReport:
     blob_fraction: dict[str, float] = field(default_factory=dict)
     border_ratio: dict[str, float] = field(default_factory=dict)
 
+    # A check that did not run (no photos or examples chosen) neither passes nor fails.
     @property
     def worst_identity_psnr(self) -> float:
-        return min(self.identity_psnr.values())
+        return min(self.identity_psnr.values(), default=math.inf)
 
     @property
     def worst_blob_fraction(self) -> float:
-        return max(self.blob_fraction.values())
+        return max(self.blob_fraction.values(), default=0.0)
 
     @property
     def worst_border_ratio(self) -> float:
-        return max(self.border_ratio.values())
+        return max(self.border_ratio.values(), default=0.0)
 
     def failures(self) -> list[str]:
         """Plain-language list of the limits this model misses (empty: all pass)."""
@@ -68,7 +70,8 @@ class SanityReport:
         return out
 
     def to_json(self) -> dict:
-        return {**asdict(self), "worst_identity_psnr": round(self.worst_identity_psnr, 2),
+        identity = round(self.worst_identity_psnr, 2) if self.identity_psnr else None  # None: not run
+        return {**asdict(self), "worst_identity_psnr": identity,
                 "worst_blob_fraction": self.worst_blob_fraction,
                 "worst_border_ratio": round(self.worst_border_ratio, 3), "failures": self.failures()}
 
@@ -110,9 +113,11 @@ def rainy_examples(examples_dir: Path = EXAMPLES_DIR) -> list[tuple[str, Path, P
 
 def check_model(model_id: str, variant: str | None = None, crop: int | None = None,
                 device: str = "cpu", examples_dir: Path = EXAMPLES_DIR,
-                examples: Sequence[str] | None = None) -> SanityReport:
+                examples: Sequence[str] | None = None,
+                photos: Sequence[str] = IDENTITY_PHOTOS) -> SanityReport:
     """Run the three checks for one model (``crop``: center crops of that size, for speed;
-    ``examples``: the border check on these example ids only, default every one with ground truth)."""
+    ``examples``: the border check on these example ids only, default every one with ground truth;
+    ``photos``: the rain-free photos of the identity and blob checks, ``()`` to skip them)."""
     loaded = engine.MODELS.get(model_id, variant, device)
     report = SanityReport(model_id, loaded.variant, crop)
 
@@ -120,7 +125,7 @@ def check_model(model_id: str, variant: str | None = None, crop: int | None = No
         y, _ = engine.run_model(loaded, x.to(loaded.device), tile=0)
         return y.cpu()
 
-    for name in IDENTITY_PHOTOS:
+    for name in photos:
         x = _load(examples_dir / f"{name}_clean.png", crop)
         y = run(x)
         report.identity_psnr[name] = round(psnr_rgb(y, x), 2)
