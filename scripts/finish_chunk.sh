@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# After a training chunk: evaluate its exported weights and run the sanity checks, ready for
+# scripts/ship_weights.py (training.md's end of a chunk).
+#
+#   bash scripts/finish_chunk.sh runs/msamnet_rain100l_c4 [TEST_DIR]
+#
+# Started beside a running chunk, it first waits until no `derain_core.train` process is left
+# (never two CPU jobs at once). Then, for the model and variant named in RUN/export/*.json:
+#   derain eval on TEST_DIR (all pairs)  -> RUN/eval/ (eval_summary.json, eval_per_image.csv), RUN/eval.log
+#   scripts/sanity_checks.py             -> RUN/sanity.json, RUN/sanity.log
+# TEST_DIR defaults to ../shared/data/Rain100L_test for `rain100l` weights and, for `heavy` ones,
+# to runs/synthetic_storm_test (made here on first use: scripts/make_synthetic_test.py --kind
+# storm, 50 images, seed 1234; evaluation only). Ship afterwards with
+#   .venv/bin/python scripts/ship_weights.py RUN RUN/eval [--dataset synthetic_storm_test]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+run=${1:?usage: finish_chunk.sh RUN_DIR [TEST_DIR]}
+card=$(ls "$run"/export/*.json 2>/dev/null | head -1)
+while pgrep -f "derain_core.train" >/dev/null; do sleep 20; done
+[ -n "$card" ] || card=$(ls "$run"/export/*.json 2>/dev/null | head -1)
+[ -n "$card" ] || { echo "no exported weights in $run/export (did the chunk finish?)"; exit 1; }
+read -r model variant < <(.venv/bin/python -c "import json,sys; c=json.load(open(sys.argv[1])); print(c['model_id'], c['variant'])" "$card")
+if [ $# -ge 2 ]; then
+  data=$2
+elif [ "$variant" = heavy ]; then
+  data=runs/synthetic_storm_test
+  [ -d "$data/rainy" ] || .venv/bin/python scripts/make_synthetic_test.py --out "$data" --kind storm --count 50 --seed 1234
+else
+  data=../shared/data/Rain100L_test
+fi
+echo "$(date -u +%H:%M:%S) eval $model ($variant) on $data"
+DERAIN_WEIGHTS_DIR="$run/export" .venv/bin/derain eval --data "$data" --models "$model" --variant "$variant" \
+  --out "$run/eval" > "$run/eval.log" 2>&1 || { tail -5 "$run/eval.log"; exit 1; }
+tail -4 "$run/eval.log"
+echo "$(date -u +%H:%M:%S) sanity checks"
+.venv/bin/python scripts/sanity_checks.py --models "$model" --variant "$variant" --weights-dir "$run/export" \
+  --json "$run/sanity.json" > "$run/sanity.log" 2>&1
+cat "$run/sanity.log"
+echo "$(date -u +%H:%M:%S) done"
