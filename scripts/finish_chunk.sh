@@ -11,7 +11,8 @@
 # TEST_DIR defaults to ../shared/data/Rain100L_test for `rain100l` weights and, for `heavy` ones,
 # to runs/synthetic_storm_test (made here on first use: scripts/make_synthetic_test.py --kind
 # storm, 50 images, seed 1234; evaluation only). Ship afterwards with
-#   .venv/bin/python scripts/ship_weights.py RUN RUN/eval [--dataset synthetic_storm_test]
+#   .venv/bin/python scripts/ship_weights.py RUN RUN/eval          (heavy weights: --dataset heavy_test,
+#   the key scripts/results_table.py --variant heavy reads)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 run=${1:?usage: finish_chunk.sh RUN_DIR [TEST_DIR]}
