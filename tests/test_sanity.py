@@ -1,8 +1,9 @@
 """Shipped weights pass the checks beyond PSNR (derain_core.sanity, training.md).
 
-Border bands are checked for every model (on BORDER_EXAMPLES, see there). Identity and blobs are checked for the models
-whose shipped weights pass them (IDENTITY_CHECKED grows as such weights ship);
-the others' numbers are printed by scripts/sanity_checks.py and tracked in their issues.
+Border bands are checked for every shipped weights file, each (model, variant) pair in weights/ (on
+BORDER_EXAMPLES, see there). Identity and blobs are checked for the pairs whose shipped weights pass them
+(IDENTITY_CHECKED grows as such weights ship); the others' numbers are printed by scripts/sanity_checks.py
+and tracked in their issues.
 """
 import functools
 
@@ -10,9 +11,12 @@ import pytest
 import torch
 
 from derain_core import sanity
+from derain_core import weights as wts
 from derain_core.registry import model_ids
 
-IDENTITY_CHECKED = ("dsmnet", "mfan", "rranet")
+# Every shipped weights file: (model id, variant).
+SHIPPED = tuple((m, v) for m in model_ids() for v in wts.available_variants(m))
+IDENTITY_CHECKED = (("dsmnet", "rain100l"), ("mfan", "rain100l"), ("rranet", "rain100l"))
 # The border check in CI runs on 5 of the 12 bundled examples (whole images, about half the time of
 # all 12): each photo's worst example for the shipped weights in a whole run
 # (`scripts/sanity_checks.py --json`, 2026-12-01), plus rocket_storm, RRANet's worst. The script
@@ -48,26 +52,33 @@ def test_check_model_runs_the_chosen_examples_only():
 
 
 @functools.lru_cache(maxsize=None)
-def _report(model_id: str) -> sanity.SanityReport:
-    """One run of the checks per model: both tests below read it (each run is minutes on a CPU).
-    The identity photos run only for the models whose identity check is asserted."""
-    photos = sanity.IDENTITY_PHOTOS if model_id in IDENTITY_CHECKED else ()
-    return sanity.check_model(model_id, examples=BORDER_EXAMPLES, photos=photos)
+def _report(model_id: str, variant: str) -> sanity.SanityReport:
+    """One run of the checks per weights file: both tests below read it (each run is minutes on a CPU).
+    The identity photos run only for the pairs whose identity check is asserted."""
+    photos = sanity.IDENTITY_PHOTOS if (model_id, variant) in IDENTITY_CHECKED else ()
+    report = sanity.check_model(model_id, variant, examples=BORDER_EXAMPLES, photos=photos)
+    assert report.variant == variant
+    return report
+
+
+def test_every_model_ships_weights_and_checked_pairs_exist():
+    assert {m for m, _ in SHIPPED} == set(model_ids())
+    assert set(IDENTITY_CHECKED) <= set(SHIPPED)
 
 
 def test_border_examples_are_bundled():
     assert set(BORDER_EXAMPLES) <= {ex_id for ex_id, _, _ in sanity.rainy_examples()}
 
 
-@pytest.mark.parametrize("model_id", model_ids())
-def test_no_border_band(model_id):
-    report = _report(model_id)
+@pytest.mark.parametrize("model_id,variant", SHIPPED)
+def test_no_border_band(model_id, variant):
+    report = _report(model_id, variant)
     assert set(report.border_ratio) == set(BORDER_EXAMPLES)
     assert report.worst_border_ratio <= sanity.MAX_BORDER_RATIO, report.border_ratio
 
 
-@pytest.mark.parametrize("model_id", IDENTITY_CHECKED)
-def test_identity_and_no_blobs(model_id):
-    report = _report(model_id)
+@pytest.mark.parametrize("model_id,variant", IDENTITY_CHECKED)
+def test_identity_and_no_blobs(model_id, variant):
+    report = _report(model_id, variant)
     assert report.worst_identity_psnr >= sanity.MIN_IDENTITY_PSNR, report.identity_psnr
     assert report.worst_blob_fraction < sanity.MAX_BLOB_FRACTION, report.blob_fraction
