@@ -6,13 +6,14 @@
 #
 # Started beside a running chunk, it first waits until no `derain_core.train` process is left
 # (never two CPU jobs at once). Then, for the model and variant named in RUN/export/*.json:
-#   derain eval on TEST_DIR (all pairs)  -> RUN/eval/ (eval_summary.json, eval_per_image.csv), RUN/eval.log
+#   derain eval on TEST_DIR (all pairs, and the rainy input's own scores)
+#                                        -> RUN/eval/ (eval_summary.json, eval_per_image.csv), RUN/eval.log
 #   scripts/sanity_checks.py             -> RUN/sanity.json, RUN/sanity.log
 # TEST_DIR defaults to ../shared/data/Rain100L_test for `rain100l` weights and, for `heavy` ones,
 # to runs/synthetic_storm_test (made here on first use: scripts/make_synthetic_test.py --kind
-# storm, 50 images, seed 1234; evaluation only). Ship afterwards with
-#   .venv/bin/python scripts/ship_weights.py RUN RUN/eval          (heavy weights: --dataset heavy_test,
-#   the key scripts/results_table.py --variant heavy reads)
+# storm, 50 images, seed 1234; evaluation only; scripts/ship_weights.py TEST_SETS names the same).
+# Ship afterwards with
+#   .venv/bin/python scripts/ship_weights.py RUN RUN/eval
 set -uo pipefail
 cd "$(dirname "$0")/.."
 run=${1:?usage: finish_chunk.sh RUN_DIR [TEST_DIR]}
@@ -31,8 +32,8 @@ else
 fi
 echo "$(date -u +%H:%M:%S) eval $model ($variant) on $data"
 DERAIN_WEIGHTS_DIR="$run/export" .venv/bin/derain eval --data "$data" --models "$model" --variant "$variant" \
-  --out "$run/eval" > "$run/eval.log" 2>&1 || { tail -5 "$run/eval.log"; exit 1; }
-tail -4 "$run/eval.log"
+  --input-baseline --out "$run/eval" > "$run/eval.log" 2>&1 || { tail -5 "$run/eval.log"; exit 1; }
+tail -6 "$run/eval.log"
 echo "$(date -u +%H:%M:%S) sanity checks"
 .venv/bin/python scripts/sanity_checks.py --models "$model" --variant "$variant" --weights-dir "$run/export" \
   --json "$run/sanity.json" > "$run/sanity.log" 2>&1

@@ -1,13 +1,16 @@
 """Ship a trained run: copy its exported weights into weights/ and complete the JSON card.
 
     .venv/bin/python scripts/ship_weights.py runs/dsmnet_rain100l results/rain100l/dsmnet [--dataset rain100l_test]
+    .venv/bin/python scripts/ship_weights.py runs/dsmnet_heavy_c1 runs/dsmnet_heavy_c1/eval   # heavy_test
 
 Adds to the card: the test metrics measured by ``derain eval`` (read from the eval folder's
 ``eval_summary.json``, with the command that produced them), the validation curve from the
 run's ``log.csv``, the chunk history (a run that started from the shipped weights adds one
 chunk to theirs: ``chunks``, ``n_chunks``, ``total_steps_all_chunks``, ``total_wall_time_s``),
 and merges the eval rows into ``results/<variant>/eval_summary.json`` and
-``eval_per_image.csv`` (one file over all models, which the dashboard reads).
+``eval_per_image.csv`` (one file over all models, which the dashboard reads), with the rainy input's
+own row when the eval ran with ``--input-baseline`` (scripts/finish_chunk.sh does).
+The test set each variant is scored on is named in TEST_SETS.
 Refuses to replace shipped weights that measured better unless ``--force``.
 """
 from __future__ import annotations
@@ -23,6 +26,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from derain_core.weights import WEIGHTS_DIR, accumulate_chunks, sha256_of, started_from  # noqa: E402
+
+
+# variant -> (the test set's folder as `derain eval --data` gets it, the command that makes it or None).
+# `heavy` weights are scored on a synthetic storm set made from the Rain100L test split's clean images.
+TEST_SETS = {
+    "rain100l": ("../shared/data/Rain100L_test", None),
+    "heavy": ("runs/synthetic_storm_test", "python scripts/make_synthetic_test.py --out runs/synthetic_storm_test "
+              "--kind storm --count 50 --seed 1234"),
+}
 
 
 def read_curve(log_csv: Path) -> list[dict]:
@@ -63,7 +75,9 @@ def continued(card: dict, shipped: dict | None, shipped_file: Path) -> dict | No
     followed back the same way), or None for a run from scratch."""
     if started_from(card, shipped, shipped_file):
         return shipped
-    init = Path(card.get("init_from") or "")
+    if not card.get("init_from"):
+        return None
+    init = Path(card["init_from"])
     side, log = init.with_suffix(".json"), init.parent.parent / "log.csv"
     if not (init.is_file() and side.is_file() and log.is_file()):
         return None
@@ -77,8 +91,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, help="run folder (holds log.csv and export/)")
     ap.add_argument("eval", type=Path, help="folder written by `derain eval` for this run")
-    ap.add_argument("--dataset", default="rain100l_test")
-    ap.add_argument("--data-arg", default="../shared/data/Rain100L_test")
+    ap.add_argument("--dataset", help="the card's metrics key (default: <variant>_test)")
+    ap.add_argument("--data-arg", help="the test folder the eval ran on (default: the variant's in TEST_SETS)")
     ap.add_argument("--force", action="store_true")
     args = ap.parse_args()
 
@@ -88,16 +102,23 @@ def main() -> int:
         sys.exit(f"expected one exported card in {export}, found {len(cards)}")
     card = json.loads(cards[0].read_text())
     model, variant = card["model_id"], card["variant"]
-    summary = [r for r in json.loads((args.eval / "eval_summary.json").read_text()) if r["model"] == model]
+    dataset = args.dataset or f"{variant}_test"
+    data_arg, make_cmd = (args.data_arg, None) if args.data_arg else TEST_SETS.get(variant, (None, None))
+    if data_arg is None:
+        sys.exit(f"no test set known for variant {variant!r}; pass --data-arg and --dataset")
+    rows = json.loads((args.eval / "eval_summary.json").read_text())
+    summary = [r for r in rows if r["model"] == model]
     if not summary:
         sys.exit(f"no eval row for {model} in {args.eval}")
+    baseline = [r for r in rows if r["model"] == "rainy input"]
     metrics = {k: summary[0][k] for k in ("images", "psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y")}
-    metrics["command"] = (f"DERAIN_WEIGHTS_DIR={export} derain eval --data {args.data_arg} "
+    metrics["command"] = ((f"{make_cmd} && " if make_cmd else "")
+                          + f"DERAIN_WEIGHTS_DIR={export} derain eval --data {data_arg} "
                           f"--models {model} --variant {variant}")
 
     shipped_card = WEIGHTS_DIR / f"{model}_{variant}.json"
     if shipped_card.is_file() and not args.force:
-        old = json.loads(shipped_card.read_text()).get("metrics", {}).get(args.dataset, {})
+        old = json.loads(shipped_card.read_text()).get("metrics", {}).get(dataset, {})
         if old.get("psnr_y", -1) >= metrics["psnr_y"]:
             sys.exit(f"shipped {model}_{variant} measured {old['psnr_y']} dB >= {metrics['psnr_y']} dB; "
                      "not replacing (use --force)")
@@ -108,12 +129,14 @@ def main() -> int:
     previous = continued(card, shipped, dst)  # the chunks this one continues, if any
     shutil.copyfile(src, dst)
     card = accumulate_chunks(card, read_curve(args.run / "log.csv"), previous)
-    card["metrics"] = {**card.get("metrics", {}), args.dataset: metrics}
+    card["metrics"] = {**card.get("metrics", {}), dataset: metrics}
     card["sha256"] = sha256_of(dst)
     shipped_card.write_text(json.dumps(card, indent=2) + "\n")
 
     results = ROOT / "results" / variant
     merge_rows(results / "eval_summary.json", summary, model, variant)
+    if baseline:
+        merge_rows(results / "eval_summary.json", baseline, "rainy input", baseline[0]["variant"])
     per_image = list(csv.DictReader(open(args.eval / "eval_per_image.csv")))
     merge_rows(results / "eval_per_image.csv", per_image, model, variant)
     print(f"shipped {dst.name}: {metrics['psnr_y']:.2f} dB Y / {metrics['ssim_y']:.4f} on {metrics['images']} images")

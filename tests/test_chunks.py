@@ -69,3 +69,44 @@ def test_a_chunk_from_an_unshipped_chunk_keeps_the_whole_history(tmp_path):
                                                       "val_ssim_y": 0.95}]
     assert ship.continued(_card(300, 180.0, 33.0, init_from=str(export), init_sha256="other"), shipped,
                           shipped_file) is None  # not the file it started from
+
+
+def test_shipping_heavy_weights_records_the_storm_test_set_and_the_rainy_input_row(tmp_path, monkeypatch):
+    # heavy weights are scored on the synthetic storm set: the card's metrics key, the command that
+    # remakes the set, and the rainy input's row (derain eval --input-baseline) in results/heavy/
+    import csv
+    import importlib.util
+    import json
+    import sys
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("ship_weights", Path(__file__).parent.parent / "scripts" / "ship_weights.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    monkeypatch.setattr(ship, "ROOT", tmp_path)
+    monkeypatch.setattr(ship, "WEIGHTS_DIR", tmp_path / "weights")
+    (tmp_path / "weights").mkdir()
+    run, ev = tmp_path / "run", tmp_path / "run" / "eval"
+    (run / "export").mkdir(parents=True)
+    ev.mkdir()
+    (run / "export" / "dsmnet_heavy.safetensors").write_bytes(b"heavy weights")
+    (run / "export" / "dsmnet_heavy.json").write_text(json.dumps(
+        {**_card(500, 300.0, 30.0), "variant": "heavy", "file": "dsmnet_heavy.safetensors"}))
+    (run / "log.csv").write_text("step,elapsed_s,val_psnr_y,val_ssim_y\n500,299.0,30.0,0.9\n")
+    scores = {"images": 50, "psnr_rgb": 28.0, "ssim_rgb": 0.9, "psnr_y": 29.0, "ssim_y": 0.91}
+    rainy = {"model": "rainy input", "variant": "-", **scores, "psnr_y": 15.0}
+    (ev / "eval_summary.json").write_text(json.dumps([{"model": "dsmnet", "variant": "heavy", **scores}, rainy]))
+    with open(ev / "eval_per_image.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["model", "variant", "image", "psnr_y"])
+        w.writeheader()
+        w.writerow({"model": "dsmnet", "variant": "heavy", "image": "000.png", "psnr_y": 29.0})
+    monkeypatch.setattr(sys, "argv", ["ship_weights.py", str(run), str(ev)])
+    assert ship.main() == 0
+    card = json.loads((tmp_path / "weights" / "dsmnet_heavy.json").read_text())
+    m = card["metrics"]["heavy_test"]
+    assert m["psnr_y"] == 29.0 and "rain100l_test" not in card["metrics"]
+    assert m["command"].startswith("python scripts/make_synthetic_test.py --out runs/synthetic_storm_test --kind storm")
+    assert "derain eval --data runs/synthetic_storm_test --models dsmnet --variant heavy" in m["command"]
+    rows = json.loads((tmp_path / "results" / "heavy" / "eval_summary.json").read_text())
+    assert {r["model"]: r["psnr_y"] for r in rows} == {"dsmnet": 29.0, "rainy input": 15.0}
+    assert (tmp_path / "weights" / "dsmnet_heavy.safetensors").read_bytes() == b"heavy weights"
