@@ -1,0 +1,39 @@
+"""scripts/maps_follow_streaks.py: the AUC that says whether a map follows the rain streaks."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+_spec = importlib.util.spec_from_file_location(
+    "maps_follow_streaks", Path(__file__).resolve().parent.parent / "scripts" / "maps_follow_streaks.py")
+mfs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(mfs)
+
+
+def test_roc_auc_perfect_inverse_constant_and_ties():
+    pos = torch.tensor([True, True, False, False, False])
+    assert mfs.roc_auc(torch.tensor([5.0, 4, 3, 2, 1]), pos) == 1.0
+    assert mfs.roc_auc(torch.tensor([1.0, 2, 3, 4, 5]), pos) == 0.0
+    assert mfs.roc_auc(torch.zeros(5), pos) == 0.5
+    # one positive ties with one negative: that pair counts half -> (2 + 2 + 0.5 + 1) / 6
+    assert mfs.roc_auc(torch.tensor([3.0, 2, 2, 1, 0]), pos) == pytest.approx(5.5 / 6)
+
+
+def test_map_scores_finds_the_streak_channel_that_the_mean_hides():
+    mask = torch.zeros(8, 8, dtype=torch.bool)
+    mask[:, 2] = True  # a vertical streak
+    m = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 0.1
+    m[0, 1][mask] += 1.0  # channel 1 marks the streak ...
+    m[0, 2][mask] -= 1.0  # ... channel 2 marks it with the opposite sign: the mean cancels them
+    mean_auc, best_auc, ch = mfs.map_scores(m, mask)
+    assert abs(mean_auc - 0.5) < 0.3 and ch in (1, 2) and abs(best_auc - 0.5) == 0.5
+
+
+def test_streak_mask_thresholds_the_largest_channel_difference():
+    clean = torch.zeros(1, 3, 4, 4)
+    rainy = clean.clone()
+    rainy[0, 2, 1, 1] = 0.5
+    rainy[0, 0, 2, 2] = 0.05
+    mask = mfs.streak_mask(rainy, clean, 0.1)
+    assert mask.sum() == 1 and mask[1, 1]
