@@ -588,7 +588,8 @@ def zoom_settings(st: RunState | None, factor: int, crop: int):
 
 
 @GPU
-def inspect_model(st: RunState | None, model_id: str | None, group: str | None, show_overlay: bool):
+def inspect_model(st: RunState | None, model_id: str | None, group: str | None, show_overlay: bool,
+                  stretch: bool = False):
     """Intermediate maps of one model (computed on demand, cached per image)."""
     if not model_id:
         return InspectOutputs(insp_group=gr.Dropdown(choices=[], value=None), maps="", insp_note=INSPECT_HINT,
@@ -605,25 +606,25 @@ def inspect_model(st: RunState | None, model_id: str | None, group: str | None, 
     st.shown_maps = (key, maps)  # the session holds only the set it shows; the cache is bounded
     groups = list(viz.group_specs(maps.specs, default="other"))
     group = group if group in groups else groups[0]
-    items, note = render_maps(maps, group, show_overlay, st)
+    items, note = render_maps(maps, group, show_overlay, st, stretch=bool(stretch))
     return InspectOutputs(insp_group=gr.Dropdown(choices=groups, value=group), maps=maps_html(items), insp_note=note,
                           maps_box=gr.Column(visible=True), state=st)
 
 
 def change_group(st: RunState | None, model_id: str | None, group: str | None, show_overlay: bool,
-                 across: bool = False):
-    """Redraw the cached maps for another group, overlay or across-scales setting."""
+                 across: bool = False, stretch: bool = False):
+    """Redraw the cached maps for another group, overlay, across-scales or stretch setting."""
     maps = None if st is None else st.maps(model_id)
     if maps is None:
         return gr.skip(), gr.skip()
-    items, note = render_maps(maps, group, show_overlay, st, across)
+    items, note = render_maps(maps, group, show_overlay, st, across, bool(stretch))
     return maps_html(items), note
 
 
 def redraw_across(st: RunState | None, model_id: str | None, group: str | None, show_overlay: bool,
-                  across: bool):
+                  across: bool, stretch: bool = False):
     """After a model is picked: its group's side-by-side view when "across scales/stages" is on."""
-    return change_group(st, model_id, group, show_overlay, True) if across else (gr.skip(), gr.skip())
+    return change_group(st, model_id, group, show_overlay, True, stretch) if across else (gr.skip(), gr.skip())
 
 
 def _map_png(st: RunState, name: str, draw: Callable[[], np.ndarray]) -> str:
@@ -652,11 +653,13 @@ def maps_html(items: list[tuple[np.ndarray | str, str]]) -> str:
 
 
 def render_maps(maps: compare.MapSet, group: str | None, show_overlay: bool,
-                st: RunState | None = None, across: bool = False) -> tuple[list, str]:
+                st: RunState | None = None, across: bool = False, stretch: bool = False) -> tuple[list, str]:
     """The pictures of one group of maps as (picture, caption) and the note over them; with
     ``st``, each picture is a PNG file in the run's folder (see :func:`_map_png`). ``across``:
     the group's first map with siblings across scales/stages, side by side on one colour scale
-    (:func:`viz.sibling_view`); the group as usual, with a note, when none has any."""
+    (:func:`viz.sibling_view`); the group as usual, with a note, when none has any. ``stretch``:
+    spatial attention coloured between its percentiles instead of 0 to 1."""
+    stretched = " stretched" if stretch else ""
     grouped = viz.group_specs(maps.specs, default="other")
     chosen = grouped.get(group) or next(iter(grouped.values()))
     view = viz.sibling_view(chosen, maps.specs) if across else None
@@ -664,9 +667,9 @@ def render_maps(maps: compare.MapSet, group: str | None, show_overlay: bool,
         axis, family = view
 
         def draw_family() -> np.ndarray:
-            return viz.render_siblings([maps.maps[s.key] for s in family], family, axis)
+            return viz.render_siblings([maps.maps[s.key] for s in family], family, axis, stretch=stretch)
 
-        name = f"{maps.label} {family[0].key} across {axis}s"
+        name = f"{maps.label} {family[0].key} across {axis}s{stretched}"
         caption = maps.caption(family[0]) + f" (across {axis}s, one colour scale)"
         picture = draw_family() if st is None or st.folder is None else _map_png(st, name, draw_family)
         lines = [f"**{maps.label}** · group **{group}** · **{family[0].title}** across {len(family)} {axis}s "
@@ -677,12 +680,15 @@ def render_maps(maps: compare.MapSet, group: str | None, show_overlay: bool,
     items = []
     for spec in chosen:
         def draw(spec=spec) -> np.ndarray:
-            return viz.render_map(maps.maps[spec.key], spec, image=base, overlay_alpha=0.55 if show_overlay else None)
+            return viz.render_map(maps.maps[spec.key], spec, image=base, overlay_alpha=0.55 if show_overlay else None,
+                                  stretch=stretch)
 
-        name = f"{maps.label} {group} {spec.key}" + (" overlay" if show_overlay else "")
+        name = f"{maps.label} {group} {spec.key}" + (" overlay" if show_overlay else "") + stretched
         items.append((draw() if st is None or st.folder is None else _map_png(st, name, draw), maps.caption(spec)))
-    lines = [f"**{maps.label}** · group **{group}** · {len(items)} map(s) · {maps.note}; attention on a fixed "
-             "0-1 scale, features and rain layers between the 1st and 99th percentile, indices in categorical "
+    attention = ("attention stretched between its 1st and 99th percentile" if stretch
+                 else "attention on a fixed 0-1 scale")
+    lines = [f"**{maps.label}** · group **{group}** · {len(items)} map(s) · {maps.note}; {attention}, "
+             "features and rain layers between the 1st and 99th percentile, indices in categorical "
              "colours (each panel's note gives its actual values)."]
     if across:
         lines.insert(0, "No map in this group has siblings across scales or stages; the group is shown as usual.")
@@ -917,6 +923,9 @@ def build() -> gr.Blocks:
                 insp_overlay = gr.Checkbox(False, label="Overlay on the photo", elem_id="insp-overlay")
                 insp_across = gr.Checkbox(False, label="Compare across scales / stages", elem_id="insp-across",
                                           info="The group's first map beside its siblings, one colour scale")
+                insp_stretch = gr.Checkbox(False, label="Stretch attention colours", elem_id="insp-stretch",
+                                           info="Attention between its 1st and 99th percentile instead of 0 to 1, "
+                                           "so that small differences show")
             insp_note = gr.Markdown(INSPECT_HINT, elem_id="insp-note")
             with gr.Column(visible=False, elem_id="maps-box") as maps_box:
                 maps = gr.HTML("", elem_id="maps", css_template=MAPS_CSS, js_on_load=None)
@@ -973,15 +982,16 @@ def build() -> gr.Blocks:
                         api_visibility="private").then(**zip_later)
         factor.input(zoom_settings, [state, factor, crop], named(ZoomOutputs), api_visibility="private").then(**zip_later)
         crop.release(zoom_settings, [state, factor, crop], named(ZoomOutputs), api_visibility="private").then(**zip_later)
-        insp_model.input(inspect_model, [state, insp_model, insp_group, insp_overlay],
+        insp_model.input(inspect_model, [state, insp_model, insp_group, insp_overlay, insp_stretch],
                           named(InspectOutputs), api_name="inspect",
                           concurrency_limit=1, concurrency_id="torch").then(
             overlay_control, [state, insp_model, insp_group], insp_overlay, api_visibility="private").then(
-            redraw_across, [state, insp_model, insp_group, insp_overlay, insp_across], [maps, insp_note],
+            redraw_across, [state, insp_model, insp_group, insp_overlay, insp_across, insp_stretch], [maps, insp_note],
             api_visibility="private").then(**zip_later)
         insp_group.input(overlay_control, [state, insp_model, insp_group], insp_overlay, api_visibility="private")
-        for ctl in (insp_group, insp_overlay, insp_across):
-            ctl.input(change_group, [state, insp_model, insp_group, insp_overlay, insp_across], [maps, insp_note],
+        for ctl in (insp_group, insp_overlay, insp_across, insp_stretch):
+            ctl.input(change_group, [state, insp_model, insp_group, insp_overlay, insp_across, insp_stretch],
+                      [maps, insp_note],
                        api_visibility="private").then(**zip_later)
     app.queue(default_concurrency_limit=4, max_size=32)
     return app

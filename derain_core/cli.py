@@ -77,7 +77,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_maps(result, out_dir: Path, image_rgb) -> int:
+def _write_maps(result, out_dir: Path, image_rgb, stretch: bool = False) -> int:
     from . import io, viz
 
     count = 0
@@ -86,7 +86,7 @@ def _write_maps(result, out_dir: Path, image_rgb) -> int:
         t = result.maps.get(spec.key)
         if t is None:
             continue
-        img = viz.render_map(t, spec)
+        img = viz.render_map(t, spec, stretch=stretch)
         io.save_png(out_dir / f"{spec.key}.png", img)
         count += 1
     return count
@@ -125,7 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                    "original_size": f"{original[0]}x{original[1]}", "output": str(out_path),
                    **{k: round(v, 4) for k, v in r.metrics.items()}}
             if args.maps and r.maps is not None:
-                n = _write_maps(r, out / "maps" / f"{stem}_{r.model_id}", img.rgb)
+                n = _write_maps(r, out / "maps" / f"{stem}_{r.model_id}", img.rgb, args.stretch_attention)
                 row["maps"] = n
                 row["maps_note"] = r.maps_note
             rows.append(row)
@@ -296,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--gt", help="clean ground truth for PSNR/SSIM (one image runs)")
     r.add_argument("--out", default="out", help="output folder (default: out)")
     r.add_argument("--maps", action="store_true", help="also write every intermediate map as PNG")
+    r.add_argument("--stretch-attention", action="store_true",
+                   help="with --maps: colour attention maps between their 1st and 99th percentile, not 0 to 1")
     r.add_argument("--tile", type=int, default=None, help="tile side (0 = never tile; default: auto)")
     r.add_argument("--bits16", action="store_true", help="write 16-bit PNGs")
     r.add_argument("--max-side", type=int, default=None, metavar="N",

@@ -457,7 +457,9 @@ def overlay(image: Any, map2d: Any, alpha: float = 0.5, cmap: str = "inferno",
 # Every rule that sets the colours of a map panel lives in this section:
 #   "unit"         fixed 0-1 (attention and channel weights whose values lie in [0, 1], grey
 #                  images): near-constant attention looks near-constant; the actual value
-#                  range is printed in the panel's note;
+#                  range is printed in the panel's note. With ``stretch`` (the apps' "stretch
+#                  attention colours"), spatial attention maps get "robust" instead, so that
+#                  small differences (an attention map at 0.50 on streaks, 0.53 elsewhere) show;
 #   "robust"       1st-99th percentile of the map's interior (spatial maps of 8 px or more a
 #                  side: features, residuals, bands; symmetric maps use +/- the 99th percentile
 #                  of |x|): a bright border row or a few hot pixels do not set the range;
@@ -513,10 +515,12 @@ def _in_unit_interval(a: np.ndarray, tol: float = 1e-6) -> bool:
     return bool(f.size) and f.min() >= -tol and f.max() <= 1.0 + tol
 
 
-def _scale_rule(kind: str, data: np.ndarray, spatial: bool) -> str:
+def _scale_rule(kind: str, data: np.ndarray, spatial: bool, stretch: bool = False) -> str:
     """Which colour scale (see the section comment) a non-RGB panel of ``kind`` gets."""
     if kind == "index":
         return "categorical"
+    if stretch and kind == "attention" and spatial and min(data.shape[-2:]) >= ROBUST_MIN_SIDE:
+        return "robust"
     if kind == "image" or (kind in ("attention", "vector") and _in_unit_interval(data)):
         return "unit"
     if spatial and min(data.shape[-2:]) >= ROBUST_MIN_SIDE:
@@ -635,11 +639,11 @@ def can_overlay(tensor: Any, spec: MapSpec) -> bool:
 
 
 def _per_channel(a: np.ndarray, spec: MapSpec, cmap: str, spatial: bool, max_panels: int,
-                 single: str, what: str = "channel") -> list[MapPanel]:
+                 single: str, what: str = "channel", stretch: bool = False) -> list[MapPanel]:
     """One panel per channel, named by ``spec.channel_names`` (else ``"<what> i"``), sharing one
     colour scale; beyond ``max_panels`` channels the channel mean (the first ones for indices)."""
     c = a.shape[0]
-    scale = _scale_rule(spec.kind, a, spatial)
+    scale = _scale_rule(spec.kind, a, spatial, stretch)
     symmetric = scale != "categorical" and bool(np.nanmin(a) < 0) and spec.kind in ("feature", "band")
     if symmetric:
         cmap = "coolwarm"
@@ -648,7 +652,7 @@ def _per_channel(a: np.ndarray, spec: MapSpec, cmap: str, spatial: bool, max_pan
                          symmetric, spatial=spatial, scale=scale)]
     if c > max_panels and scale != "categorical":
         return [MapPanel(f"mean of {c} {what}s", a.mean(0), cmap, symmetric, spatial=spatial,
-                         scale=_scale_rule(spec.kind, a.mean(0), spatial))]
+                         scale=_scale_rule(spec.kind, a.mean(0), spatial, stretch))]
     a = a[:max_panels]
     names = spec.channel_names or [f"{what} {i}" for i in range(c)]
     vr = None if scale == "categorical" else _colour_range(a, scale, symmetric)
@@ -657,10 +661,12 @@ def _per_channel(a: np.ndarray, spec: MapSpec, cmap: str, spatial: bool, max_pan
             for i in range(len(a))]
 
 
-def panels_of(tensor: Any, spec: MapSpec, batch: int = 0, max_panels: int = 8) -> list[MapPanel]:
+def panels_of(tensor: Any, spec: MapSpec, batch: int = 0, max_panels: int = 8,
+              stretch: bool = False) -> list[MapPanel]:
     """The panels :func:`render_map` draws for one map, each with its colour map, value range
-    and note (the rules are documented in :func:`map_to_2d` and the colour-scale section)."""
-    panels = _panels(tensor, spec, batch, max_panels)
+    and note (the rules are documented in :func:`map_to_2d` and the colour-scale section;
+    ``stretch``: spatial attention between its percentiles instead of on the fixed 0-1 scale)."""
+    panels = _panels(tensor, spec, batch, max_panels, stretch)
     for p in panels:
         if p.rgb:
             p.cmap, p.vrange, p.scale = "gray", (0.0, 1.0), "rgb"
@@ -691,7 +697,8 @@ def _residual_panels(a: np.ndarray, spatial: bool) -> list[MapPanel]:
                      spatial=spatial, note=f"|rain| times {gain:.1f}: {how}")]
 
 
-def _panels(tensor: Any, spec: MapSpec, batch: int = 0, max_panels: int = 8) -> list[MapPanel]:
+def _panels(tensor: Any, spec: MapSpec, batch: int = 0, max_panels: int = 8,
+            stretch: bool = False) -> list[MapPanel]:
     a = _chw(tensor, batch)
     c, h, w = a.shape
     spatial = is_spatial(a, spec)
@@ -731,7 +738,7 @@ def _panels(tensor: Any, spec: MapSpec, batch: int = 0, max_panels: int = 8) -> 
     if spec.kind == "attention" or not spatial or spec.channel_names:
         what = "head" if spec.kind == "attention" and not spatial else "channel"
         return _per_channel(a, spec, "inferno" if spatial else "magma", spatial, max_panels,
-                            spec.kind if spatial else "matrix", what)
+                            spec.kind if spatial else "matrix", what, stretch)
     # feature maps: how strongly each pixel activates, summarised over channels
     if c == 1:  # the map itself (mean |x| and the L2 norm would both be |x|)
         return _per_channel(a, spec, "viridis", spatial, max_panels, "feature")
@@ -858,7 +865,7 @@ def _panel_tile(p: MapPanel, size: int, font_size: int, cmap: str | None = None,
 
 def render_map(tensor: Any, spec: MapSpec, image: Any = None, overlay_alpha: float | None = None,
                cmap: str | None = None, batch: int = 0, size: int = 480, max_panels: int = 8,
-               cols: int = 2) -> np.ndarray:
+               cols: int = 2, stretch: bool = False) -> np.ndarray:
     """One map as a picture: its title, key and shape and its meaning (wrapped, never cut) over
     its panels, ``cols`` panels per row.
 
@@ -867,14 +874,15 @@ def render_map(tensor: Any, spec: MapSpec, image: Any = None, overlay_alpha: flo
     below telling how colours relate to values (see the colour-scale section). Text is sized for
     ``size``. Maps that :func:`can_overlay` are laid over ``image`` (the input at the maps'
     resolution) when both ``image`` and ``overlay_alpha`` are given; others ignore them.
-    ``cmap`` overrides the default colour map of continuous panels. Returns uint8 ``H x W x 3``.
+    ``cmap`` overrides the default colour map of continuous panels; ``stretch`` colours spatial
+    attention between its percentiles (see the colour-scale section). Returns uint8 ``H x W x 3``.
     """
     a = _chw(tensor, batch)
     fs = _font_size(size)
     base = (to_uint8_image(image) if image is not None and overlay_alpha and can_overlay(a, spec)
             else None)
     tiles = [_panel_tile(p, size, fs, cmap, base, overlay_alpha, spec.scale)
-             for p in panels_of(a, spec, 0, max_panels)]
+             for p in panels_of(a, spec, 0, max_panels, stretch)]
     grid = _grid(tiles, cols, pad=max(8, fs))
     c, h, w = a.shape
     where = f"  |  1/{spec.scale} of the input" if spec.scale > 1 else ""
@@ -1253,7 +1261,7 @@ def _pooled_range(panels: Sequence[MapPanel], scale: str, symmetric: bool) -> tu
 
 
 def sibling_panels(tensors: Sequence[Any], specs: Sequence[MapSpec], axis: str,
-                   batch: int = 0) -> list[MapPanel]:
+                   batch: int = 0, stretch: bool = False) -> list[MapPanel]:
     """One panel per sibling map (the first panel :func:`panels_of` gives for it), labelled
     by its place on ``axis``, all on ONE colour scale so that a value has the same colour in
     every panel: the colour-scale rule the maps share (fixed 0-1 when every panel has it,
@@ -1261,7 +1269,7 @@ def sibling_panels(tensors: Sequence[Any], specs: Sequence[MapSpec], axis: str,
     min-max; categorical colours from all panels' values). RGB panels keep their own colours."""
     panels = []
     for t, spec in zip(tensors, specs):
-        p = panels_of(t, spec, batch)[0]
+        p = panels_of(t, spec, batch, stretch=stretch)[0]
         where = f", 1/{spec.scale} of the input" if spec.scale > 1 else ""
         p.label = f"{axis} {_number_on(spec, axis)}{where}: {p.label}"
         panels.append(p)
@@ -1286,12 +1294,12 @@ def sibling_panels(tensors: Sequence[Any], specs: Sequence[MapSpec], axis: str,
 
 
 def render_siblings(tensors: Sequence[Any], specs: Sequence[MapSpec], axis: str, size: int = 480,
-                    cols: int = 2, cmap: str | None = None, batch: int = 0) -> np.ndarray:
+                    cols: int = 2, cmap: str | None = None, batch: int = 0, stretch: bool = False) -> np.ndarray:
     """Sibling maps (see :func:`siblings`) side by side on one shared colour scale
     (:func:`sibling_panels`), each panel ``size`` px wide like :func:`render_map`'s, under a
     title naming the family and the axis. Returns uint8 ``H x W x 3``."""
     fs = _font_size(size)
-    tiles = [_panel_tile(p, size, fs, cmap) for p in sibling_panels(tensors, specs, axis, batch)]
+    tiles = [_panel_tile(p, size, fs, cmap) for p in sibling_panels(tensors, specs, axis, batch, stretch)]
     grid = _grid(tiles, cols, pad=max(8, fs))
     width = grid.shape[1] - 12
     keys = ", ".join(s.key for s in specs)

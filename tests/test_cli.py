@@ -88,6 +88,17 @@ def test_run_writes_outputs_maps_and_metrics(tmp_path, capsys):
     assert len(list((out / "maps" / "rainy_dsmnet").glob("*.png"))) == rows[0]["maps"] > 10
 
 
+def test_run_maps_with_stretched_attention(tmp_path, capsys):
+    img = write_png(tmp_path / "rainy.png", 40, 48, seed=1)
+    pics = {}
+    for flag in ((), ("--stretch-attention",)):
+        out = tmp_path / f"out{len(flag)}"
+        code, _, err = run_main(capsys, "run", str(img), "--models", "msamnet", "--out", str(out), "--maps", *flag)
+        assert code == 0, err
+        pics[flag] = (out / "maps" / "rainy_msamnet" / "sam.attention.png").read_bytes()
+    assert pics[()] != pics[("--stretch-attention",)]
+
+
 def test_eval_on_paired_folder(tmp_path, capsys):
     for layout in ("pairs", "rain-norain"):
         root = tmp_path / layout

@@ -313,6 +313,10 @@ def test_handlers_called_directly_zoom_slider_and_maps(images):
     assert len(_figures(page)) == 1 and "across 3 scales" in note and "scale3.mab1.branch1" in note
     page, note = ga.change_group(st, "dsmnet", "output", False, True)
     assert len(_figures(page)) == 2 and note.startswith("No map in this group has siblings")
+    # stretched attention colours: the note says so, and the pictures are drawn anew (own files)
+    page, note = ga.change_group(st, "dsmnet", "scale 2/MAB 1", False, False, True)
+    assert "attention stretched between its 1st and 99th percentile" in note
+    assert any("stretched" in Path(p).name for p in st.viewed_maps.values())
 
 
 def test_uploads_are_checked_the_moment_they_arrive(images):

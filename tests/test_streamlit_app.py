@@ -258,6 +258,10 @@ def test_inspect_maps_groups_channels_histogram(env):
     at.toggle(key="insp_across").set_value(True).run()
     _ok(at)
     assert "scale1.input across scales" in " ".join(at.session_state["viewed_maps"][1])
+    # Stretched attention colours: drawn anew, kept under their own name.
+    at.toggle(key="insp_stretch").set_value(True).run()
+    _ok(at)
+    assert any(name.endswith("stretched") for name in at.session_state["viewed_maps"][1])
     # The output has no siblings: the switch is off limits there.
     at.selectbox(key="insp_group_dsmnet").set_value("output").run()
     _ok(at)

@@ -298,6 +298,29 @@ def test_border_outlier_does_not_set_the_range():
     assert viz.robust_range(s[0, 0], symmetric=True) == p.vrange
 
 
+def test_stretch_shows_a_small_attention_difference_on_a_streak():
+    # a gate at 0.53 with a streak at 0.50: flat on the fixed scale, clear when stretched
+    att = np.full((1, 2, 64, 96), 0.53)
+    att[0, :, :, 40:44] = 0.50
+    spec = MapSpec("sam.attention", "attention", "SAM attention", "", 1)
+    flat = viz.panels_of(att, spec)
+    assert all(p.scale == "unit" for p in flat)
+    stretched = viz.panels_of(att, spec, stretch=True)
+    assert [p.scale for p in stretched] == ["robust", "robust"]
+    assert stretched[0].vrange == stretched[1].vrange == (0.50, 0.53)  # one scale for the channels
+    assert "1st to 99th percentile" in stretched[0].note
+    col = viz.panel_colours(stretched[0]).astype(int)
+    assert np.abs(col[:, 41] - col[:, 10]).max() > 100  # the streak stands out
+    col = viz.panel_colours(flat[0]).astype(int)
+    assert np.abs(col[:, 41] - col[:, 10]).max() < 20
+    a = viz.render_map(att, spec, size=192, stretch=True)
+    b = viz.render_map(att, spec, size=192)
+    assert a.shape != b.shape or not np.array_equal(a, b)
+    # only spatial attention is stretched: a per-channel vector keeps its fixed scale
+    (vec,) = viz.panels_of(np.full((1, 8, 1, 1), 0.5), MapSpec("x.ca", "vector", "CA", "", 1), stretch=True)
+    assert vec.scale == "unit"
+
+
 def test_constant_attention_is_shown_as_constant():
     rng = np.random.default_rng(1)
     att = 0.504 + 0.019 * rng.random((1, 1, 64, 96))  # SAM-like near-constant gate

@@ -121,22 +121,26 @@ family = viz.siblings(spec, specs)  # the same map at the other scales / stages 
 across = st.toggle("Compare across scales / stages", value=False, key="insp_across", disabled=family is None,
                    help="This map beside its siblings at the other scales or stages, on one colour scale"
                    if family else "This map has no siblings at other scales or stages.")
+stretch = st.toggle("Stretch attention colours", value=False, key="insp_stretch",
+                    help="Attention maps between their 1st and 99th percentile instead of the fixed 0-1 scale, "
+                    "so that small differences (a gate at 0.50 on the streaks and 0.53 elsewhere) show.")
 if across and family:
     axis, fam = family
     picture = viz.render_siblings([maps.maps[s.key] for s in fam], fam, axis,
-                                  cmap=None if cmap == "auto" else cmap, cols=per_row)
+                                  cmap=None if cmap == "auto" else cmap, cols=per_row, stretch=stretch)
     name = f"{result.label} {spec.key} across {axis}s"
 else:
     picture = viz.render_map(values, spec, image=maps.base if use_overlay and overlay_ok else None,
                              overlay_alpha=alpha if use_overlay and overlay_ok else None,
-                             cmap=None if cmap == "auto" else cmap, cols=per_row)
+                             cmap=None if cmap == "auto" else cmap, cols=per_row, stretch=stretch)
     name = f"{result.label} {group} {spec.key}" + (" overlay" if use_overlay and overlay_ok else "")
+name += " stretched" if stretch else ""
 ui.show_image(picture)  # at its own size (480-px panels), never wider than the screen
 ui.remember_map(photo_key, name, picture)  # the Compare page's zip of this photo holds the maps looked at
 
 # ---- interactive view: zoom and hover values ------------------------------------------
 st.subheader("Interactive view")
-panels = viz.panels_of(values, spec)
+panels = viz.panels_of(values, spec, stretch=stretch)
 pi = 0
 if len(panels) > 1:
     pi = st.selectbox("Panel", range(len(panels)), format_func=lambda i: panels[i].label, key=f"insp_panel_{spec.key}")
