@@ -262,7 +262,9 @@ def _devices_text(card: Mapping[str, Any]) -> str:
 
 
 def training_text(card: Mapping[str, Any]) -> str:
-    """A card's training budget: ``"trained 7,600 steps (2 h 24 min in 2 chunks) on CPU (...)"``."""
+    """A card's training budget: ``"trained 7,600 steps (2 h 24 min in 2 chunks) on CPU (...)"``,
+    and for weights trained on from another variant's (``fine_tuned_from``), which and how far
+    those had been trained."""
     steps = card.get("total_steps_all_chunks", card.get("steps"))
     wall = card.get("total_wall_time_s", card.get("wall_time_s"))
     n = int(card.get("n_chunks") or 1)
@@ -273,7 +275,12 @@ def training_text(card: Mapping[str, Any]) -> str:
     if budget:
         text += f" ({' '.join(budget)})"
     devices = _devices_text(card)
-    return f"{text} on {devices}" if devices else text
+    text = f"{text} on {devices}" if devices else text
+    base = card.get("fine_tuned_from")  # e.g. heavy weights trained on from the rain100l ones
+    if isinstance(base, Mapping) and base.get("variant"):
+        before = f" ({int(base['steps']):,} steps)" if base.get("steps") is not None else ""
+        text = f"{text}, starting from the {base['variant']} weights{before}"
+    return text
 
 
 def _test_set(card: Mapping[str, Any], key: str) -> str:

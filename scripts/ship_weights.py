@@ -87,6 +87,26 @@ def continued(card: dict, shipped: dict | None, shipped_file: Path) -> dict | No
     return accumulate_chunks(earlier, read_curve(log), continued(earlier, shipped, shipped_file))
 
 
+def fine_tuned_from(card: dict, model: str, variant: str) -> dict | None:
+    """Which other shipped variant of ``model`` the run started from (its weights file, by
+    SHA-256, else by path), with that variant's training budget; None otherwise."""
+    init = card.get("init_from")
+    if not init:
+        return None
+    for other_card in sorted(WEIGHTS_DIR.glob(f"{model}_*.json")):
+        other = json.loads(other_card.read_text())
+        if other.get("variant") in (None, variant):
+            continue
+        f = WEIGHTS_DIR / other.get("file", other_card.with_suffix(".safetensors").name)
+        same = (card.get("init_sha256") == sha256_of(f) if card.get("init_sha256") and f.is_file()
+                else Path(init).name == f.name)
+        if same:
+            return {"variant": other["variant"], "steps": other.get("total_steps_all_chunks", other.get("steps")),
+                    "wall_time_s": other.get("total_wall_time_s", other.get("wall_time_s")),
+                    "sha256": other.get("sha256")}
+    return None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, help="run folder (holds log.csv and export/)")
@@ -127,9 +147,12 @@ def main() -> int:
     dst = WEIGHTS_DIR / card["file"]
     shipped = json.loads(shipped_card.read_text()) if shipped_card.is_file() else None
     previous = continued(card, shipped, dst)  # the chunks this one continues, if any
+    base = (previous or {}).get("fine_tuned_from") or fine_tuned_from(card, model, variant)
     shutil.copyfile(src, dst)
     card = accumulate_chunks(card, read_curve(args.run / "log.csv"), previous)
     card["metrics"] = {**card.get("metrics", {}), dataset: metrics}
+    if base:
+        card["fine_tuned_from"] = base
     card["sha256"] = sha256_of(dst)
     shipped_card.write_text(json.dumps(card, indent=2) + "\n")
 

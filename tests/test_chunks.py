@@ -90,8 +90,13 @@ def test_shipping_heavy_weights_records_the_storm_test_set_and_the_rainy_input_r
     (run / "export").mkdir(parents=True)
     ev.mkdir()
     (run / "export" / "dsmnet_heavy.safetensors").write_bytes(b"heavy weights")
+    light = tmp_path / "weights" / "dsmnet_rain100l.safetensors"  # the run starts from these
+    light.write_bytes(b"rain100l weights")
+    light.with_suffix(".json").write_text(json.dumps({**_card(7600, 8400.0, 36.0), "file": light.name,
+                                                      "total_steps_all_chunks": 7600, "n_chunks": 2}))
     (run / "export" / "dsmnet_heavy.json").write_text(json.dumps(
-        {**_card(500, 300.0, 30.0), "variant": "heavy", "file": "dsmnet_heavy.safetensors"}))
+        {**_card(500, 300.0, 30.0), "variant": "heavy", "file": "dsmnet_heavy.safetensors",
+         "init_from": "weights/dsmnet_rain100l.safetensors", "init_sha256": sha256_of(light)}))
     (run / "log.csv").write_text("step,elapsed_s,val_psnr_y,val_ssim_y\n500,299.0,30.0,0.9\n")
     scores = {"images": 50, "psnr_rgb": 28.0, "ssim_rgb": 0.9, "psnr_y": 29.0, "ssim_y": 0.91}
     rainy = {"model": "rainy input", "variant": "-", **scores, "psnr_y": 15.0}
@@ -110,3 +115,6 @@ def test_shipping_heavy_weights_records_the_storm_test_set_and_the_rainy_input_r
     rows = json.loads((tmp_path / "results" / "heavy" / "eval_summary.json").read_text())
     assert {r["model"]: r["psnr_y"] for r in rows} == {"dsmnet": 29.0, "rainy input": 15.0}
     assert (tmp_path / "weights" / "dsmnet_heavy.safetensors").read_bytes() == b"heavy weights"
+    # a new history (one chunk) that names the weights it started from
+    assert card["n_chunks"] == 1 and card["total_steps_all_chunks"] == 500
+    assert card["fine_tuned_from"]["variant"] == "rain100l" and card["fine_tuned_from"]["steps"] == 7600

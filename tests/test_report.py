@@ -226,6 +226,9 @@ def test_training_and_score_text_from_a_card():
                                           "(AMD EPYC, Intel Xeon Processor; 2 threads)")
     one = {"steps": 128, "wall_time_s": 868.4, "device": "NVIDIA H200", "device_type": "cuda"}
     assert report.training_text(one) == "trained 128 steps (14 min) on GPU (NVIDIA H200)"
+    heavy = {**one, "fine_tuned_from": {"variant": "rain100l", "steps": 7600, "wall_time_s": 8413.8}}
+    assert report.training_text(heavy) == ("trained 128 steps (14 min) on GPU (NVIDIA H200), starting from the "
+                                           "rain100l weights (7,600 steps)")
     assert report.score_text(CARD, BASELINE, (38.27, 0.982, "not stated")) == (
         "Rain100L test, 100 images: PSNR-Y 36.70 dB, SSIM-Y 0.9754 (the rainy input itself: 26.90 dB, 0.8384); "
         "the paper reports 38.27 dB, 0.982")
