@@ -37,3 +37,14 @@ def test_streak_mask_thresholds_the_largest_channel_difference():
     rainy[0, 0, 2, 2] = 0.05
     mask = mfs.streak_mask(rainy, clean, 0.1)
     assert mask.sum() == 1 and mask[1, 1]
+
+
+def test_roc_auc_of_rows_matches_the_pairwise_count():
+    g = torch.Generator().manual_seed(3)
+    scores = torch.randint(0, 6, (3, 40), generator=g).float()  # many ties
+    pos = torch.rand(40, generator=g) > 0.6
+    got = mfs.roc_auc(scores, pos)
+    for row, auc in zip(scores, got):
+        p, n = row[pos], row[~pos]
+        pairs = (p[:, None] > n[None]).double() + 0.5 * (p[:, None] == n[None]).double()
+        assert float(auc) == pytest.approx(float(pairs.mean()))
