@@ -9,6 +9,9 @@
 #   derain eval on TEST_DIR (all pairs, and the rainy input's own scores)
 #                                        -> RUN/eval/ (eval_summary.json, eval_per_image.csv), RUN/eval.log
 #   scripts/sanity_checks.py             -> RUN/sanity.json, RUN/sanity.log
+#   scripts/maps_follow_streaks.py       -> RUN/maps_before.txt (the shipped weights the engine picks),
+#                                           RUN/maps_after.txt (this chunk's): how well each inspector map
+#                                           marks the streaks of astronaut_light (heavy: astronaut_heavy)
 # TEST_DIR defaults to ../shared/data/Rain100L_test for `rain100l` weights and, for `heavy` ones,
 # to runs/synthetic_storm_test (made here on first use: scripts/make_synthetic_test.py --kind
 # storm, 50 images, seed 1234; evaluation only; scripts/ship_weights.py TEST_SETS names the same).
@@ -38,4 +41,10 @@ echo "$(date -u +%H:%M:%S) sanity checks"
 .venv/bin/python scripts/sanity_checks.py --models "$model" --variant "$variant" --weights-dir "$run/export" \
   --json "$run/sanity.json" > "$run/sanity.log" 2>&1
 cat "$run/sanity.log"
+example=astronaut_light
+[ "$variant" = heavy ] && example=astronaut_heavy
+echo "$(date -u +%H:%M:%S) maps against the streaks of $example (RUN/maps_before.txt, RUN/maps_after.txt)"
+.venv/bin/python scripts/maps_follow_streaks.py --models "$model" --example "$example" > "$run/maps_before.txt" 2>&1
+DERAIN_WEIGHTS_DIR="$run/export" .venv/bin/python scripts/maps_follow_streaks.py --models "$model" \
+  --variant "$variant" --example "$example" > "$run/maps_after.txt" 2>&1
 echo "$(date -u +%H:%M:%S) done"
