@@ -282,6 +282,10 @@ def test_full_flow_desktop(app_url, chrome, files):
             assert panels and min(panels) >= 450, (name, panels)
             expect(page.locator("#insp-group input")).not_to_have_value("")
         page.locator("#maps").screenshot(path=str(ARTIFACTS / "gradio_maps_desktop.png"))
+        # stretched attention colours: one click redraws the maps and the note says so
+        page.locator("#insp-stretch input[type=checkbox]").check()
+        expect(page.locator("#insp-note")).to_contain_text("attention stretched", timeout=60_000)
+        page.locator("#maps").screenshot(path=str(ARTIFACTS / "gradio_maps_stretched.png"))
 
         # the zip, as the browser downloads it, holds the zoom and the maps viewed
         page.wait_for_timeout(1500)  # the zip is rewritten after the last map (a follow-up event)
