@@ -16,7 +16,7 @@ from derain_core.registry import model_ids
 
 # Every shipped weights file: (model id, variant).
 SHIPPED = tuple((m, v) for m in model_ids() for v in wts.available_variants(m))
-IDENTITY_CHECKED = (("dsmnet", "rain100l"), ("mfan", "rain100l"), ("rranet", "rain100l"))
+IDENTITY_CHECKED = (("dsmnet", "rain100l"), ("dsmnet", "heavy"), ("mfan", "rain100l"), ("rranet", "rain100l"))
 # The border check in CI runs on 5 of the 12 bundled examples (whole images, about half the time of
 # all 12): each photo's worst example for the shipped weights in a whole run
 # (`scripts/sanity_checks.py --json`, 2026-12-01), plus rocket_storm, RRANet's worst. The script
