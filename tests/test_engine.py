@@ -122,12 +122,27 @@ def test_model_cache_builds_once_under_threads(monkeypatch):
 
 
 TILEABLE = [m for m in IDS if dc.get_card(m).tiling == "supported"]
+# Shipped weights whose tiled output is known NOT to match the whole-image output (a strict xfail:
+# the test fails the day they do match, so that this list shrinks). DSM-Net's heavy weights lean on
+# whole-frame statistics (haze and veil removal; its CADB subspace projection spans the whole frame):
+# at 1056x704, tiles of 512 px give 27.4 dB against the whole image (rain100l weights: 55.8 dB).
+# The apps work on 640-px copies (no tiling) unless full resolution is asked for.
+TILING_KNOWN_OFF = {("dsmnet", "heavy"): "heavy DSM-Net depends on whole-frame statistics"}
 
 
-@pytest.mark.parametrize("model_id", TILEABLE)
-def test_tiled_matches_whole_with_shipped_weights(model_id):
-    """The acceptance check: the models as the app runs them (shipped weights, fast path)."""
-    loaded = engine.MODELS.get(model_id, None, "cpu")
+def _tiling_cases():
+    from derain_core import weights as wts
+
+    for m in TILEABLE:
+        for v in wts.available_variants(m):
+            why = TILING_KNOWN_OFF.get((m, v))
+            yield pytest.param(m, v, marks=[pytest.mark.xfail(strict=True, reason=why)] if why else [])
+
+
+@pytest.mark.parametrize("model_id,variant", _tiling_cases())
+def test_tiled_matches_whole_with_shipped_weights(model_id, variant):
+    """The acceptance check: the models as the app runs them (every shipped weights file, fast path)."""
+    loaded = engine.MODELS.get(model_id, variant, "cpu")
     x = smooth_image(128, 160)
     whole, _ = run_model(loaded, x, tile=0)
     tiled, used = run_model(loaded, x, tile=96)
