@@ -123,10 +123,10 @@ def test_model_cache_builds_once_under_threads(monkeypatch):
 
 TILEABLE = [m for m in IDS if dc.get_card(m).tiling == "supported"]
 # Shipped weights whose tiled output is known NOT to match the whole-image output (a strict xfail:
-# the test fails the day they do match, so that this list shrinks). DSM-Net's heavy weights lean on
-# whole-frame statistics (haze and veil removal; its CADB subspace projection spans the whole frame):
-# at 1056x704, tiles of 512 px give 27.4 dB against the whole image (rain100l weights: 55.8 dB).
-# The apps work on 640-px copies (no tiling) unless full resolution is asked for.
+# the test fails the day they do match, so that this list shrinks). DSM-Net's heavy weights lean more
+# on wide context (haze and veil; its CADB subspace projection spans the whole input): 36.7 dB here,
+# 50.3 dB on astronaut_heavy at 1056x704 in 512-px tiles (scripts/tiling_check.py dsmnet 704 1056 512
+# heavy). The apps work on 640-px copies (no tiling) unless full resolution is asked for.
 TILING_KNOWN_OFF = {("dsmnet", "heavy"): "heavy DSM-Net depends on whole-frame statistics"}
 
 
