@@ -129,10 +129,13 @@ ALL_SETTLED = """() => Promise.all([...document.querySelectorAll('[data-testid="
 
 
 def _settle(page) -> None:
-    """Wait until the app's script run has ended and every picture on the page has arrived."""
-    page.wait_for_function("() => document.querySelector('[data-testid=\"stApp\"]')"
-                           ".getAttribute('data-test-script-state') === 'notRunning'", timeout=120_000)
-    page.evaluate(ALL_SETTLED)
+    """Wait until the app's script run has ended and every picture on the page has arrived (twice,
+    300 ms apart: pictures the browser adds to the page just after the run ends are waited for too)."""
+    for _ in range(2):
+        page.wait_for_function("() => document.querySelector('[data-testid=\"stApp\"]')"
+                               ".getAttribute('data-test-script-state') === 'notRunning'", timeout=120_000)
+        page.evaluate(ALL_SETTLED)
+        page.wait_for_timeout(300)
 
 
 # Records, on every change of the page, the progress text and the "k of n models done" line.
