@@ -264,7 +264,8 @@ def test_cancel_between_models_and_an_uncancelled_tiled_run(small_tiles):
     steps = list(compare.run(up, metrics=False, cancel=CancelToken(), on_progress=seen.append))
     assert [s.model_id for s in steps] == ["dsmnet", "msamnet"] and all(s.result for s in steps)
     fractions = [p.fraction for p in seen]
-    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    # never backwards beyond float rounding (two sums of the same shares can differ by 1 ulp)
+    assert all(b >= a - 1e-12 for a, b in zip(fractions, fractions[1:])) and fractions[-1] == pytest.approx(1.0)
 
 
 # ------------------------------------------------------------------------------ bounded memory
