@@ -12,9 +12,8 @@
 #   scripts/maps_follow_streaks.py       -> RUN/maps_before.txt (the shipped weights the engine picks),
 #                                           RUN/maps_after.txt (this chunk's): how well each inspector map
 #                                           marks the streaks of astronaut_light (heavy: astronaut_heavy)
-# TEST_DIR defaults to ../shared/data/Rain100L_test for `rain100l` weights and, for `heavy` ones,
-# to runs/synthetic_storm_test (made here on first use: scripts/make_synthetic_test.py --kind
-# storm, 50 images, seed 1234; evaluation only; scripts/ship_weights.py TEST_SETS names the same).
+# TEST_DIR defaults to the variant's test set in scripts/ship_weights.py TEST_SETS (Rain100L_test for
+# `rain100l` weights; for `heavy` ones runs/synthetic_storm_test, made here on first use).
 # Ship afterwards with
 #   .venv/bin/python scripts/ship_weights.py RUN RUN/eval
 set -uo pipefail
@@ -25,13 +24,15 @@ while pgrep -f "derain_core.train" >/dev/null; do sleep 20; done
 [ -n "$card" ] || card=$(ls "$run"/export/*.json 2>/dev/null | head -1)
 [ -n "$card" ] || { echo "no exported weights in $run/export (did the chunk finish?)"; exit 1; }
 read -r model variant < <(.venv/bin/python -c "import json,sys; c=json.load(open(sys.argv[1])); print(c['model_id'], c['variant'])" "$card")
-if [ $# -ge 2 ]; then
-  data=$2
-elif [ "$variant" = heavy ]; then
-  data=runs/synthetic_storm_test
-  [ -d "$data/rainy" ] || .venv/bin/python scripts/make_synthetic_test.py --out "$data" --kind storm --count 50 --seed 1234
-else
-  data=../shared/data/Rain100L_test
+# the variant's test set and the script that makes it: scripts/ship_weights.py TEST_SETS, the one place
+{ read -r data; read -r make_args; } < <(.venv/bin/python -c "import sys; sys.path.insert(0, 'scripts')
+from ship_weights import TEST_SETS
+folder, make = TEST_SETS.get(sys.argv[1], ('', None)); print(folder); print(make or '')" "$variant")
+[ $# -ge 2 ] && data=$2
+[ -n "$data" ] || { echo "no test set known for variant $variant; pass TEST_DIR"; exit 1; }
+if [ $# -lt 2 ] && [ -n "$make_args" ] && [ ! -d "$data/rainy" ]; then
+  # shellcheck disable=SC2086  # the arguments are words on purpose
+  .venv/bin/python $make_args || exit 1
 fi
 echo "$(date -u +%H:%M:%S) eval $model ($variant) on $data"
 DERAIN_WEIGHTS_DIR="$run/export" .venv/bin/derain eval --data "$data" --models "$model" --variant "$variant" \

@@ -28,11 +28,12 @@ sys.path.insert(0, str(ROOT))
 from derain_core.weights import WEIGHTS_DIR, accumulate_chunks, sha256_of, started_from  # noqa: E402
 
 
-# variant -> (the test set's folder as `derain eval --data` gets it, the command that makes it or None).
-# `heavy` weights are scored on a synthetic storm set made from the Rain100L test split's clean images.
+# variant -> (the test set's folder as `derain eval --data` gets it, the arguments of the script that makes
+# it or None). `heavy` weights are scored on a synthetic storm set made from the Rain100L test split's
+# clean images. scripts/finish_chunk.sh reads this table too.
 TEST_SETS = {
     "rain100l": ("../shared/data/Rain100L_test", None),
-    "heavy": ("runs/synthetic_storm_test", "python scripts/make_synthetic_test.py --out runs/synthetic_storm_test "
+    "heavy": ("runs/synthetic_storm_test", "scripts/make_synthetic_test.py --out runs/synthetic_storm_test "
               "--kind storm --count 50 --seed 1234"),
 }
 
@@ -132,7 +133,7 @@ def main() -> int:
         sys.exit(f"no eval row for {model} in {args.eval}")
     baseline = [r for r in rows if r["model"] == "rainy input"]
     metrics = {k: summary[0][k] for k in ("images", "psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y")}
-    metrics["command"] = ((f"{make_cmd} && " if make_cmd else "")
+    metrics["command"] = ((f"python {make_cmd} && " if make_cmd else "")
                           + f"DERAIN_WEIGHTS_DIR={export} derain eval --data {data_arg} "
                           f"--models {model} --variant {variant}")
 
