@@ -15,6 +15,7 @@ into the fraction done and the time left, weighting each model by its expected c
 """
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from dataclasses import dataclass
@@ -94,16 +95,19 @@ class Tracker:
                  expected_s: float | None = None, clock: Callable[[], float] = time.perf_counter) -> None:
         self.model_ids, self.names = list(model_ids), list(names)
         w = [max(float(v), 1e-9) for v in (weights or [1.0] * len(self.model_ids))]
-        total = sum(w)
-        self._before = [sum(w[:i]) / total for i in range(len(w))]
-        self._share = [v / total for v in w]
+        # cost of the models before each one, summed in order, so that the fraction where one model ends
+        # and the next begins is the same float: the fraction never steps back (not even by rounding)
+        self._before = [0.0, *itertools.accumulate(w)][:-1]
+        self._weights = w
+        self._total = self._before[-1] + w[-1] if w else 1.0
         self.expected_s = expected_s
         self._clock = clock
         self._t0 = clock()
 
     def at(self, index: int, tiles_done: int = 0, tiles: int = 1) -> RunProgress:
         tiles = max(1, tiles)
-        frac = min(1.0, self._before[index] + self._share[index] * min(tiles_done, tiles) / tiles)
+        done = self._before[index] + self._weights[index] * (min(tiles_done, tiles) / tiles)
+        frac = min(1.0, done / self._total)
         elapsed = self._clock() - self._t0
         if frac > 0:
             eta = elapsed * (1 - frac) / frac
