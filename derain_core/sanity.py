@@ -95,7 +95,8 @@ def border_ratio(out: torch.Tensor, gt: torch.Tensor, width: int = BORDER) -> fl
     return max((s.mean() / inner).item() for s in sides)
 
 
-def _load(path: Path, crop: int | None) -> torch.Tensor:
+def load_crop(path: Path, crop: int | None = None) -> torch.Tensor:
+    """An image file as a (1, 3, H, W) float tensor in [0, 1], center-cropped to ``crop`` pixels when given."""
     x = to_tensor(load_image(path))
     if crop:
         h, w = x.shape[-2:]
@@ -126,14 +127,14 @@ def check_model(model_id: str, variant: str | None = None, crop: int | None = No
         return y.cpu()
 
     for name in photos:
-        x = _load(examples_dir / f"{name}_clean.png", crop)
+        x = load_crop(examples_dir / f"{name}_clean.png", crop)
         y = run(x)
         report.identity_psnr[name] = round(psnr_rgb(y, x), 2)
         report.blob_fraction[name] = blob_fraction(y, x)
     for ex_id, rainy, clean in rainy_examples(examples_dir):
         if examples is not None and ex_id not in examples:
             continue
-        x, gt = _load(rainy, crop), _load(clean, crop)
+        x, gt = load_crop(rainy, crop), load_crop(clean, crop)
         report.border_ratio[ex_id] = round(border_ratio(run(x), gt), 3)
     return report
 

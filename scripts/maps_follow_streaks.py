@@ -84,8 +84,8 @@ def main() -> int:
     if args.example not in found:
         sys.exit(f"no bundled example {args.example!r} with ground truth; choose from {', '.join(found)}")
     rainy_path, clean_path = found[args.example]
-    x = sanity._load(rainy_path, args.crop or None)
-    gt = sanity._load(clean_path, args.crop or None)
+    x = sanity.load_crop(rainy_path, args.crop or None)
+    gt = sanity.load_crop(clean_path, args.crop or None)
     mask = streak_mask(x, gt, args.thr)
     print(f"{args.example}, {x.shape[-1]}x{x.shape[-2]} crop: {mask.float().mean().item():.1%} of pixels are streaks "
           f"(|rainy - clean| > {args.thr})")
