@@ -10,35 +10,13 @@ and Derain on the left, the status, the results grid and the metrics table on th
 from __future__ import annotations
 
 import argparse
-import io
 import os
-import socket
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _save(png: bytes, out: Path, max_kb: int) -> None:
-    from PIL import Image
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if len(png) > max_kb * 1024:
-        img = Image.open(io.BytesIO(png)).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
-        buf = io.BytesIO()
-        img.save(buf, "PNG", optimize=True)
-        png = buf.getvalue()
-    out.write_bytes(png)
-    print(f"{out}: {len(png) / 1024:.0f} KB")
+sys.path.insert(0, str(ROOT / "scripts"))
+from browser_tools import CHROMIUM, CHROMIUM_ARGS, free_port, save_png  # noqa: E402
 
 
 def main() -> None:
@@ -53,7 +31,7 @@ def main() -> None:
 
     from app.gradio_app import demo
 
-    port = _port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         with sync_playwright() as p:
@@ -68,7 +46,7 @@ def main() -> None:
             expect(page.locator("#run-btn")).to_be_enabled(timeout=30_000)
             page.evaluate("window.scrollTo(0, 0)")
             page.wait_for_timeout(800)
-            _save(page.screenshot(), args.out, args.max_kb)
+            save_png(page.screenshot(), args.out, args.max_kb)
             browser.close()
     finally:
         demo.close()

@@ -10,50 +10,14 @@ PNG is reduced to a 256-colour palette (still PNG).
 from __future__ import annotations
 
 import argparse
-import io
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(url: str, proc: subprocess.Popen, seconds: float = 60) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError("streamlit did not start")
-
-
-def _save(png: bytes, out: Path, max_kb: int) -> None:
-    from PIL import Image
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if len(png) > max_kb * 1024:
-        img = Image.open(io.BytesIO(png)).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
-        buf = io.BytesIO()
-        img.save(buf, "PNG", optimize=True)
-        png = buf.getvalue()
-    out.write_bytes(png)
-    print(f"{out}: {len(png) / 1024:.0f} KB")
+sys.path.insert(0, str(ROOT / "scripts"))
+from browser_tools import CHROMIUM, CHROMIUM_ARGS, free_port, save_png, wait_streamlit  # noqa: E402
 
 
 def main() -> None:
@@ -64,14 +28,15 @@ def main() -> None:
     args = ap.parse_args()
     from playwright.sync_api import expect, sync_playwright
 
-    port = _port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py", "--server.headless",
                              "true", "--server.address", "127.0.0.1", "--server.port", str(port)],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
-        _wait(url, proc)
+        if not wait_streamlit(url, proc):
+            raise RuntimeError("streamlit did not start")
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1440, "height": 900})
@@ -83,7 +48,7 @@ def main() -> None:
             expect(page.get_by_text("Zoom: click a point")).to_be_visible(timeout=300_000)
             page.get_by_text("Outputs", exact=True).evaluate("e => e.scrollIntoView({block: 'start'})")
             page.wait_for_timeout(800)
-            _save(page.screenshot(), args.out, args.max_kb)
+            save_png(page.screenshot(), args.out, args.max_kb)
             browser.close()
     finally:
         proc.terminate()

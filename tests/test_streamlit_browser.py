@@ -20,13 +20,12 @@ import re
 import subprocess
 import sys
 import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _support import ARTIFACTS, BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, free_port
+from _support import ARTIFACTS, BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, free_port, wait_streamlit
 
 ROOT = Path(__file__).resolve().parent.parent
 DESKTOP = {"width": 1440, "height": 900}
@@ -64,17 +63,8 @@ def _serve(tmp: Path):
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError("streamlit did not start:\n" + (tmp / "server.log").read_text())
-            time.sleep(0.3)
+        if not wait_streamlit(url, proc, 60):
+            raise RuntimeError("streamlit did not start:\n" + (tmp / "server.log").read_text())
         yield {"url": url, "rainy": rainy, "clean": clean}
     finally:
         proc.terminate()
