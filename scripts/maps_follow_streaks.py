@@ -56,12 +56,23 @@ def streak_mask(rainy: torch.Tensor, clean: torch.Tensor, thr: float) -> torch.T
     return ((rainy - clean).abs().amax(1)[0]) > thr
 
 
-def map_scores(m: torch.Tensor, mask: torch.Tensor) -> tuple[float, float, int]:
-    """(AUC of the channel mean, AUC of the most selective channel, that channel's index)."""
+def as_nchw(m: torch.Tensor) -> torch.Tensor:
+    """A map as ``(N, C, H, W)``: ``(C, H, W)`` gains a batch dimension, and the middle dimensions of
+    ``(N, C1, C2, ..., H, W)`` (e.g. JDNet's attention weights per footprint offset) count as
+    ``C1 * C2 * ...`` channels."""
     if m.dim() == 3:
         m = m[None]
+    if m.dim() > 4:
+        m = m.flatten(1, -3)
     if m.dim() != 4:
         raise ValueError(f"expected a (N, C, H, W) map, got {tuple(m.shape)}")
+    return m
+
+
+def map_scores(m: torch.Tensor, mask: torch.Tensor) -> tuple[float, float, int]:
+    """(AUC of the channel mean, AUC of the most selective channel, that channel's index) of a map
+    in any layout :func:`as_nchw` takes."""
+    m = as_nchw(m)
     m = F.interpolate(m[:1].float(), size=mask.shape, mode="bilinear", align_corners=False)[0]
     pos = mask.flatten()
     mean_auc = roc_auc(m.mean(0).flatten(), pos)
@@ -98,7 +109,7 @@ def main() -> int:
         else:
             mask_m = mask
         for name, m in maps.items():
-            channels = m.shape[-3] if m.dim() >= 3 else 1
+            channels = as_nchw(m).shape[1]
             if m.shape[-1] * m.shape[-2] == 1:
                 print(f"{model_id:<8} {loaded.variant:<9} {name:<28} {channels:>4}  per-channel weights, no spatial layout")
                 continue

@@ -30,6 +30,18 @@ def test_map_scores_finds_the_streak_channel_that_the_mean_hides():
     assert abs(mean_auc - 0.5) < 0.3 and ch in (1, 2) and abs(best_auc - 0.5) == 0.5
 
 
+def test_map_scores_take_maps_with_extra_channel_dimensions():
+    """JDNet's SAN weights are (N, 1, 49, H, W): each footprint offset counts as a channel."""
+    mask = torch.zeros(16, 16, dtype=torch.bool)
+    mask[:, 5] = True
+    m = torch.rand(1, 1, 49, 16, 16) * 0.1
+    m[0, 0, 30] = mask.float()
+    mean_auc, best_auc, ch = mfs.map_scores(m, mask)
+    assert mfs.as_nchw(m).shape == (1, 49, 16, 16) and ch == 30 and best_auc == 1.0
+    with pytest.raises(ValueError, match="expected a"):
+        mfs.map_scores(torch.rand(16, 16), mask)
+
+
 def test_streak_mask_thresholds_the_largest_channel_difference():
     clean = torch.zeros(1, 3, 4, 4)
     rainy = clean.clone()
