@@ -97,9 +97,8 @@ class Tracker:
         w = [max(float(v), 1e-9) for v in (weights or [1.0] * len(self.model_ids))]
         # cost of the models before each one, summed in order, so that the fraction where one model ends
         # and the next begins is the same float: the fraction never steps back (not even by rounding)
-        self._before = [0.0, *itertools.accumulate(w)][:-1]
-        self._weights = w
-        self._total = self._before[-1] + w[-1] if w else 1.0
+        ends = list(itertools.accumulate(w))
+        self._before, self._weights, self._total = [0.0, *ends[:-1]], w, (ends[-1] if ends else 1.0)
         self.expected_s = expected_s
         self._clock = clock
         self._t0 = clock()
