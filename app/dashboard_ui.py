@@ -65,8 +65,19 @@ def untrained_note(results: Sequence[ModelResult]) -> None:
 # Images
 # --------------------------------------------------------------------------------------
 def show_image(img: Any, caption: str | None = None, width: Any = "content") -> None:
-    """Lossless on-screen image (PNG; st.image would otherwise re-encode RGB as JPEG)."""
-    st.image(viz.to_uint8_image(img), caption=caption, output_format="PNG", width=width)
+    """Lossless on-screen image, sent with the page as a PNG ``data:`` URL.
+
+    Not through Streamlit's media store: it deletes a run's pictures when the next run ends, so a
+    browser still fetching one (a page or model switched while it loaded) got a 404
+    (streamlit/streamlit#4825). Inline, a picture lives as long as the element showing it.
+    """
+    st.image(dd.png_data_url(viz.to_uint8_image(img)), caption=caption, width=width)
+
+
+def show_images(pieces: Sequence[tuple[str, Any]]) -> None:
+    """Labelled pictures side by side, each at its own size, wrapping to the screen (as ``show_image``)."""
+    st.image([dd.png_data_url(viz.to_uint8_image(p)) for _, p in pieces],
+             caption=[label for label, _ in pieces], width="content")
 
 
 def display(img: np.ndarray, side: int = DISPLAY_SIDE, min_side: int = 0) -> np.ndarray:

@@ -109,10 +109,10 @@ class Watch:
 LOADED = ("e => e.complete && e.naturalWidth > 0 ? 0 : "
           "new Promise(r => e.addEventListener('load', () => r(0), {once: true}))")
 
-# Resolves once every picture on the page has loaded or failed. Streamlit deletes a run's images
-# from its media store when the next run ends, so leaving a page (or switching its model) while a
-# picture lower down is still loading makes the browser's late request a 404 (streamlit/streamlit#4825);
-# a user sees nothing of it, but it is an error, so the test lets every picture arrive first.
+# Resolves once every picture on the page has loaded or failed. The app sends its pictures inline
+# (dashboard_ui.show_image): through Streamlit's media store, a picture still loading when the next
+# run ended was deleted and its late request a 404 (streamlit/streamlit#4825; CI failed on it three
+# times though the test waited). Waiting keeps the screenshots and the widths read complete.
 ALL_SETTLED = """() => Promise.all([...document.querySelectorAll('[data-testid="stImage"] img')].map(e =>
   e.complete ? 0 : new Promise(r => { e.addEventListener('load', () => r(0), {once: true});
                                       e.addEventListener('error', () => r(1), {once: true}); })))"""

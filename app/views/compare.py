@@ -115,7 +115,7 @@ if new_point is not None and new_point != point:
 st.caption(upload.caption(f"Crop of {crop} px around (x={point[0]}, y={point[1]}), enlarged exactly x{zoom} "
                           "(nearest neighbour; each crop at its own size, wrapping to the screen)") + ".")
 pieces = compare.crop_images(upload, results, point, crop, zoom)
-st.image([p for _, p in pieces], caption=[label for label, _ in pieces], output_format="PNG", width="content")
+ui.show_images(pieces)
 
 # ---- before / after: a slider that runs in the browser (no rerun while dragging) -----------
 st.subheader("Before / after")
