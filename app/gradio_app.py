@@ -48,7 +48,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from derain_core import compare, estimate, report, viz  # noqa: E402
+from derain_core import compare, estimate, report, settings, viz  # noqa: E402
 from derain_core import weights as wts  # noqa: E402
 from derain_core.compare import ModelResult  # noqa: E402
 from derain_core.dashboard_data import load_examples  # noqa: E402
@@ -59,9 +59,9 @@ log = logging.getLogger("derain.gradio")
 ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true", "t")
 QUOTA_MESSAGE = "exceeded your gpu quota"  # (lower case) how the spaces package words a visitor's spent daily quota
 
-compare.use_threads(os.environ.get("DERAIN_THREADS"))  # default: torch's own thread count
+compare.use_threads(settings.get("DERAIN_THREADS"))  # default: torch's own thread count
 
-DISPLAY_MAX_SIDE = int(os.environ.get("DERAIN_DISPLAY_MAX_SIDE", 1280))  # on-screen copies only
+DISPLAY_MAX_SIDE = settings.get("DERAIN_DISPLAY_MAX_SIDE")  # on-screen copies only
 TILE_MAX_SIDE, TILE_MIN_SIDE = 400, 300  # each tile of the side-by-side grid (small images enlarged)
 TILE_FONT = 20  # text on the grid tiles (px), readable when the grid is shown scaled down
 ZOOM_MIN_SIDE = 480  # the clickable photo: small images enlarged so a point is easy to pick

@@ -29,7 +29,11 @@ import streamlit as st  # noqa: E402
 # "auto": the sidebar starts collapsed on narrow (phone) screens.
 st.set_page_config(page_title="Deraining dashboard", page_icon="🌧️", layout="wide", initial_sidebar_state="auto")
 
-import dashboard_ui as ui  # noqa: E402  (after set_page_config)
+try:
+    import dashboard_ui as ui  # noqa: E402  (after set_page_config)
+except SystemExit as exc:  # a malformed DERAIN_* variable (derain_core.settings.check)
+    st.error(f"The dashboard cannot start: {getattr(exc, 'message', exc)}")
+    st.stop()
 
 PAGES = [
     st.Page("views/compare.py", title="Compare", icon=":material/compare:", default=True),

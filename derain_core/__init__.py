@@ -9,9 +9,13 @@ Public API::
     dc.load_model("dsmnet")          # trained weights, eval mode, fast path
     dc.derain("rainy.png", gt=None, maps=False)   # one result per model
 """
-from .base import DerainNet, MapSpec, Recorder
-from .registry import ModelCard, PaperResult, create_model, get_card, list_models, model_ids
-from .engine import ModelResult, derain, iter_derain, load_model
+from . import settings as _settings
+
+_settings.check()  # a malformed DERAIN_* variable: one line, before modules read them
+
+from .base import DerainNet, MapSpec, Recorder  # noqa: E402
+from .registry import ModelCard, PaperResult, create_model, get_card, list_models, model_ids  # noqa: E402
+from .engine import ModelResult, derain, iter_derain, load_model  # noqa: E402
 
 __all__ = ["DerainNet", "MapSpec", "Recorder", "ModelCard", "PaperResult", "create_model",
            "get_card", "list_models", "model_ids", "ModelResult", "derain", "iter_derain",

@@ -9,7 +9,6 @@ import argparse
 import csv
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -75,6 +74,32 @@ def cmd_models(args: argparse.Namespace) -> int:
                      ", ".join(variants) or "untrained", "; ".join(measured) or "-"])
     _print_table(["id", "name", "venue", "predicts", "params", "MACs@512", "weights", "measured (Rain100L test)"], rows)
     return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    from . import settings
+
+    rows = []
+    for r in settings.describe():
+        value = r["value"]
+        value = ("(malformed)" if r["error"] else "-" if value is None
+                 else ("on" if value else "off") if isinstance(value, bool) else str(value))
+        rows.append([r["name"], value + ("" if r["set"] else " (default)"), r["help"]])
+    _print_table(["variable", "value", "meaning"], rows)
+    for r in settings.describe():
+        if r["error"]:
+            print(f"derain: error: {r['error']}", file=sys.stderr)
+    return 2 if any(r["error"] for r in settings.describe()) else 0
+
+
+def _debug() -> bool:
+    """DERAIN_DEBUG: tracebacks instead of one-line errors (a malformed value counts as on)."""
+    from . import settings
+
+    try:
+        return bool(settings.get("DERAIN_DEBUG"))
+    except settings.SettingError:
+        return True
 
 
 def _write_maps(result, out_dir: Path, image_rgb, stretch: bool = False) -> int:
@@ -288,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("models", help="table of the model cards").set_defaults(func=cmd_models)
+    sub.add_parser("settings", help="the DERAIN_* environment variables, their values and meaning"
+                   ).set_defaults(func=cmd_settings)
 
     r = sub.add_parser("run", help="derain images with the models, write outputs and metrics")
     r.add_argument("images", nargs="+", help="image files")
@@ -355,13 +382,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (ValueError, KeyError, FileNotFoundError, IsADirectoryError, PermissionError, OSError,
             MemoryError) as exc:
-        if os.environ.get("DERAIN_DEBUG"):
+        if _debug():
             raise
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"derain: error: {msg.strip(chr(39)).strip(chr(34))}", file=sys.stderr)
         return 2
     except Exception as exc:  # a bug: still one line, but say so
-        if os.environ.get("DERAIN_DEBUG"):
+        if _debug():
             raise
         print(f"derain: internal error ({type(exc).__name__}): {str(exc).splitlines()[0] if str(exc) else ''} "
               f"(set DERAIN_DEBUG=1 for a traceback)", file=sys.stderr)

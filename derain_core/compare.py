@@ -23,7 +23,6 @@ one calls; the apps only lay out widgets.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from typing import Any, Callable, Hashable, Iterator, Sequence
 import numpy as np
 import torch
 
-from . import engine, estimate, io
+from . import engine, estimate, io, settings
 from . import metrics as mt
 from . import weights as wts
 from .base import MapSpec
@@ -56,7 +55,7 @@ log = logging.getLogger("derain.compare")
 # 4.8 s); 640 keeps a 4:3 phone photo at about half a minute for all five with room for the
 # app's own work (metrics, pictures), and the first result within 10 s. Area averaging does the
 # shrinking (io.downscale_image), the ground truth shrinks the same way.
-WORKING_MAX_SIDE = int(os.environ.get("DERAIN_WORKING_MAX_SIDE", 640))
+WORKING_MAX_SIDE = settings.get("DERAIN_WORKING_MAX_SIDE")  # default 640
 
 
 # --------------------------------------------------------------------------------------
@@ -491,7 +490,7 @@ class MapsCache:
 
 
 # The maps of a big network at the 512-px preview size are tens to a few hundred MB each.
-MAPS = MapsCache(int(os.environ.get("DERAIN_MAPS_CACHE_MB", 512)) * 2**20)
+MAPS = MapsCache(settings.get("DERAIN_MAPS_CACHE_MB") * 2**20)
 
 
 # --------------------------------------------------------------------------------------

@@ -14,13 +14,13 @@ import csv
 import functools
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from . import settings
 from . import weights as wts
 from .engine import UNTRAINED, derain_one, model_label as _label, resolve_variant
 from .io import downscale
@@ -51,7 +51,7 @@ class Example:
 
 def examples_index() -> Path:
     """Path of the examples index (``DERAIN_EXAMPLES_INDEX`` overrides)."""
-    env = os.environ.get("DERAIN_EXAMPLES_INDEX")
+    env = settings.get("DERAIN_EXAMPLES_INDEX")
     return Path(env) if env else REPO_ROOT / "assets" / "examples" / "index.json"
 
 
@@ -152,7 +152,7 @@ def paper_rows(cards: Sequence[ModelCard] | None = None) -> list[dict[str, Any]]
 # --------------------------------------------------------------------------------------
 def results_dir() -> Path:
     """Folder of the committed results (``DERAIN_RESULTS_DIR`` overrides ``<repo>/results``)."""
-    env = os.environ.get("DERAIN_RESULTS_DIR")
+    env = settings.get("DERAIN_RESULTS_DIR")
     return Path(env) if env else REPO_ROOT / "results"
 
 

@@ -27,6 +27,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from . import settings
 from . import weights as wts
 from .base import MapSpec, reference_kernels
 from .registry import ModelCard, create_model, get_card, model_ids
@@ -34,13 +35,13 @@ from .tiling import TileCallback, run_tiled
 
 UNTRAINED = "untrained"
 DEFAULT_TILE = 512  # tile side used when an image is above the threshold
-TILE_THRESHOLD = int(os.environ.get("DERAIN_TILE_THRESHOLD", 1024 * 1024))  # pixels
+TILE_THRESHOLD = settings.get("DERAIN_TILE_THRESHOLD")  # pixels
 # Without a card default, photos get heavy-rain weights when shipped, else the Rain100L ones.
 VARIANT_PREFERENCE = ("heavy", "rain100l")
-MAPS_MAX_SIDE = int(os.environ.get("DERAIN_MAPS_MAX_SIDE", 512))  # maps of larger images: preview pass
+MAPS_MAX_SIDE = settings.get("DERAIN_MAPS_MAX_SIDE")  # maps of larger images: preview pass
 # Built networks kept at once (least recently used dropped first). The five default ones on one
 # device are 5; a few more leave room for a second variant or device without growing unbounded.
-MODEL_CACHE_SIZE = int(os.environ.get("DERAIN_MODEL_CACHE", 10))
+MODEL_CACHE_SIZE = settings.get("DERAIN_MODEL_CACHE")
 
 
 # --------------------------------------------------------------------------------------
@@ -48,8 +49,13 @@ MODEL_CACHE_SIZE = int(os.environ.get("DERAIN_MODEL_CACHE", 10))
 # --------------------------------------------------------------------------------------
 def default_device() -> torch.device:
     """CUDA if present, else Apple MPS, else CPU (``DERAIN_DEVICE`` overrides)."""
-    if os.environ.get("DERAIN_DEVICE"):
-        return torch.device(os.environ["DERAIN_DEVICE"])
+    forced = settings.get("DERAIN_DEVICE")
+    if forced:
+        try:
+            return torch.device(forced)
+        except RuntimeError:
+            raise settings.SettingError(f"DERAIN_DEVICE is not a torch device (cpu, cuda, cuda:1, mps); "
+                                        f"got {forced!r}") from None
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -83,7 +89,7 @@ def tune_cpu_allocator() -> bool:
     if _ALLOCATOR_TUNED is not None:
         return _ALLOCATOR_TUNED
     _ALLOCATOR_TUNED = False
-    if os.environ.get("DERAIN_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+    if not settings.get("DERAIN_MALLOC_TUNING") or not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -113,7 +119,7 @@ def hugepage_env() -> dict[str, str] | None:
     where it does not apply: not Linux/glibc 2.35+, huge pages off, ``DERAIN_MALLOC_TUNING=0``,
     or already set.
     """
-    if os.environ.get("DERAIN_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+    if not settings.get("DERAIN_MALLOC_TUNING") or not sys.platform.startswith("linux"):
         return None
     tunables = os.environ.get("GLIBC_TUNABLES", "")
     if "glibc.malloc.hugetlb" in tunables:
@@ -190,7 +196,7 @@ def choose_precision(card: ModelCard, device: torch.device) -> str:
     Half precision only where the card allows it (the card's flags are backed by a test
     comparing with fp32 at >= 45 dB PSNR). ``DERAIN_PRECISION=fp32`` forces fp32.
     """
-    forced = os.environ.get("DERAIN_PRECISION")
+    forced = settings.get("DERAIN_PRECISION")
     if forced:
         return forced
     if device.type == "cuda":

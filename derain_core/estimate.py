@@ -21,12 +21,12 @@ import functools
 import json
 import logging
 import math
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from . import settings
 from .progress import fmt_duration
 
 log = logging.getLogger("derain.estimate")
@@ -216,7 +216,7 @@ def calibrate(device: str = "cpu", table: CostTable | None = None, model_id: str
         if dev in _CALIBRATION:
             return _CALIBRATION[dev]
         factor = 1.0
-        if os.environ.get("DERAIN_CALIBRATE", "1") != "0":
+        if settings.get("DERAIN_CALIBRATE"):
             try:
                 factor = _measure_factor(dev, table, model_id)
             except (RuntimeError, ValueError, OSError) as exc:

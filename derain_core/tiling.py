@@ -12,7 +12,6 @@ state in :class:`Canvas` es, which move to a temporary file above a memory budge
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -21,6 +20,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
+
+from . import settings
 
 TileCallback = Callable[[int, int], None]
 """``on_tile(done, total)``: called after each tile; raising from it (e.g. a cancellation)
@@ -107,14 +108,14 @@ def run_tiled(net: torch.nn.Module, x: torch.Tensor, tile: int, overlap: int,
 # --------------------------------------------------------------------------------------
 # Whole-image state of a staged tiling: in memory, or spilled to a temporary file
 # --------------------------------------------------------------------------------------
-SPILL_MB = int(os.environ.get("DERAIN_SPILL_MB", 1024))
+SPILL_MB = settings.get("DERAIN_SPILL_MB")
 """Whole-image state (in MB) a tiled run keeps in memory on the CPU; above it the state goes to
 a temporary file in ``DERAIN_SPILL_DIR`` (default: the system's temporary folder)."""
 
 
 def spill_dir() -> Path:
     """Where tiled runs put whole-image state that does not fit :data:`SPILL_MB`."""
-    return Path(os.environ.get("DERAIN_SPILL_DIR") or tempfile.gettempdir())
+    return Path(settings.get("DERAIN_SPILL_DIR") or tempfile.gettempdir())
 
 
 def spills(nbytes: int, device: torch.device) -> bool:

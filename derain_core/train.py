@@ -43,6 +43,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from . import metrics as M
+from . import settings
 from .base import compiled_blocks, reference_kernels
 from .metrics import quantize8
 from .engine import cpu_has_native_bf16, cpu_matrix_isa, resolve_device, tune_cpu_allocator
@@ -1052,7 +1053,7 @@ def run_train(args: argparse.Namespace) -> int:
             raise ValueError("give --steps N or --minutes M")
         res = train(cfg)
     except (ValueError, FileNotFoundError, FileExistsError, KeyError, TypeError) as e:
-        if os.environ.get("DERAIN_DEBUG"):
+        if settings.get("DERAIN_DEBUG"):
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2

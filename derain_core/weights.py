@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from . import settings
 from .registry import create_model, get_card
 
-WEIGHTS_DIR = Path(os.environ.get("DERAIN_WEIGHTS_DIR", Path(__file__).resolve().parent.parent / "weights"))
+WEIGHTS_DIR = Path(settings.get("DERAIN_WEIGHTS_DIR") or Path(__file__).resolve().parent.parent / "weights")
 
 
 def weights_path(model_id: str, variant: str, directory: Path | None = None) -> Path:
