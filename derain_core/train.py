@@ -596,6 +596,7 @@ class Trainer:
         self.best_psnr = self.best_ssim = self.best_step = None
         self.best_source, self.last_ema_val = "raw", None
         self.lr_scale, self.rollbacks, self.skipped = 1.0, 0, 0
+        self.skipped_loss = 0  # of the skipped steps, those whose loss was already not finite (else: the gradient)
         self.collapsed, self.last_change = False, None
         if saved is not None:
             self._resume(saved)
@@ -668,6 +669,7 @@ class Trainer:
                 self.ema.reset_to(self.model)
         self.lr_scale = saved.get("lr_scale", 1.0)
         self.rollbacks, self.skipped = saved.get("rollbacks", 0), saved.get("skipped_steps", 0)
+        self.skipped_loss = saved.get("skipped_nonfinite_loss", 0)
         self.best_psnr, self.best_ssim = saved["best_psnr_y"], saved["best_ssim_y"]
         self.best_step, self.best_source = saved["best_step"], saved.get("best_source", "raw")
         if cfg.steps is not None:
@@ -691,7 +693,7 @@ class Trainer:
                 "total_fixed": self.fixed, "elapsed_s": round(self.elapsed(), 2), "best_psnr_y": self.best_psnr,
                 "best_ssim_y": self.best_ssim, "best_step": self.best_step, "best_source": self.best_source,
                 "lr_scale": self.lr_scale, "rollbacks": self.rollbacks, "skipped_steps": self.skipped,
-                "ema_updates": self.ema.updates if self.ema is not None else 0,
+                "skipped_nonfinite_loss": self.skipped_loss, "ema_updates": self.ema.updates if self.ema is not None else 0,
                 "run_config": {k: v for k, v in asdict(self.cfg).items() if k not in ("resume", "overwrite")}}
 
     def save(self) -> None:
@@ -761,6 +763,7 @@ class Trainer:
                 loss = compute_loss(self.model, self.loss_fn, rainy, clean, self.autocast)
             self.opt.zero_grad(set_to_none=True)
             if not torch.isfinite(loss):
+                self.skipped_loss += 1
                 return None
             loss.backward()
         gnorm = grad_norm_(self.params, self.recipe.grad_clip)
@@ -887,7 +890,7 @@ class Trainer:
             "loss": recipe.loss, "optimizer": f"Adam betas {recipe.betas}, lr {self.base_lr:g}",
             "schedule": recipe.schedule.describe(), "grad_clip": recipe.grad_clip, "recipe": cfg.recipe,
             "ema_decay": recipe.ema, "best_source": self.best_source if val else "raw",
-            "skipped_steps": self.skipped, "rollbacks": self.rollbacks,
+            "skipped_steps": self.skipped, "skipped_nonfinite_loss": self.skipped_loss, "rollbacks": self.rollbacks,
             "recipe_source": recipe.source, "seed": cfg.seed,
             "device": device_description(self.device), "device_type": self.device.type,
             "threads": torch.get_num_threads(), "bf16_autocast": self.use_bf16,

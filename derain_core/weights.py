@@ -94,6 +94,7 @@ def load_weights(model_id: str, variant: str, directory: Path | None = None) -> 
 CHUNK_FIELDS = ("steps", "batch", "patch", "loss", "optimizer", "schedule", "grad_clip", "recipe", "ema_decay",
                 "device", "device_type", "threads", "bf16_autocast", "wall_time_s", "sec_per_step", "stopped",
                 "init_from", "best_step", "best_val_psnr_y", "best_val_ssim_y", "best_source", "skipped_steps",
+                "skipped_nonfinite_loss",
                 "rollbacks", "trained_at")
 
 

@@ -455,8 +455,27 @@ def test_divergence_stops_and_exports_the_best_checkpoint(tmp_path, monkeypatch)
     assert res.stopped == "diverged" and res.step == 2 + 10 * (T.MAX_ROLLBACKS + 1) - 1
     state = json.loads((Path(res.out_dir) / "last_state.json").read_text())
     assert state["rollbacks"] == T.MAX_ROLLBACKS and state["lr_scale"] == 0.5 ** T.MAX_ROLLBACKS
-    assert state["skipped_steps"] == 10 * (T.MAX_ROLLBACKS + 1)
+    assert state["skipped_steps"] == state["skipped_nonfinite_loss"] == 10 * (T.MAX_ROLLBACKS + 1)
     assert res.best_step == 2 and res.export_path is not None and res.export_path.is_file()
+
+
+def test_a_non_finite_gradient_is_skipped_and_counted_apart(tmp_path, monkeypatch):
+    """A finite loss with a non-finite gradient is skipped too; the card says which of the two
+    each skipped step was (MSAMNet skipped about 3 % of its bf16 steps on an AVX512-BF16 CPU)."""
+    data = make_data(tmp_path / "d", n=4)
+    real_norm, calls = T.grad_norm_, []
+
+    def norm(*a, **k):
+        calls.append(1)
+        value = real_norm(*a, **k)
+        return float("inf") if len(calls) in (2, 3) else value
+
+    monkeypatch.setattr(T, "grad_norm_", norm)
+    res = T.train(_cfg(tmp_path, data, steps=5))
+    state = json.loads((Path(res.out_dir) / "last_state.json").read_text())
+    assert res.stopped == "done" and (state["skipped_steps"], state["skipped_nonfinite_loss"]) == (2, 0)
+    card = json.loads(Path(res.export_path).with_suffix(".json").read_text())
+    assert (card["skipped_steps"], card["skipped_nonfinite_loss"]) == (2, 0)
 
 
 def test_trainer_parts_run_on_their_own(tmp_path):
