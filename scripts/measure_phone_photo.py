@@ -206,6 +206,17 @@ def cancel_check(client, photo: Path, models: list[str], wait_tiles: float = 60)
 
 
 # --------------------------------------------------------------------------------------
+def _machine() -> dict:
+    """Where the numbers come from: the CPU (with its matrix instructions), its cores, the commit."""
+    import torch
+
+    from derain_core.train import device_description
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return {"cpu": device_description(torch.device("cpu")), "cpu_count": os.cpu_count(),
+            "commit": commit.stdout.strip() or None}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true",
@@ -235,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.perf_counter()
     proc = start_server(port, env, log_path, wait_calibration=not args.quick)
-    out: dict = {"quick": args.quick, "photo": [w, h], "models": models}
+    out: dict = {"quick": args.quick, "photo": [w, h], "models": models, **_machine()}
     ok = False
     try:
         time.sleep(1.0)

@@ -410,6 +410,7 @@ def test_measure_script_quick_mode(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["quick"] and m["working"]["results"] == 1 and m["full"]["results"] == 1
+    assert m["cpu"] and m["cpu_count"] >= 1 and m["commit"]  # where the numbers come from
     assert 0 < m["working"]["first_s"] <= m["working"]["last_s"]
     assert "processed at 160x120" in m["working"]["status"].lower() and "Expected: about " in m["working"]["estimate_text"]
     assert m["memory"]["startup_rss_mb"] > 50 and m["memory"]["full_peak_rss_mb"] >= m["memory"]["startup_rss_mb"]
